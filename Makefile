@@ -1,0 +1,42 @@
+# Every target sets itself up: a fresh clone needs only Python 3.11+ and network access to PyPI.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO_DIR ?= $(or $(TMPDIR),/tmp)/kiwoom-recorder-demo
+
+.PHONY: install test check lint demo bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check recorder queries tests benchmarks
+	$(BIN)/mypy recorder queries
+
+check: lint test
+
+# A short capture from the embedded venue (no Kiwoom account needed), then SQL over what was recorded.
+demo: $(STAMP)
+	rm -rf $(DEMO_DIR)
+	$(BIN)/recorder capture --sim --duration 15s --data-dir $(DEMO_DIR)
+	$(BIN)/recorder query --data-dir $(DEMO_DIR) \
+	  "SELECT symbol, venue, count(*) AS trades, sum(volume) AS volume, min(price) AS low, max(price) AS high, \
+	          round(sum(price * volume) / sum(volume)) AS vwap FROM trades GROUP BY ALL ORDER BY symbol, venue"
+	$(BIN)/recorder query --data-dir $(DEMO_DIR) \
+	  "SELECT 'orderbook' AS tbl, count(*) AS n_rows FROM orderbook UNION ALL SELECT 'gaps', count(*) FROM gaps \
+	   UNION ALL SELECT 'rejects', count(*) FROM rejects"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_ingest.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,145 @@
+"""Frames and session events → decoder → sink: the one path every producer of rows uses.
+
+Live capture (following the journal), crash recovery, ``recorder rebuild`` and
+``recorder ingest`` all feed a :class:`Pipeline`, so the tables they produce from the same
+frames are identical (ARCHITECTURE.md invariant 4).
+
+What becomes a row:
+
+- REAL frames → ``trades`` / ``orderbook`` rows, or ``rejects`` rows for what does not decode;
+- frames that are not valid JSON objects with a ``trnm``, binary frames and frames of a kind
+  the recorder never asked for → ``rejects`` rows, whole;
+- LOGIN / PING / REG / REMOVE / SYSTEM frames → nothing (the journal keeps them; the
+  session already acted on them and journaled any consequence as an event);
+- session events (disconnects, refused LOGIN or REG, kicks, restarts) → ``gaps`` rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from recorder.decode import SEQ_SHIFT, Decoded, Decoder, raw_text
+from recorder.protocol import FrameKind, classify
+from recorder.sink import Gap, Sink
+
+log = logging.getLogger(__name__)
+
+#: Session event kinds that are holes in the record (everything else is informational).
+GAP_KINDS = frozenset({"disconnect", "login_failed", "reg_rejected", "kicked", "restart", "stale", "continuity"})
+
+_IGNORED = frozenset({FrameKind.LOGIN, FrameKind.PING, FrameKind.REG, FrameKind.REMOVE, FrameKind.SYSTEM})
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    frames: int = 0
+    real_frames: int = 0
+    control_frames: int = 0
+    events: int = 0
+    rows: int = 0
+    rejects: int = 0
+    gaps: int = 0
+
+
+class Pipeline:
+    """Decodes frames in batches and hands the rows to a :class:`~recorder.sink.Sink`.
+
+    Args:
+        sink: where rows go.
+        trading_day: pin the KST trading date (days since the epoch) of every ``ts``; None
+            takes it from each frame's receive time.
+        batch: frames per decoder batch.
+    """
+
+    def __init__(self, sink: Sink, *, trading_day: int | None = None, batch: int = 1000) -> None:
+        self.sink = sink
+        self.decoder = Decoder(trading_day=trading_day)
+        self.batch = batch
+        self.stats = PipelineStats()
+        self.last_fno = -1
+        self._pending = 0
+        self._extra_rejects: list[tuple[int, int, str, str]] = []
+
+    def feed_frame(self, raw: str | bytes, recv_ts_ns: int, fno: int) -> None:
+        """One frame as read from the socket (text or binary), with its journal number."""
+        self.stats.frames += 1
+        self.last_fno = fno
+        if isinstance(raw, bytes) and not _is_utf8(raw):
+            self._reject(recv_ts_ns, fno, "binary frame that is not UTF-8 text", raw_text(raw))
+            return
+        msg = classify(raw)
+        if msg.kind is FrameKind.REAL:
+            self.stats.real_frames += 1
+            self.decoder.add(raw, recv_ts_ns, fno)
+            self._pending += 1
+            if self._pending >= self.batch:
+                self.drain()
+        elif msg.kind in _IGNORED:
+            self.stats.control_frames += 1
+        elif msg.kind is FrameKind.INVALID:
+            self._reject(recv_ts_ns, fno, msg.error or "invalid frame", raw_text(raw))
+        else:
+            trnm = str((msg.body or {}).get("trnm"))[:20]
+            self._reject(recv_ts_ns, fno, f"unexpected frame trnm {trnm!r}", raw_text(raw))
+
+    def feed_event(self, event: dict[str, Any], recv_ts_ns: int, fno: int) -> None:
+        """One journaled session event; gap kinds become ``gaps`` rows."""
+        self.stats.events += 1
+        self.last_fno = fno
+        kind = str(event.get("kind", ""))
+        if kind not in GAP_KINDS:
+            return
+        start = int(event.get("start_ns") or recv_ts_ns)
+        end = event.get("end_ns")
+        gap = Gap(start, int(end) if end is not None else None, kind, str(event.get("detail", "")),
+                  tuple(event.get("symbols") or ()), fno << SEQ_SHIFT)
+        self.drain()  # keep rows in journal order relative to the gap
+        self.sink.add_gaps([gap])
+        self.stats.gaps += 1
+
+    def feed_records(self, records: Iterable[Any]) -> None:
+        """Journal records (:class:`recorder.journal.Record`) in order."""
+        from recorder.journal import EVENT
+
+        for rec in records:
+            if rec.kind == EVENT:
+                self.feed_event(rec.event(), rec.recv_ts_ns, rec.fno)
+            else:
+                self.feed_frame(rec.frame(), rec.recv_ts_ns, rec.fno)
+
+    def drain(self) -> None:
+        """Decode what is pending and pass it to the sink."""
+        if self._pending:
+            res = self.decoder.finish()
+            self._pending = 0
+        else:
+            res = Decoded()
+        if self._extra_rejects:
+            res.rejects.extend(self._extra_rejects)
+            self._extra_rejects = []
+        if res.tables or res.rejects:
+            self.stats.rows += sum(c.n for c in res.tables.values())
+            self.stats.rejects += len(res.rejects)
+            self.sink.add(res)
+
+    def checkpoint_fno(self) -> int:
+        """Every frame numbered at or below this has all its rows in part files (drains first)."""
+        self.drain()
+        pending = self.sink.pending_first_fno
+        return min(self.last_fno, pending - 1) if pending is not None else self.last_fno
+
+    def _reject(self, recv_ts_ns: int, fno: int, reason: str, raw: str) -> None:
+        self._extra_rejects.append((recv_ts_ns, fno << SEQ_SHIFT, reason, raw))
+        if len(self._extra_rejects) >= self.batch:
+            self.drain()
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -1,0 +1,168 @@
+"""Store-level operations that are not live capture: ingest of raw frames and rebuild from the journal."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from recorder.decode import KST, SEQ_SHIFT, trading_day
+from recorder.errors import ConfigError, StoreError
+from recorder.pipeline import Pipeline, PipelineStats
+from recorder.schema import TABLES
+from recorder.sink import PART_RE, Sink
+
+log = logging.getLogger(__name__)
+
+JOURNAL_DIR = "_journal"
+
+
+def default_writer_id() -> str:
+    """This host's name, cleaned to the characters part-file names allow."""
+    host = socket.gethostname().split(".")[0] or "host"
+    clean = "".join(c if c.isalnum() or c in "_." else "_" for c in host)
+    return clean[:40] or "host"
+
+
+def journal_root(data_dir: Path, writer: str) -> Path:
+    return data_dir / JOURNAL_DIR / writer
+
+
+@dataclass(slots=True)
+class IngestResult:
+    lines: int
+    stats: PipelineStats
+    files: int
+    seconds: float
+
+
+def _ndjson_frames(path: Path) -> Iterator[tuple[int, bytes]]:
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if line:
+                yield lineno, line
+
+
+def ingest_ndjson(path: Path, data_dir: Path, *, date: str | None = None, writer: str | None = None) -> IngestResult:
+    """Raw REAL frames, one JSON object per line, → the store through the capture's decoder.
+
+    Args:
+        path: the NDJSON file.
+        data_dir: the store.
+        date: the KST trading date of the frames' HHMMSS times; default: today in KST.
+        writer: part-file writer id; default ``ingest-<hash of the file>``, so ingesting the
+            same file twice is refused instead of duplicating rows.
+
+    Raises:
+        ConfigError: the file was already ingested into this store.
+        StoreError: a part file could not be written.
+    """
+    started = time.perf_counter()
+    day_str = date or dt.datetime.now(KST).date().isoformat()
+    writer = writer or f"ingest-{_file_digest(path)}"
+    if _writer_has_parts(data_dir, writer):
+        raise ConfigError(f"{path} was already ingested into {data_dir} (writer {writer}); nothing done")
+    day = trading_day(day_str)
+    recv_ts = time.time_ns()
+    sink = Sink(data_dir, writer)
+    pipe = Pipeline(sink, trading_day=day)
+    lines = 0
+    for lineno, line in _ndjson_frames(path):
+        lines += 1
+        pipe.feed_frame(line, recv_ts, lineno)
+    pipe.drain()
+    sink.close()
+    return IngestResult(lines, pipe.stats, sink.files_written, time.perf_counter() - started)
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=6)
+    st = path.stat()
+    h.update(f"{st.st_size}".encode())
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))
+    return h.hexdigest()
+
+
+def _writer_has_parts(data_dir: Path, writer: str) -> bool:
+    for _ in iter_parts(data_dir, writer):
+        return True
+    return False
+
+
+def iter_parts(data_dir: Path, writer: str | None = None) -> Iterator[Path]:
+    """Every part file of the store (of one writer, if given)."""
+    for table in TABLES:
+        base = data_dir / table
+        if not base.is_dir():
+            continue
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                m = PART_RE.fullmatch(name)
+                if m and (writer is None or m["writer"] == writer):
+                    yield Path(dirpath) / name
+
+
+@dataclass(slots=True)
+class RebuildResult:
+    writers: list[str]
+    removed: int
+    stats: PipelineStats
+    files: int
+
+
+def rebuild(data_dir: Path, writers: list[str] | None = None) -> RebuildResult:
+    """Regenerate the Parquet tables of journaled writers from their journals.
+
+    The part files of each writer are removed, then every journal record is decoded again.
+    Ingested data (no journal) is left alone.
+    """
+    from recorder.journal import JournalWriter, list_writers, read_records
+
+    jdir = data_dir / JOURNAL_DIR
+    writers = writers if writers is not None else list_writers(jdir)
+    if not writers:
+        raise ConfigError(f"no journal under {jdir}; nothing to rebuild")
+    removed = files = 0
+    total = PipelineStats()
+    for writer in writers:
+        root = journal_root(data_dir, writer)
+        with JournalWriter(root).open():  # holds the writer's lock: no capture is running
+            removed += _remove_parts(data_dir, writer)
+            sink = Sink(data_dir, writer)
+            pipe = Pipeline(sink)
+            pipe.feed_records(read_records(root))
+            pipe.drain()
+            sink.close()
+        files += sink.files_written
+        for name in total.__slots__:  # type: ignore[attr-defined]
+            setattr(total, name, getattr(total, name) + getattr(pipe.stats, name))
+    return RebuildResult(writers, removed, total, files)
+
+
+def _remove_parts(data_dir: Path, writer: str) -> int:
+    n = 0
+    for p in list(iter_parts(data_dir, writer)):
+        try:
+            p.unlink()
+        except OSError as exc:
+            raise StoreError(f"cannot remove {p}: {exc}") from exc
+        n += 1
+    return n
+
+
+def fno_of_seq(seq: int) -> int:
+    return seq >> SEQ_SHIFT
+
+
+def dumps_line(obj: object) -> bytes:
+    return orjson.dumps(obj) + b"\n"
