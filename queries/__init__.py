@@ -39,6 +39,7 @@ def connect(data_dir: Path | str, con: duckdb.DuckDBPyConnection | None = None) 
     """
     data_dir = Path(data_dir)
     con = con or duckdb.connect()
+    con.execute("SET TimeZone = 'Asia/Seoul'")  # show and bucket times in KST, the market's clock
     for table, glob in _GLOBS.items():
         if _has_parts(data_dir, table):
             path = (data_dir / glob).as_posix().replace("'", "''")

@@ -120,11 +120,13 @@ class _DecoderThread(threading.Thread):
             if self.target is not None and self.pipe.last_fno >= self.target:
                 self.sink.close()
                 self._checkpoint(force=True)
+                self._account(self.stats.last_decoded_ns)
                 return
 
     def _account(self, last_recv_ns: int) -> None:
         s, p = self.stats, self.pipe.stats
-        s.rows = dict(self.sink.rows_written) | {"pending": self.sink.buffered_rows}
+        s.rows = {"trades": self.sink.rows_written["trades"], "orderbook": self.sink.rows_written["orderbook"],
+                  "pending": self.sink.buffered_rows}
         s.rejects, s.gaps = p.rejects, p.gaps
         s.last_decoded_ns = last_recv_ns
         s.files = self.sink.files_written

@@ -4,36 +4,36 @@ Every WebSocket frame is appended with its receive time *before* it is decoded, 
 session events (disconnects, refused REGs, failed LOGINs) are appended as small JSON
 objects, so the Parquet tables, ``gaps`` included, can be rebuilt from the journal alone.
 
-Layout of one writer's directory (``<store>/_journal/<writer_id>/``, mode 0o700)::
+One writer's directory, ``<store>/_journal/<writer_id>/`` (mode 0o700)::
 
-    LOCK                      fcntl.flock'ed by the one JournalWriter using the directory
-    CHECKPOINT                "<fno>\\n": every record with fno <= this has reached Parquet
-    seg-000000000000.jnl      segments, named by their first fno (mode 0o600)
+    LOCK                       flock'ed by the one JournalWriter using the directory
+    CHECKPOINT                 b"<fno>\\n": every record with fno <= this reached Parquet
+    seg-000000000000.jnl       segments, named by their first fno (mode 0o600)
     seg-000000001234.jnl
-    seg-000000001234.jnl.torn a segment holding no valid record, moved aside at open
+    seg-000000001234.jnl.torn  a segment without one valid record, moved aside at open
 
-A segment is a plain sequence of records, no file header. A record is a 32-byte
-little-endian header followed by the payload::
+A segment is a bare sequence of records. A record is a 32-byte little-endian header,
+then the payload::
 
     off size field
       0  2   magic       0x4A4B (b"KJ")
       2  1   kind        1 = text frame, 2 = binary frame, 3 = event (orjson object)
-      3  1   flags       0 (reserved for optional compression)
+      3  1   flags       0 (reserved, e.g. for optional compression)
       4  2   session     which WebSocket session of the process received it
       6  2   reserved    0
-      8  4   payload_len
-     12  8   fno         frame number: +1 per record across segments and restarts
+      8  4   payload_len at most MAX_PAYLOAD
+     12  8   fno         frame number: +1 per record, across segments and restarts
      20  8   recv_ts_ns  signed, nanoseconds since the Unix epoch
      28  4   crc32       zlib.crc32 of bytes 0..27 followed by the payload
 
-Payloads are the frame exactly as received (text frames UTF-8, with ``surrogatepass``
-so any Python ``str`` round-trips) or the event's orjson bytes.
+The payload is the frame exactly as received (text frames as UTF-8, ``surrogatepass``
+so that any Python ``str`` round-trips) or the event's orjson bytes.
 
-Files are only ever created (``O_EXCL``) and appended to; nothing is truncated or
-rewritten. A restart always starts a new segment at (last valid fno of the last
-segment) + 1, so a torn record (kill -9 mid-write) can only sit at the end of a segment:
-readers stop there, log it and go on with the next segment. Segments roll before a
-record would push them past ``segment_bytes`` (a larger record gets a segment alone).
+Files are only created (``O_EXCL``) and appended to; nothing is truncated or rewritten.
+A restart always starts a new segment at (last valid fno of the last segment) + 1, so a
+torn record (kill -9 mid-write) can only sit at the end of a segment: readers stop
+there, log it and go on with the next segment. A segment rolls before a record would
+push it past ``segment_bytes`` (a larger record gets a segment of its own).
 """
 
 from __future__ import annotations
@@ -49,9 +49,8 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from types import TracebackType
 from typing import Any, BinaryIO
 
 import orjson
@@ -64,16 +63,14 @@ TEXT, BINARY, EVENT = 1, 2, 3
 MAGIC = 0x4A4B
 HEADER = struct.Struct("<HBBHHIQqI")
 HEADER_SIZE = HEADER.size  # 32
-_PRE = struct.Struct("<HBBHHIQq")  # the header without its crc
-_CRC = struct.Struct("<I")
 MAX_PAYLOAD = 1 << 28
+_PRE = struct.Struct("<HBBHHIQq")  # the header up to its crc
+_CRC = struct.Struct("<I")
 _KINDS = frozenset((TEXT, BINARY, EVENT))
 _SEG_RE = re.compile(r"^seg-(\d{12,})\.jnl$")
 _CHUNK = 4 << 20  # readers fetch this much per syscall
-_WRITE_AHEAD = 1 << 20  # appends buffer up to this much before writing to the OS
-
-# Status of a segment read (_Cursor.read).
-_CLEAN, _PARTIAL, _CORRUPT, _FULL, _NEED = range(5)
+_WRITE_AHEAD = 1 << 20  # appends hand their buffer to the OS beyond this size
+_CLEAN, _PARTIAL, _CORRUPT, _FULL, _NEED = range(5)  # outcomes of reading a segment
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +84,7 @@ class Record:
     payload: bytes
 
     def frame(self) -> str | bytes:
-        """The frame as received: ``str`` for text frames, ``bytes`` for binary ones."""
+        """The frame as received: ``str`` for a text frame, ``bytes`` for a binary one."""
         if self.kind == TEXT:
             return self.payload.decode("utf-8", "surrogatepass")
         if self.kind == BINARY:
@@ -95,12 +92,10 @@ class Record:
         raise ValueError(f"record {self.fno} is an event, not a frame")
 
     def event(self) -> dict[str, Any]:
-        """The event dict of an EVENT record."""
+        """The dict of an EVENT record."""
         if self.kind != EVENT:
             raise ValueError(f"record {self.fno} is a frame, not an event")
-        value = orjson.loads(self.payload)
-        if not isinstance(value, dict):
-            raise ValueError(f"record {self.fno}: event payload is not a JSON object")
+        value: dict[str, Any] = orjson.loads(self.payload)
         return value
 
 
@@ -108,8 +103,8 @@ class Record:
 class TornTail:
     """Bytes at the end of a segment that hold no complete valid record.
 
-    ``moved_to`` is set when the segment held no valid record at all and was renamed
-    aside (so that its name, which claims a first fno, can be reused).
+    ``moved_to`` is set when the segment held no valid record at all: it was renamed so
+    that its name (which claims a first fno) could be used again.
     """
 
     segment: Path
@@ -123,6 +118,11 @@ def _seg_name(first_fno: int) -> str:
     return f"seg-{first_fno:012d}.jnl"
 
 
+def _error(action: str, path: Path, exc: OSError) -> JournalError:
+    code = errno.errorcode.get(exc.errno or 0, "")
+    return JournalError(f"{action} {path}: {exc.strerror or exc} ({code})")
+
+
 def _list_segments(root: Path) -> list[tuple[int, Path]]:
     try:
         names = os.listdir(root)
@@ -134,21 +134,24 @@ def _list_segments(root: Path) -> list[tuple[int, Path]]:
     return sorted((int(m.group(1)), root / n) for m, n in found if m)
 
 
-def _error(action: str, path: Path, exc: OSError) -> JournalError:
-    code = errno.errorcode.get(exc.errno or 0, "")
-    return JournalError(f"{action} {path}: {exc.strerror or exc} ({code})")
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:  # a new or replaced name must survive a crash, like the bytes behind it
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _parse(
     buf: bytes, off: int, seq: int, min_fno: int, out: list[Record], limit: int
 ) -> tuple[int, int, int, int, str]:
-    """Decode complete records of ``buf`` from ``off``; the hot loop of every reader.
+    """Decode the complete records of ``buf`` from ``off`` on: every reader's hot loop.
 
-    Returns ``(off, seq, status, need, reason)``: status ``_FULL`` (``limit`` reached),
-    ``_CORRUPT`` (``reason`` says why) or ``_NEED`` (``need`` more bytes are wanted).
+    Returns ``(off, seq, status, need, reason)``; status is ``_FULL`` (``out`` holds
+    ``limit`` records), ``_CORRUPT`` (``reason`` says why) or ``_NEED`` (``need`` more
+    bytes are wanted).
     """
-    n = len(buf)
-    view = memoryview(buf)
+    n, view = len(buf), memoryview(buf)
     crc32, unpack, size = zlib.crc32, HEADER.unpack_from, HEADER_SIZE
     while len(out) < limit:
         if n - off < size:
@@ -166,23 +169,20 @@ def _parse(
             return off, seq, _CORRUPT, 0, f"crc mismatch in record {fno}"
         if fno >= min_fno:
             out.append(Record(fno, ts, kind, session, payload))
-        seq += 1
-        off = end
+        seq, off = seq + 1, end
     return off, seq, _FULL, 0, ""
 
 
 class _Cursor:
-    """Reads one segment from a file offset on, buffering what it has fetched.
+    """Reads one segment onwards from where it stopped, keeping a partial record buffered.
 
-    Bytes below a file's size are final (segments are append-only), so a partial record
-    kept in the buffer stays valid while the writer completes it.
+    Segments are append-only, so bytes below a file's size never change: a partial
+    record kept here stays valid while the writer completes it.
     """
 
     def __init__(self, first: int, path: Path) -> None:
         self.first, self.path = first, path
-        self.seq = first  # fno of the next record in this segment
-        self.pos = 0  # file offset of that record
-        self.reason = ""
+        self.seq, self.pos, self.reason = first, 0, ""  # next fno, its offset; why we stopped
         self._buf, self._off = b"", 0
         try:
             self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -190,13 +190,12 @@ class _Cursor:
             raise _error("cannot open journal segment", path, exc) from exc
 
     def read(self, out: list[Record], limit: int, min_fno: int) -> int:
-        """Append records to ``out`` until EOF; returns _CLEAN, _PARTIAL, _CORRUPT or _FULL."""
+        """Append records to ``out`` up to EOF; returns _CLEAN, _PARTIAL, _CORRUPT or _FULL."""
         while True:
             off, self.seq, status, need, self.reason = _parse(
                 self._buf, self._off, self.seq, min_fno, out, limit
             )
-            self.pos += off - self._off
-            self._off = off
+            self.pos, self._off = self.pos + off - self._off, off
             if status != _NEED:
                 return status
             have = len(self._buf) - off
@@ -207,40 +206,34 @@ class _Cursor:
             if not chunk:
                 self.reason = "incomplete record" if have else ""
                 return _PARTIAL if have else _CLEAN
-            self._buf = self._buf[off:] + chunk if have else chunk
-            self._off = 0
+            self._buf, self._off = (self._buf[off:] + chunk if have else chunk), 0
 
-    def size(self) -> int:
-        return os.fstat(self._fd).st_size
+    def warn(self) -> None:
+        ignored = os.fstat(self._fd).st_size - self.pos
+        log.warning("journal: %s in %s at offset %d; %d bytes ignored",
+                    self.reason, self.path, self.pos, ignored)
 
     def close(self) -> None:
         os.close(self._fd)
 
 
 def _default_opener(path: Path) -> BinaryIO:
-    # "xb": O_CREAT | O_EXCL, never truncate; unbuffered because the writer buffers.
+    # "xb" is O_CREAT | O_EXCL: never truncate. Unbuffered: the writer buffers itself.
     return open(path, "xb", buffering=0, opener=lambda p, f: os.open(p, f | os.O_CLOEXEC, 0o600))
 
 
-def _make_dirs(root: Path) -> None:
-    """Create ``root`` and its parent (``_journal``) with mode 0o700; higher levels as usual."""
-    root.parent.parent.mkdir(parents=True, exist_ok=True)
-    for d in (root.parent, root):
-        if not d.is_dir():
-            d.mkdir(mode=0o700)
-
-
 class JournalWriter:
-    """Appends frames and events to one writer directory; used from one thread.
+    """Appends frames and events to one writer directory, from one thread.
 
     Call :meth:`open` (or enter the context) first, :meth:`flush` after each batch of
-    appends (tail readers only see flushed records) and :meth:`close` at the end.
-    Appends fsync on their own every ``fsync_interval_s`` (measured by ``clock``).
-    Any OSError becomes a :class:`JournalError` naming the path and the errno text, and
-    the writer then refuses every further append: the capture must stop.
+    appends (tail readers see flushed records only), :meth:`close` at the end. Appends
+    fsync by themselves every ``fsync_interval_s`` by ``clock``. Every OSError becomes a
+    :class:`JournalError` naming the path and the errno text, after which the writer
+    refuses all appends: the capture must stop. ``opener`` creates a segment file (for
+    tests: a file that fails); by default with ``O_EXCL`` and mode 0o600.
 
     Attributes:
-        torn_tail: after :meth:`open`, the damaged end of the previous run's last segment.
+        torn_tail: after :meth:`open`, the newest damaged segment end left by a crash.
         syncs: how many times :meth:`sync` ran (for monitoring and tests).
     """
 
@@ -256,27 +249,22 @@ class JournalWriter:
         self.root = Path(root)
         self.torn_tail: TornTail | None = None
         self.syncs = 0
-        self._segment_bytes = segment_bytes
-        self._interval = fsync_interval_s
-        self._clock = clock
-        self._opener = opener or _default_opener
+        self._segment_bytes, self._interval = segment_bytes, fsync_interval_s
+        self._clock, self._opener = clock, opener or _default_opener
         self._lock_fd: int | None = None
         self._file: BinaryIO | None = None
-        self._path = self.root
-        self._buf = bytearray()
-        self._seg_size = 0
-        self._next_fno = 0
-        self._last_sync = 0.0
+        self._path, self._buf, self._seg_size = self.root, bytearray(), 0
+        self._next_fno, self._last_sync = 0, 0.0
         self._failed: JournalError | None = None
         self._closed = False
 
     @property
     def last_fno(self) -> int:
-        """The fno of the last record appended (or found at open); -1 if none ever."""
+        """The fno of the last record appended (or found at open); -1 when none ever was."""
         return self._next_fno - 1
 
     def open(self) -> JournalWriter:
-        """Lock the directory, find where the last run stopped, start a new segment.
+        """Create the directories, lock, find where the last run stopped, start a segment.
 
         Raises:
             JournalError: another process holds the lock, or the filesystem failed.
@@ -284,11 +272,11 @@ class JournalWriter:
         if self._lock_fd is not None or self._closed:
             raise JournalError(f"journal writer for {self.root} was already opened")
         try:
-            _make_dirs(self.root)
+            self.root.parent.parent.mkdir(parents=True, exist_ok=True)
+            for d in (self.root.parent, self.root):  # _journal/ and _journal/<writer_id>/
+                if not d.is_dir():
+                    d.mkdir(mode=0o700)
             self._lock_fd = os.open(self.root / "LOCK", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise _error("cannot create journal directory", self.root, exc) from exc
-        try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._release()
@@ -297,47 +285,44 @@ class JournalWriter:
             ) from None
         except OSError as exc:
             self._release()
-            raise _error("cannot lock journal directory", self.root, exc) from exc
+            raise _error("cannot create and lock journal directory", self.root, exc) from exc
         try:
             self._next_fno = self._recover()
             self._last_sync = self._clock()
             self._start_segment()
         except JournalError:
-            self._release()
+            self.close()
             raise
         return self
 
     def _recover(self) -> int:
-        """Return the fno after the last valid record, moving aside last segments without one."""
+        """The fno after the last valid record; last segments without one are set aside."""
         segments = _list_segments(self.root)
         while segments:
             first, path = segments.pop()
             cur = _Cursor(first, path)
             try:
-                status, size = cur.read([], 1 << 62, 1 << 63), cur.size()
+                status, size = cur.read([], 1 << 62, 1 << 63), os.fstat(cur._fd).st_size
             finally:
                 cur.close()
             torn = TornTail(path, cur.pos, size - cur.pos, cur.reason) if status != _CLEAN else None
             if cur.seq == first:
                 moved = self._set_aside(path, size)
-                torn = torn and TornTail(path, 0, size, cur.reason, moved)
+                torn = torn and replace(torn, moved_to=moved)
             if torn is not None:
-                log.warning("journal: %s in %s at offset %d; %d bytes ignored%s", torn.reason,
-                            path, torn.offset, torn.bytes_ignored,
-                            f", segment moved to {moved}" if torn.moved_to else "")
-                self.torn_tail = self.torn_tail or torn  # the newest damage found
+                log.warning("journal: %s in %s at offset %d; %d bytes ignored (moved to %s)",
+                            torn.reason, path, torn.offset, torn.bytes_ignored, torn.moved_to)
+                self.torn_tail = self.torn_tail or torn
             if cur.seq > first:
                 return cur.seq
         return 0
 
     def _set_aside(self, path: Path, size: int) -> Path | None:
-        """Free the name of a segment without valid records; keep its bytes unless empty."""
         try:
-            if size == 0:
+            if size == 0:  # created, then a crash before the first write: nothing to keep
                 os.unlink(path)
                 return None
-            target = path.with_name(path.name + ".torn")
-            n = 0
+            target, n = path.with_name(path.name + ".torn"), 0
             while target.exists():  # we hold the lock: nobody else creates these names
                 n += 1
                 target = path.with_name(f"{path.name}.torn{n}")
@@ -350,11 +335,7 @@ class JournalWriter:
         self._path = self.root / _seg_name(self._next_fno)
         try:
             self._file = self._opener(self._path)
-            dir_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-            try:  # the new name must survive a crash as well as the bytes behind it
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            _fsync_dir(self.root)
         except OSError as exc:
             raise self._fail("cannot create journal segment", exc) from exc
         self._seg_size = 0
@@ -366,20 +347,13 @@ class JournalWriter:
         return self._append(BINARY, recv_ts_ns, bytes(raw), session)
 
     def append_event(self, recv_ts_ns: int, event: dict[str, Any], session: int = 0) -> int:
-        """Buffer one session event (a JSON-serialisable dict); returns its fno.
-
-        Raises:
-            TypeError: ``event`` is not serialisable by orjson.
-        """
+        """Buffer one session event, a dict orjson can serialise (else TypeError); its fno."""
         return self._append(EVENT, recv_ts_ns, orjson.dumps(event), session)
 
     def _append(self, kind: int, recv_ts_ns: int, payload: bytes, session: int) -> int:
-        if self._failed is not None:
-            raise JournalError(f"journal writer stopped after an earlier error: {self._failed}")
-        if self._file is None:
-            raise JournalError(f"journal writer for {self.root} is not open")
+        self._check()
         if len(payload) > MAX_PAYLOAD:
-            raise JournalError(f"frame of {len(payload)} bytes exceeds the journal limit")
+            raise JournalError(f"a frame of {len(payload)} bytes exceeds the journal's limit")
         fno = self._next_fno
         try:
             pre = _PRE.pack(MAGIC, kind, 0, session, 0, len(payload), fno, recv_ts_ns)
@@ -387,7 +361,9 @@ class JournalWriter:
             raise ValueError(f"session {session} or recv_ts_ns {recv_ts_ns} out of range") from exc
         size = HEADER_SIZE + len(payload)
         if self._seg_size and self._seg_size + size > self._segment_bytes:
-            self._roll()
+            self.sync()
+            self._close_file()
+            self._start_segment()
         self._buf += pre
         self._buf += _CRC.pack(zlib.crc32(payload, zlib.crc32(pre)))
         self._buf += payload
@@ -399,13 +375,17 @@ class JournalWriter:
             self.sync()
         return fno
 
-    def _write_out(self) -> None:
+    def _check(self) -> None:
         if self._failed is not None:
             raise JournalError(f"journal writer stopped after an earlier error: {self._failed}")
+        if self._file is None:
+            raise JournalError(f"journal writer for {self.root} is not open")
+
+    def _write_out(self) -> None:
         assert self._file is not None
         view = memoryview(self._buf)
         try:
-            while view:
+            while view:  # a raw file may take less than everything
                 view = view[self._file.write(view) :]
             self._file.flush()
         except OSError as exc:
@@ -419,26 +399,20 @@ class JournalWriter:
         return self._failed
 
     def flush(self) -> None:
-        """Hand buffered records to the OS: from now on tail readers see them complete."""
-        if self._file is not None:
-            self._write_out()
+        """Hand the buffered records to the OS: tail readers see them complete from now on."""
+        self._check()
+        self._write_out()
 
     def sync(self) -> None:
-        """Flush, then fsync the current segment: the records survive a power loss."""
+        """Flush, then fsync the current segment: its records survive a power loss."""
         self.flush()
-        if self._file is None:
-            return
+        assert self._file is not None
         try:
             os.fsync(self._file.fileno())
         except OSError as exc:
             raise self._fail("cannot fsync journal segment", exc) from exc
         self._last_sync = self._clock()
         self.syncs += 1
-
-    def _roll(self) -> None:
-        self.sync()
-        self._close_file()
-        self._start_segment()
 
     def _close_file(self) -> None:
         file, self._file = self._file, None
@@ -454,9 +428,9 @@ class JournalWriter:
             self._lock_fd = None
 
     def close(self) -> None:
-        """Flush, fsync and release the lock. Idempotent.
+        """Flush, fsync, release the lock. Idempotent.
 
-        After an earlier failure the buffered records cannot be saved; close then only
+        After an earlier failure the buffered records cannot be saved: close then only
         releases the file and the lock, without raising again.
         """
         if self._closed:
@@ -476,18 +450,16 @@ class JournalWriter:
     def __enter__(self) -> JournalWriter:
         return self if self._lock_fd is not None else self.open()
 
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
 def read_records(root: Path, start_fno: int = 0) -> Iterator[Record]:
     """Every valid record with ``fno >= start_fno``, in fno order, across segments.
 
-    A torn or corrupt segment end is logged (warning) and reading continues with the
-    next segment; fnos missing between segments are logged as a gap. Records are never
-    yielded twice, even from overlapping segments.
+    A torn or corrupt segment end is logged (warning) and reading goes on with the next
+    segment, as does a segment not starting where the previous one stopped. No record
+    is yielded twice. Segments wholly before ``start_fno`` are not opened.
 
     Raises:
         JournalError: a segment could not be opened or read.
@@ -506,40 +478,37 @@ def read_records(root: Path, start_fno: int = 0) -> Iterator[Record]:
             while status == _FULL:
                 batch: list[Record] = []
                 status = cur.read(batch, 8192, min_fno)
-                if batch:
-                    min_fno = batch[-1].fno + 1
+                min_fno = batch[-1].fno + 1 if batch else min_fno
                 yield from batch
             if status != _CLEAN:
-                _warn_torn(cur)
+                cur.warn()
             expect = cur.seq
         finally:
             cur.close()
 
 
-def _warn_torn(cur: _Cursor) -> None:
-    log.warning("journal: %s in %s at offset %d; %d bytes ignored",
-                cur.reason, cur.path, cur.pos, cur.size() - cur.pos)
-
-
 class JournalTail:
     """Follows the journal while a JournalWriter in the same process appends to it.
 
-    Create it after :meth:`JournalWriter.open` (which moves aside stale segments) and call
-    :meth:`read_available` from one thread, as often as you like; call :meth:`close` at
-    the end. It reads the files directly and shares nothing with the writer.
+    Create it after :meth:`JournalWriter.open` (which sets stale segments aside), call
+    :meth:`read_available` from one thread as often as needed, :meth:`close` at the end.
+    It reads the files directly and shares nothing with the writer.
+
+    Attributes:
+        next_fno: the smallest fno not returned yet (never decreases).
     """
 
     def __init__(self, root: Path, start_fno: int) -> None:
         self.root = Path(root)
-        self.next_fno = start_fno  # the smallest fno not yet returned
+        self.next_fno = start_fno
         self._cur: _Cursor | None = None
 
     def read_available(self, max_records: int = 10_000) -> list[Record]:
-        """Complete records flushed so far and not returned before, at most ``max_records``.
+        """The complete records flushed so far and not yet returned, at most ``max_records``.
 
         An incomplete record at the end of the current segment is "not yet written" and
-        is retried next call. Never returns a record twice and never skips one (except
-        records lost to a torn or corrupt segment end, which are logged).
+        is tried again next call. Nothing is returned twice or skipped, except records
+        lost to a torn or corrupt segment end left by a crash (logged as a warning).
 
         Raises:
             JournalError: the writer's current segment is corrupt, or a read failed.
@@ -547,29 +516,36 @@ class JournalTail:
         out: list[Record] = []
         if self._cur is None and not self._start():
             return out
-        assert self._cur is not None
         while True:
-            status = self._read(out, max_records)
+            cur = self._cur
+            assert cur is not None
+            status = self._read(cur, out, max_records)
             if status == _FULL:
                 return out
-            nxt = self._successor(status)
+            nxt = self._successor(cur, status)
             if nxt is None:
-                if status == _CORRUPT:
-                    raise JournalError(f"journal segment {self._cur.path} is corrupt at offset "
-                                       f"{self._cur.pos}: {self._cur.reason}")
+                if status == _CORRUPT and not out:  # hand over the good records first
+                    raise JournalError(
+                        f"journal segment {cur.path} is corrupt at offset {cur.pos}: {cur.reason}"
+                    )
                 return out
-            # A successor exists, so the current segment is final: drain what was
-            # flushed between our read and its creation, then move on.
-            status = self._read(out, max_records)
+            # A later segment exists, so this one is final: take what was flushed
+            # between our read and the creation of the next one, then move on.
+            status = self._read(cur, out, max_records)
             if status == _FULL:
                 return out
-            self._switch(nxt, status)
+            if status != _CLEAN:
+                cur.warn()
+            if nxt[0] != cur.seq:
+                log.warning("journal: %s starts at fno %d where %d was expected",
+                            nxt[1], nxt[0], cur.seq)
+            cur.close()
+            self._cur = None
+            self._cur = _Cursor(*nxt)
 
-    def _read(self, out: list[Record], limit: int) -> int:
-        assert self._cur is not None
-        status = self._cur.read(out, limit, self.next_fno)
-        if out:
-            self.next_fno = max(self.next_fno, out[-1].fno + 1)
+    def _read(self, cur: _Cursor, out: list[Record], limit: int) -> int:
+        status = cur.read(out, limit, self.next_fno)
+        self.next_fno = out[-1].fno + 1 if out else self.next_fno
         return status
 
     def _start(self) -> bool:
@@ -579,27 +555,17 @@ class JournalTail:
         before = [s for s in segments if s[0] <= self.next_fno]
         first, path = before[-1] if before else segments[0]
         if first > self.next_fno:
-            log.warning("journal: fno %d..%d missing before %s", self.next_fno, first - 1, path)
+            log.warning("journal: %s starts at fno %d where %d was expected",
+                        path, first, self.next_fno)
         self._cur = _Cursor(first, path)
         return True
 
-    def _successor(self, status: int) -> tuple[int, Path] | None:
-        assert self._cur is not None
-        if status == _CLEAN:  # the writer continues at exactly this fno
-            path = self.root / _seg_name(self._cur.seq)
-            return (self._cur.seq, path) if path.exists() else None
-        later = [s for s in _list_segments(self.root) if s[0] > self._cur.first]
+    def _successor(self, cur: _Cursor, status: int) -> tuple[int, Path] | None:
+        if status == _CLEAN:  # the writer goes on at exactly cur.seq
+            path = self.root / _seg_name(cur.seq)
+            return (cur.seq, path) if cur.seq > cur.first and path.exists() else None
+        later = [s for s in _list_segments(self.root) if s[0] > cur.first]
         return later[0] if later else None
-
-    def _switch(self, nxt: tuple[int, Path], status: int) -> None:
-        assert self._cur is not None
-        if status != _CLEAN:
-            _warn_torn(self._cur)
-        if nxt[0] > self._cur.seq:
-            log.warning("journal: fno %d..%d missing before %s", self._cur.seq, nxt[0] - 1, nxt[1])
-        self._cur.close()
-        self._cur = None
-        self._cur = _Cursor(*nxt)
 
     def close(self) -> None:
         """Release the open segment. Idempotent."""
@@ -610,37 +576,29 @@ class JournalTail:
     def __enter__(self) -> JournalTail:
         return self
 
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
 def write_checkpoint(root: Path, fno: int) -> None:
-    """Record atomically that every record with ``fno <= fno`` has fully reached Parquet.
+    """Record that every record with ``fno <= fno`` has fully reached Parquet.
 
-    Written to a temporary file, fsynced, then renamed over ``CHECKPOINT``, so a crash
-    leaves either the old or the new value. Raises JournalError on any OSError.
+    Atomic: a temporary file is written, fsynced and renamed over ``CHECKPOINT``, so a
+    crash leaves the old value or the new one. Raises JournalError on any OSError.
     """
-    root = Path(root)
-    target = root / "CHECKPOINT"
+    target = Path(root) / "CHECKPOINT"
+    tmp: str | None = None
     try:
         fd, tmp = tempfile.mkstemp(dir=root, prefix=".CHECKPOINT.", suffix=".tmp")
-    except OSError as exc:
-        raise _error("cannot write journal checkpoint", target, exc) from exc
-    try:
         with os.fdopen(fd, "wb") as f:
             f.write(b"%d\n" % fno)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
-        dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync_dir(Path(root))
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise _error("cannot write journal checkpoint", target, exc) from exc
 
 

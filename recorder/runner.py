@@ -102,7 +102,8 @@ async def run_capture(req: CaptureRequest, *, stop: asyncio.Event | None = None,
 async def _start_sim(stack: contextlib.AsyncExitStack, req: CaptureRequest) -> tuple[config.Endpoints, Credentials]:
     from recorder.venue import Venue, VenueConfig
 
-    venue = Venue(VenueConfig(symbols=tuple(req.symbols), n_symbols=req.sim_symbols))
+    # record_sent=False: the ground-truth log is for tests; a demo must not grow without bound.
+    venue = Venue(VenueConfig(symbols=tuple(req.symbols), n_symbols=req.sim_symbols, record_sent=False))
     await venue.start()
     stack.push_async_callback(venue.stop)
     log.info("embedded venue on %s", venue.rest_url)

@@ -7,7 +7,7 @@ The storage layout (ARCHITECTURE.md) is a contract::
     DATA_DIR/gaps/date=YYYY-MM-DD/part-*.parquet
     DATA_DIR/rejects/date=YYYY-MM-DD/part-*.parquet
 
-``date`` and ``symbol`` are Hive partition keys and are not stored inside the files. Read
+Timestamps are ``timestamp[us, tz=Asia/Seoul]``. ``date`` and ``symbol`` are Hive partition keys and are not stored inside the files. Read
 ``symbol`` as a string (``005930`` is not a number): :func:`partitioning` gives the right
 types to ``pyarrow.dataset``, and DuckDB needs ``hive_types={'symbol': 'VARCHAR'}``.
 """
@@ -19,7 +19,16 @@ import pyarrow as pa
 from recorder.fields import BASE_COLUMNS, TABLE_TYPES, Kind, columns
 
 TZ = "Asia/Seoul"
-TIMESTAMP = pa.timestamp("ns", tz=TZ)
+# Microseconds: DuckDB 2 has full arithmetic and date functions for TIMESTAMPTZ but not for
+# TIMESTAMPTZ_NS, and Kiwoom's exchange times have one-second resolution. The journal keeps
+# receive times in nanoseconds.
+TIMESTAMP = pa.timestamp("us", tz=TZ)
+_TIMESTAMP_NS = pa.timestamp("ns", tz=TZ)
+
+
+def timestamps(ns: list[int | None]) -> pa.Array:
+    """Epoch nanoseconds → the stored timestamp type (truncated to microseconds)."""
+    return pa.array(ns, _TIMESTAMP_NS).cast(TIMESTAMP, safe=False)
 
 MARKET_TABLES = ("trades", "orderbook")
 EVENT_TABLES = ("gaps", "rejects")

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from recorder.decode import SEQ_SHIFT, Decoded, TableColumns, kst_date
 from recorder.errors import StoreError
-from recorder.schema import SCHEMAS
+from recorder.schema import SCHEMAS, TIMESTAMP, timestamps
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,8 @@ class Sink:
             self._add_market(table, cols)
         if decoded.rejects:
             recv, seq, reason, raw = (list(c) for c in zip(*decoded.rejects, strict=True))
-            t = pa.table({"recv_ts": recv, "seq": seq, "reason": reason, "raw": raw}, schema=SCHEMAS["rejects"])
+            t = pa.table({"recv_ts": timestamps(recv), "seq": seq, "reason": reason, "raw": raw},
+                         schema=SCHEMAS["rejects"])
             self._buffer("rejects", t.append_column("date", pa.array([kst_date(r) for r in recv])))
         self._enforce_limits()
 
@@ -132,8 +133,8 @@ class Sink:
             return
         t = pa.table(
             {
-                "start_ts": [g.start_ns for g in rows],
-                "end_ts": [g.end_ns for g in rows],
+                "start_ts": timestamps([g.start_ns for g in rows]),
+                "end_ts": timestamps([g.end_ns for g in rows]),
                 "kind": [g.kind for g in rows],
                 "detail": [g.detail for g in rows],
                 "symbols": [list(g.symbols) for g in rows],
@@ -147,7 +148,8 @@ class Sink:
     def _add_market(self, table: str, cols: TableColumns) -> None:
         schema = SCHEMAS[table]
         try:
-            arrays = [pa.array(cols.columns[f.name], type=f.type) for f in schema]
+            arrays = [timestamps(cols.columns[f.name]) if f.type == TIMESTAMP
+                      else pa.array(cols.columns[f.name], type=f.type) for f in schema]
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:  # decoder guarantees types
             raise StoreError(f"{table}: decoded values do not fit the schema: {exc}") from exc
         arrays.append(pa.array(cols.columns["date"], pa.string()))

@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -430,9 +431,13 @@ def _log_failure(task: asyncio.Task[None]) -> None:
 async def serve(config: VenueConfig, *, feed: Feed | None = None) -> None:
     """Run a venue until cancelled, logging where it listens (never the credentials).
 
+    Nothing can read :attr:`Venue.sent` here, so the venue runs with ``record_sent`` off
+    (a long run would otherwise keep every frame in memory).
+
     Raises:
         Exception: whatever the feed raised; the venue stops then.
     """
+    config = dataclasses.replace(config, record_sent=False)
     async with Venue(config, feed=feed) as venue:
         log.info("venue listening: REST %s  WebSocket %s", venue.rest_url, venue.ws_url)
         await venue.serve_forever()

@@ -1,0 +1,121 @@
+"""Ingest throughput against two baselines measured in the same run.
+
+Generates NDJSON of REAL frames from the synthetic market (mixed 0B and 0D, 1-4 entries per
+frame, as Kiwoom batches them), then times, over the same file:
+
+- parse-only: ``orjson.loads`` of every line (the ceiling for anything that reads JSON);
+- ``recorder ingest`` (the real CLI in a subprocess: decode, validate, write Parquet);
+- naive: ``json.loads``, a dict per entry, a pandas DataFrame, ``to_parquet``.
+
+Prints entries/s for each, the ratios, and Parquet bytes per entry.
+Usage: python benchmarks/bench_ingest.py [--entries N] [--symbols N] [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+from recorder.decode import KST
+from recorder.market import SyntheticMarket
+
+
+def generate(path: Path, entries: int, symbols: int, seed: int = 7) -> tuple[int, int, int]:
+    """Write frames until ``entries`` entries; returns (lines, trades, books)."""
+    market = SyntheticMarket(SyntheticMarket.universe(symbols, seed), seed=seed, venues=("KRX", "NXT"),
+                             trade_rate=3.0, book_rate=3.6)
+    rng = random.Random(seed)
+    now = int(dt.datetime(2026, 7, 20, 9, 0, tzinfo=KST).timestamp()) * 1_000_000_000
+    n = lines = trades = 0
+    with open(path, "wb") as f:
+        while n < entries:
+            now += 100_000_000
+            batch = market.step(now)
+            while batch:
+                k = rng.randint(1, 4)
+                data, batch = batch[:k], batch[k:]
+                f.write(orjson.dumps({"data": data, "trnm": "REAL"}) + b"\n")
+                lines += 1
+                n += len(data)
+                trades += sum(e["type"] == "0B" for e in data)
+    return lines, trades, n - trades
+
+
+def parse_only(path: Path) -> tuple[int, float]:
+    started = time.perf_counter()
+    n = 0
+    with open(path, "rb") as f:
+        for line in f:
+            n += len(orjson.loads(line)["data"])
+    return n, time.perf_counter() - started
+
+
+def ingest_cli(path: Path, store: Path) -> float:
+    shutil.rmtree(store, ignore_errors=True)
+    exe = Path(sys.executable).with_name("recorder")
+    started = time.perf_counter()
+    subprocess.run([str(exe), "--log-level", "WARNING", "ingest", str(path), "--data-dir", str(store),
+                    "--date", "2026-07-20"], check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def naive(path: Path, out: Path) -> float:
+    import pandas as pd
+
+    started = time.perf_counter()
+    rows = []
+    with open(path) as f:
+        for line in f:
+            for e in json.loads(line)["data"]:
+                d = dict(e["values"])
+                d["type"], d["item"] = e["type"], e["item"]
+                rows.append(d)
+    pd.DataFrame(rows).to_parquet(out)
+    return time.perf_counter() - started
+
+
+def du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*.parquet"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--entries", type=int, default=200_000)
+    ap.add_argument("--symbols", type=int, default=40)
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="recorder-bench-") as tmp:
+        work = Path(tmp)
+        frames = work / "frames.ndjson"
+        lines, trades, books = generate(frames, args.entries, args.symbols)
+        n = trades + books
+        size = frames.stat().st_size
+        print(f"input: {n:,} entries ({trades:,} 0B, {books:,} 0D) in {lines:,} frames, "
+              f"{args.symbols} symbols on KRX+NXT, {size / 1e6:.0f} MB NDJSON, {os.cpu_count()} CPUs")
+        t_parse = min(parse_only(frames)[1] for _ in range(args.repeat))
+        t_ingest = min(ingest_cli(frames, work / "store") for _ in range(args.repeat))
+        t_naive = min(naive(frames, work / "naive.parquet") for _ in range(args.repeat))
+        rate = {k: n / t for k, t in (("parse", t_parse), ("ingest", t_ingest), ("naive", t_naive))}
+        print(f"parse-only (orjson.loads)   {rate['parse']:>10,.0f} entries/s")
+        print(f"recorder ingest (CLI)       {rate['ingest']:>10,.0f} entries/s   "
+              f"= {rate['ingest'] / rate['parse']:.2f}x parse-only (target >= 0.3x), "
+              f"{rate['ingest'] / rate['naive']:.1f}x naive (target >= 5x)")
+        print(f"naive (json+pandas)         {rate['naive']:>10,.0f} entries/s")
+        stored = du(work / "store")
+        print(f"parquet: {stored / n:.1f} bytes/entry ({stored / 1e6:.1f} MB, NDJSON {size / n:.0f} bytes/entry); "
+              f"naive parquet {du(work) - stored:,} bytes")
+
+
+if __name__ == "__main__":
+    main()
