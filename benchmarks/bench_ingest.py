@@ -33,8 +33,13 @@ from recorder.market import SyntheticMarket
 
 def generate(path: Path, entries: int, symbols: int, seed: int = 7) -> tuple[int, int, int]:
     """Write frames until ``entries`` entries; returns (lines, trades, books)."""
-    market = SyntheticMarket(SyntheticMarket.universe(symbols, seed), seed=seed, venues=("KRX", "NXT"),
-                             trade_rate=3.0, book_rate=3.6)
+    market = SyntheticMarket(
+        SyntheticMarket.universe(symbols, seed),
+        seed=seed,
+        venues=("KRX", "NXT"),
+        trade_rate=3.0,
+        book_rate=3.6,
+    )
     rng = random.Random(seed)
     now = int(dt.datetime(2026, 7, 20, 9, 0, tzinfo=KST).timestamp()) * 1_000_000_000
     n = lines = trades = 0
@@ -65,8 +70,21 @@ def ingest_cli(path: Path, store: Path) -> float:
     shutil.rmtree(store, ignore_errors=True)
     exe = Path(sys.executable).with_name("recorder")
     started = time.perf_counter()
-    subprocess.run([str(exe), "--log-level", "WARNING", "ingest", str(path), "--data-dir", str(store),
-                    "--date", "2026-07-20"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            str(exe),
+            "--log-level",
+            "WARNING",
+            "ingest",
+            str(path),
+            "--data-dir",
+            str(store),
+            "--date",
+            "2026-07-20",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - started
 
 
@@ -101,20 +119,26 @@ def main() -> None:
         lines, trades, books = generate(frames, args.entries, args.symbols)
         n = trades + books
         size = frames.stat().st_size
-        print(f"input: {n:,} entries ({trades:,} 0B, {books:,} 0D) in {lines:,} frames, "
-              f"{args.symbols} symbols on KRX+NXT, {size / 1e6:.0f} MB NDJSON, {os.cpu_count()} CPUs")
+        print(
+            f"input: {n:,} entries ({trades:,} 0B, {books:,} 0D) in {lines:,} frames, "
+            f"{args.symbols} symbols on KRX+NXT, {size / 1e6:.0f} MB NDJSON, {os.cpu_count()} CPUs"
+        )
         t_parse = min(parse_only(frames)[1] for _ in range(args.repeat))
         t_ingest = min(ingest_cli(frames, work / "store") for _ in range(args.repeat))
         t_naive = min(naive(frames, work / "naive.parquet") for _ in range(args.repeat))
         rate = {k: n / t for k, t in (("parse", t_parse), ("ingest", t_ingest), ("naive", t_naive))}
         print(f"parse-only (orjson.loads)   {rate['parse']:>10,.0f} entries/s")
-        print(f"recorder ingest (CLI)       {rate['ingest']:>10,.0f} entries/s   "
-              f"= {rate['ingest'] / rate['parse']:.2f}x parse-only (target >= 0.3x), "
-              f"{rate['ingest'] / rate['naive']:.1f}x naive (target >= 5x)")
+        print(
+            f"recorder ingest (CLI)       {rate['ingest']:>10,.0f} entries/s   "
+            f"= {rate['ingest'] / rate['parse']:.2f}x parse-only (target >= 0.3x), "
+            f"{rate['ingest'] / rate['naive']:.1f}x naive (target >= 5x)"
+        )
         print(f"naive (json+pandas)         {rate['naive']:>10,.0f} entries/s")
         stored = du(work / "store")
-        print(f"parquet: {stored / n:.1f} bytes/entry ({stored / 1e6:.1f} MB, NDJSON {size / n:.0f} bytes/entry); "
-              f"naive parquet {du(work) - stored:,} bytes")
+        print(
+            f"parquet: {stored / n:.1f} bytes/entry ({stored / 1e6:.1f} MB, "
+            f"NDJSON {size / n:.0f} bytes/entry); naive parquet {du(work) - stored:,} bytes"
+        )
 
 
 if __name__ == "__main__":

@@ -43,7 +43,9 @@ def connect(data_dir: Path | str, con: duckdb.DuckDBPyConnection | None = None) 
     for table, glob in _GLOBS.items():
         if _has_parts(data_dir, table):
             path = (data_dir / glob).as_posix().replace("'", "''")
-            hive = "{'date': DATE, 'symbol': VARCHAR}" if table in ("trades", "orderbook") else "{'date': DATE}"
+            hive = (
+                "{'date': DATE, 'symbol': VARCHAR}" if table in ("trades", "orderbook") else "{'date': DATE}"
+            )
             con.execute(
                 f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{path}', "
                 f"hive_partitioning = true, hive_types = {hive}, union_by_name = true)"

@@ -27,7 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from recorder.errors import ConfigError, RecorderError, StoreError
-from recorder.journal import EVENT, JournalTail, JournalWriter, read_checkpoint, read_records, write_checkpoint
+from recorder.journal import (
+    EVENT,
+    JournalTail,
+    JournalWriter,
+    read_checkpoint,
+    read_records,
+    write_checkpoint,
+)
 from recorder.pipeline import Pipeline
 from recorder.rest import Credentials, KiwoomRest
 from recorder.session import Session, SessionEvent
@@ -85,8 +92,14 @@ class CaptureResult:
 class _DecoderThread(threading.Thread):
     """Follows the journal, decodes, writes Parquet, checkpoints. Errors stop the capture."""
 
-    def __init__(self, root: Path, start_fno: int, sink: Sink, stats: CaptureStats,
-                 on_error: Callable[[BaseException], None]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        start_fno: int,
+        sink: Sink,
+        stats: CaptureStats,
+        on_error: Callable[[BaseException], None],
+    ) -> None:
         super().__init__(name="recorder-decoder", daemon=True)
         self.root, self.sink, self.stats, self.on_error = root, sink, stats, on_error
         self.tail = JournalTail(root, start_fno)
@@ -125,8 +138,11 @@ class _DecoderThread(threading.Thread):
 
     def _account(self, last_recv_ns: int) -> None:
         s, p = self.stats, self.pipe.stats
-        s.rows = {"trades": self.sink.rows_written["trades"], "orderbook": self.sink.rows_written["orderbook"],
-                  "pending": self.sink.buffered_rows}
+        s.rows = {
+            "trades": self.sink.rows_written["trades"],
+            "orderbook": self.sink.rows_written["orderbook"],
+            "pending": self.sink.buffered_rows,
+        }
         s.rejects, s.gaps = p.rejects, p.gaps
         s.last_decoded_ns = last_recv_ns
         s.files = self.sink.files_written
@@ -159,8 +175,13 @@ def recover(root: Path, data_dir: Path, writer: str, last_fno: int) -> int:
     pipe.drain()
     sink.close()
     write_checkpoint(root, last_fno)
-    log.info("recovered %d journal records (frames %d..%d); %d rows were already in Parquet",
-             n, start, last_fno, sink.rows_skipped)
+    log.info(
+        "recovered %d journal records (frames %d..%d); %d rows were already in Parquet",
+        n,
+        start,
+        last_fno,
+        sink.rows_skipped,
+    )
     return n
 
 
@@ -176,8 +197,14 @@ def _last_record(root: Path, last_fno: int) -> Any:
 class Capture:
     """One capture run. Use :func:`run_capture`, or drive ``await Capture(cfg).run(stop)``."""
 
-    def __init__(self, cfg: CaptureConfig, *, stop: asyncio.Event | None = None, transport: Any = None,
-                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        cfg: CaptureConfig,
+        *,
+        stop: asyncio.Event | None = None,
+        transport: Any = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
         self.cfg = cfg
         self.transport = transport
         self.clock_ns = clock_ns
@@ -204,6 +231,7 @@ class Capture:
             self.stats.frames += 1
             self.stats.last_recv_ns = recv_ts_ns
             self.decoder.wake.set()
+
         return on_frame
 
     def _on_event(self, session_id: int) -> Callable[[SessionEvent], None]:
@@ -219,6 +247,7 @@ class Capture:
             if ev.kind in ("disconnect", "kicked"):
                 self.stats.reconnects += 1
             self.decoder.wake.set()
+
         return on_event
 
     def _fail(self, exc: BaseException) -> None:
@@ -262,8 +291,13 @@ class Capture:
         prev = _last_record(self.root, last)
         if prev is not None and not (prev.kind == EVENT and prev.event().get("kind") == STOPPED):
             now = self.clock_ns()
-            gap = {"kind": "restart", "start_ns": prev.recv_ts_ns, "end_ns": now,
-                   "detail": "the recorder was not running (crash or kill); restarted", "symbols": []}
+            gap = {
+                "kind": "restart",
+                "start_ns": prev.recv_ts_ns,
+                "end_ns": now,
+                "detail": "the recorder was not running (crash or kill); restarted",
+                "symbols": [],
+            }
             self.journal.append_event(now, gap)
             self.journal.flush()
 
@@ -272,8 +306,16 @@ class Capture:
             await rest.token()  # fail fast on bad credentials (AuthError), before any socket
             items = await self._items(rest)
             self.stats.symbols_live = len(items)
-            session = Session(cfg.ws_url, rest.token, items, cfg.types, on_frame=self._on_frame(0),
-                              on_event=self._on_event(0), max_codes=cfg.max_codes, **cfg.session_options)
+            session = Session(
+                cfg.ws_url,
+                rest.token,
+                items,
+                cfg.types,
+                on_frame=self._on_frame(0),
+                on_event=self._on_event(0),
+                max_codes=cfg.max_codes,
+                **cfg.session_options,
+            )
             self.sessions = [session]
             timer = asyncio.create_task(self._timer(cfg.duration_s))
             try:
@@ -294,7 +336,8 @@ class Capture:
             raise ConfigError(
                 f"{len(items)} codes exceed Kiwoom's {self.cfg.max_codes}-code limit per app key "
                 "(kiwoom-protocol.md §3.4); narrow --symbols/--universe or split the universe "
-                "across app keys and processes (each with its own --writer-id)")
+                "across app keys and processes (each with its own --writer-id)"
+            )
         return items
 
     async def _timer(self, duration_s: float | None) -> None:

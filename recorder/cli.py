@@ -46,19 +46,29 @@ def _handle_errors(fn: F) -> F:
 
 
 @click.group()
-@click.option("--log-level", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
 @click.version_option(package_name="kiwoom-recorder")
 def main(log_level: str) -> None:
     """Record Kiwoom real-time trades (0B) and order books (0D) into Parquet."""
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("websockets").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-DATA_DIR = click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"),
-                        show_default=True, help="The store (Hive-partitioned Parquet).")
+DATA_DIR = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path("data"),
+    show_default=True,
+    help="The store (Hive-partitioned Parquet).",
+)
 
 
 @main.command()
@@ -75,9 +85,20 @@ DATA_DIR = click.option("--data-dir", type=click.Path(path_type=Path), default=P
 @click.option("--writer-id", help="Part-file writer id (default: host name; one per process).")
 @click.option("--flush-age", default="5m", show_default=True, help="Write buffered rows at least this often.")
 @_handle_errors
-def capture(symbols: str | None, universe: str | None, types: str, data_dir: Path, env_name: str,
-            ws_url: str | None, rest_url: str | None, duration: str | None, until: str | None,
-            sim: bool, writer_id: str | None, flush_age: str) -> None:
+def capture(
+    symbols: str | None,
+    universe: str | None,
+    types: str,
+    data_dir: Path,
+    env_name: str,
+    ws_url: str | None,
+    rest_url: str | None,
+    duration: str | None,
+    until: str | None,
+    sim: bool,
+    writer_id: str | None,
+    flush_age: str,
+) -> None:
     """Capture trades and order books until --duration/--until or SIGINT/SIGTERM."""
     from recorder import config
     from recorder.runner import CaptureRequest, run_capture
@@ -86,12 +107,19 @@ def capture(symbols: str | None, universe: str | None, types: str, data_dir: Pat
         raise ConfigError("give --duration or --until, not both")
     seconds = config.parse_duration(duration) if duration else None
     if until:
-        seconds = config.seconds_until(until, dt.datetime.now(dt.timezone.utc))
+        seconds = config.seconds_until(until, dt.datetime.now(dt.UTC))
     req = CaptureRequest(
-        data_dir=data_dir, symbols=config.parse_symbols(symbols) if symbols else [],
-        universe=universe, types=[t.strip() for t in types.split(",") if t.strip()],
-        env_name=env_name, ws_url=ws_url, rest_url=rest_url, duration_s=seconds, sim=sim,
-        writer=writer_id, flush_age_s=config.parse_duration(flush_age),
+        data_dir=data_dir,
+        symbols=config.parse_symbols(symbols) if symbols else [],
+        universe=universe,
+        types=[t.strip() for t in types.split(",") if t.strip()],
+        env_name=env_name,
+        ws_url=ws_url,
+        rest_url=rest_url,
+        duration_s=seconds,
+        sim=sim,
+        writer=writer_id,
+        flush_age_s=config.parse_duration(flush_age),
     )
     result = asyncio.run(run_capture(req))
     click.echo(result.summary())
@@ -99,8 +127,12 @@ def capture(symbols: str | None, universe: str | None, types: str, data_dir: Pat
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
-@click.option("--port", default=8910, show_default=True, type=int, help="Port for REST and WebSocket (0 = any).")
-@click.option("--symbols", "n_symbols", default=20, show_default=True, type=int, help="How many symbols to simulate.")
+@click.option(
+    "--port", default=8910, show_default=True, type=int, help="Port for REST and WebSocket (0 = any)."
+)
+@click.option(
+    "--symbols", "n_symbols", default=20, show_default=True, type=int, help="How many symbols to simulate."
+)
 @click.option("--rate", default=2.0, show_default=True, type=float, help="Trades per second per symbol.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @_handle_errors
@@ -108,8 +140,11 @@ def sim(host: str, port: int, n_symbols: int, rate: float, seed: int) -> None:
     """Serve a synthetic Kiwoom-compatible market (REST + WebSocket) until interrupted."""
     from recorder.venue import VenueConfig, run_forever
 
-    click.echo(f"serving a synthetic market on http://{host}:{port} "
-               f"(WebSocket ws://{host}:{port}/api/dostk/websocket); Ctrl-C stops", err=True)
+    click.echo(
+        f"serving a synthetic market on http://{host}:{port} "
+        f"(WebSocket ws://{host}:{port}/api/dostk/websocket); Ctrl-C stops",
+        err=True,
+    )
     run_forever(VenueConfig(host=host, port=port, n_symbols=n_symbols, trade_rate=rate, seed=seed))
 
 
@@ -127,8 +162,10 @@ def ingest(file: Path, data_dir: Path, date: str | None, writer_id: str | None) 
         _check_date(date)
     r = ingest_ndjson(file, data_dir, date=date, writer=writer_id)
     s = r.stats
-    click.echo(f"ingested {r.lines:,} lines: {s.rows:,} rows, {s.rejects:,} rejects, "
-               f"{r.files} part files in {r.seconds:.2f}s ({s.rows / max(r.seconds, 1e-9):,.0f} rows/s)")
+    click.echo(
+        f"ingested {r.lines:,} lines: {s.rows:,} rows, {s.rejects:,} rejects, "
+        f"{r.files} part files in {r.seconds:.2f}s ({s.rows / max(r.seconds, 1e-9):,.0f} rows/s)"
+    )
 
 
 @main.command()
@@ -140,16 +177,25 @@ def rebuild(data_dir: Path, writers: tuple[str, ...]) -> None:
     from recorder.store import rebuild as do_rebuild
 
     r = do_rebuild(data_dir, list(writers) or None)
-    click.echo(f"rebuilt writers {', '.join(r.writers)}: removed {r.removed} part files, "
-               f"wrote {r.files}; {r.stats.rows:,} rows, {r.stats.rejects:,} rejects, {r.stats.gaps} gaps")
+    click.echo(
+        f"rebuilt writers {', '.join(r.writers)}: removed {r.removed} part files, "
+        f"wrote {r.files}; {r.stats.rows:,} rows, {r.stats.rejects:,} rejects, {r.stats.gaps} gaps"
+    )
 
 
 @main.command()
 @click.argument("sql_text", metavar="SQL")
 @DATA_DIR
-@click.option("--format", "fmt", default="table", show_default=True,
-              type=click.Choice(["table", "csv", "json", "parquet"]))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here (required for parquet).")
+@click.option(
+    "--format",
+    "fmt",
+    default="table",
+    show_default=True,
+    type=click.Choice(["table", "csv", "json", "parquet"]),
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here (required for parquet)."
+)
 @_handle_errors
 def query(sql_text: str, data_dir: Path, fmt: str, out: Path | None) -> None:
     """Run SQL over the store (views: trades, orderbook, gaps, rejects)."""

@@ -60,7 +60,9 @@ def parse_symbols(text: str) -> list[str]:
     items = [s.strip().upper() for s in text.split(",") if s.strip()]
     bad = [s for s in items if not _ITEM_RE.fullmatch(s)]
     if bad:
-        raise ConfigError(f"not a Kiwoom stock item: {', '.join(bad[:5])} (expected e.g. 005930 or 005930_NX)")
+        raise ConfigError(
+            f"not a Kiwoom stock item: {', '.join(bad[:5])} (expected e.g. 005930 or 005930_NX)"
+        )
     return list(dict.fromkeys(items))
 
 
@@ -80,8 +82,9 @@ class Endpoints:
     ws_url: str
 
 
-def resolve_endpoints(env_name: str, rest_url: str | None, ws_url: str | None,
-                      environ: Mapping[str, str] | None = None) -> Endpoints:
+def resolve_endpoints(
+    env_name: str, rest_url: str | None, ws_url: str | None, environ: Mapping[str, str] | None = None
+) -> Endpoints:
     """Options beat ``KIWOOM_REST_URL``/``KIWOOM_WS_URL``, which beat ``--env``'s defaults."""
     environ = os.environ if environ is None else environ
     if env_name not in ENDPOINTS:

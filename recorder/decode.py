@@ -171,7 +171,12 @@ class _Shape:
         floats = [f for f in plan.floats if f in have]
         texts = [f for f in plan.texts if f in have]
         int_like = prices + ([self.side_volume] if self.side_volume else []) + ints
-        self.n_prices, self.n_int, self.n_float, self.n_text = len(prices), len(int_like), len(floats), len(texts)
+        self.n_prices, self.n_int, self.n_float, self.n_text = (
+            len(prices),
+            len(int_like),
+            len(floats),
+            len(texts),
+        )
         self.get_int = _getter([pos[f] for f in int_like])
         self.get_float = _getter([pos[f] for f in floats])
         self.get_text = _getter([pos[f] for f in texts])

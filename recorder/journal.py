@@ -38,7 +38,6 @@ push it past ``segment_bytes`` (a larger record gets a segment of its own).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import logging
@@ -95,17 +94,13 @@ class Record:
         """The dict of an EVENT record."""
         if self.kind != EVENT:
             raise ValueError(f"record {self.fno} is a frame, not an event")
-        value: dict[str, Any] = orjson.loads(self.payload)
-        return value
+        return orjson.loads(self.payload)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
 class TornTail:
-    """Bytes at the end of a segment that hold no complete valid record.
-
-    ``moved_to`` is set when the segment held no valid record at all: it was renamed so
-    that its name (which claims a first fno) could be used again.
-    """
+    """Bytes at a segment's end holding no complete valid record. ``moved_to``: where a
+    segment without any valid record was renamed, freeing its name (its first fno)."""
 
     segment: Path
     offset: int
@@ -210,8 +205,9 @@ class _Cursor:
 
     def warn(self) -> None:
         ignored = os.fstat(self._fd).st_size - self.pos
-        log.warning("journal: %s in %s at offset %d; %d bytes ignored",
-                    self.reason, self.path, self.pos, ignored)
+        log.warning(
+            "journal: %s in %s at offset %d; %d bytes ignored", self.reason, self.path, self.pos, ignored
+        )
 
     def close(self) -> None:
         os.close(self._fd)
@@ -310,8 +306,14 @@ class JournalWriter:
                 moved = self._set_aside(path, size)
                 torn = torn and replace(torn, moved_to=moved)
             if torn is not None:
-                log.warning("journal: %s in %s at offset %d; %d bytes ignored (moved to %s)",
-                            torn.reason, path, torn.offset, torn.bytes_ignored, torn.moved_to)
+                log.warning(
+                    "journal: %s in %s at offset %d; %d bytes ignored (moved to %s)",
+                    torn.reason,
+                    path,
+                    torn.offset,
+                    torn.bytes_ignored,
+                    torn.moved_to,
+                )
                 self.torn_tail = self.torn_tail or torn
             if cur.seq > first:
                 return cur.seq
@@ -420,7 +422,8 @@ class JournalWriter:
             try:
                 file.close()
             except OSError as exc:
-                raise self._fail("cannot close journal segment", exc) from exc
+                if self._failed is None:  # else the first error has been raised already
+                    raise self._fail("cannot close journal segment", exc) from exc
 
     def _release(self) -> None:
         if self._lock_fd is not None:
@@ -439,13 +442,11 @@ class JournalWriter:
         try:
             if self._failed is None and self._file is not None:
                 self.sync()
-                self._close_file()
         finally:
-            if self._file is not None:  # only after a failure
-                with contextlib.suppress(OSError):
-                    self._file.close()
-                self._file = None
-            self._release()
+            try:
+                self._close_file()
+            finally:
+                self._release()
 
     def __enter__(self) -> JournalWriter:
         return self if self._lock_fd is not None else self.open()
@@ -537,8 +538,7 @@ class JournalTail:
             if status != _CLEAN:
                 cur.warn()
             if nxt[0] != cur.seq:
-                log.warning("journal: %s starts at fno %d where %d was expected",
-                            nxt[1], nxt[0], cur.seq)
+                log.warning("journal: %s starts at fno %d where %d was expected", nxt[1], nxt[0], cur.seq)
             cur.close()
             self._cur = None
             self._cur = _Cursor(*nxt)
@@ -555,8 +555,7 @@ class JournalTail:
         before = [s for s in segments if s[0] <= self.next_fno]
         first, path = before[-1] if before else segments[0]
         if first > self.next_fno:
-            log.warning("journal: %s starts at fno %d where %d was expected",
-                        path, first, self.next_fno)
+            log.warning("journal: %s starts at fno %d where %d was expected", path, first, self.next_fno)
         self._cur = _Cursor(first, path)
         return True
 

@@ -92,7 +92,6 @@ def pct(x: float) -> str:
     return "0.00" if text in ("+0.00", "-0.00") else text
 
 
-
 @dataclass(slots=True)
 class _Stream:
     """One item's state: a symbol on one venue (``005930`` or ``005930_NX``)."""
@@ -238,16 +237,29 @@ class SyntheticMarket:
         avg = math.exp(qty_mu + 0.5)
         base = f"{'09' if venue == 'KRX' else '08'}00"
         return _Stream(
-            item=info.code + VENUE_SUFFIX[venue], venue=venue, info=info, ask=ask, bid=bid,
+            item=info.code + VENUE_SUFFIX[venue],
+            venue=venue,
+            info=info,
+            ask=ask,
+            bid=bid,
             ask_qty=[self._level_qty(qty_mu) for _ in range(LEVELS)],
             bid_qty=[self._level_qty(qty_mu) for _ in range(LEVELS)],
-            qty_mu=qty_mu, open=open_, high=high, low=low, price=ask,
+            qty_mu=qty_mu,
+            open=open_,
+            high=high,
+            low=low,
+            price=ask,
             open_time=f"{base}{rng.randint(0, 59):02d}",
             high_time=_clock_time(rng.randint(9 * 3600, 10 * 3600)),
             low_time=_clock_time(rng.randint(9 * 3600, 10 * 3600)),
-            cum_vol=traded, cum_value=traded * vwap, sell_vol=sell, buy_vol=buy,
-            sell_cnt=max(1, int(sell / avg)), buy_cnt=max(1, int(buy / avg)),
-            prev_vol=prev_vol, prev_value=prev_vol * prev,
+            cum_vol=traded,
+            cum_value=traded * vwap,
+            sell_vol=sell,
+            buy_vol=buy,
+            sell_cnt=max(1, int(sell / avg)),
+            buy_cnt=max(1, int(buy / avg)),
+            prev_vol=prev_vol,
+            prev_value=prev_vol * prev,
         )
 
     def _level_qty(self, qty_mu: float) -> int:
@@ -399,19 +411,28 @@ class SyntheticMarket:
             values[str(71 + i)] = str(st.bid_qty[i])
             values[str(91 + i)] = signed(st.bid_chg[i])
         total_ask, total_bid = sum(st.ask_qty), sum(st.bid_qty)
-        values.update({
-            "121": str(total_ask),
-            "122": signed(sum(st.ask_chg)),  # §4.5: Σ81..90 == 122
-            "125": str(total_bid),
-            "126": signed(sum(st.bid_chg)),  # §4.5: Σ91..100 == 126
-            "23": "0", "24": "0",  # expected price/qty: zero in continuous trading [GUESS §9.20]
-            "128": signed(total_bid - total_ask),
-            "129": f"{total_bid / total_ask * 100:.2f}",
-            "138": signed(total_ask - total_bid),
-            "139": f"{total_ask / total_bid * 100:.2f}",
-            "200": "0", "201": "0.00", "238": "3",
-            "291": "0", "292": "0", "293": "3", "294": "0", "295": "0.00",
-        })
+        values.update(
+            {
+                "121": str(total_ask),
+                "122": signed(sum(st.ask_chg)),  # §4.5: Σ81..90 == 122
+                "125": str(total_bid),
+                "126": signed(sum(st.bid_chg)),  # §4.5: Σ91..100 == 126
+                "23": "0",
+                "24": "0",  # expected price/qty: zero in continuous trading [GUESS §9.20]
+                "128": signed(total_bid - total_ask),
+                "129": f"{total_bid / total_ask * 100:.2f}",
+                "138": signed(total_ask - total_bid),
+                "139": f"{total_ask / total_bid * 100:.2f}",
+                "200": "0",
+                "201": "0.00",
+                "238": "3",
+                "291": "0",
+                "292": "0",
+                "293": "3",
+                "294": "0",
+                "295": "0.00",
+            }
+        )
         for i in range(LEVELS):
             values[str(621 + i)] = "0"
             values[str(631 + i)] = "0"

@@ -112,8 +112,7 @@ def symbol_info(code: str, seed: int = 0) -> SymbolInfo:
     for known in _KNOWN:
         if known[0] == code:
             c, name, market, close, listed, nxt, sector, size = known
-            return SymbolInfo(c, name, market, round_to_tick(close), listed, nxt,
-                              "19750611", sector, size)
+            return SymbolInfo(c, name, market, round_to_tick(close), listed, nxt, "19750611", sector, size)
     rng = random.Random(f"symbol:{seed}:{code}")
     close = round_to_tick(int(math.exp(rng.uniform(math.log(1500), math.log(600000)))))
     return SymbolInfo(

@@ -28,7 +28,9 @@ from recorder.sink import Gap, Sink
 log = logging.getLogger(__name__)
 
 #: Session event kinds that are holes in the record (everything else is informational).
-GAP_KINDS = frozenset({"disconnect", "login_failed", "reg_rejected", "kicked", "restart", "stale", "continuity"})
+GAP_KINDS = frozenset(
+    {"disconnect", "login_failed", "reg_rejected", "kicked", "restart", "stale", "continuity"}
+)
 
 _IGNORED = frozenset({FrameKind.LOGIN, FrameKind.PING, FrameKind.REG, FrameKind.REMOVE, FrameKind.SYSTEM})
 
@@ -92,10 +94,18 @@ class Pipeline:
         kind = str(event.get("kind", ""))
         if kind not in GAP_KINDS:
             return
+        if kind == "kicked" and event.get("end_ns") is None:
+            return  # the notice at the kick; the gap itself follows when the session resubscribes
         start = int(event.get("start_ns") or recv_ts_ns)
         end = event.get("end_ns")
-        gap = Gap(start, int(end) if end is not None else None, kind, str(event.get("detail", "")),
-                  tuple(event.get("symbols") or ()), fno << SEQ_SHIFT)
+        gap = Gap(
+            start,
+            int(end) if end is not None else None,
+            kind,
+            str(event.get("detail", "")),
+            tuple(event.get("symbols") or ()),
+            fno << SEQ_SHIFT,
+        )
         self.drain()  # keep rows in journal order relative to the gap
         self.sink.add_gaps([gap])
         self.stats.gaps += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import time
@@ -27,8 +28,14 @@ def summary(stats: Any, now_ns: int, prev: dict[str, int] | None, dt_s: float) -
     return line, rows
 
 
-async def report(stats: Any, stop: asyncio.Event, *, tty: bool | None = None,
-                 clock_ns: Callable[[], int] = time.time_ns, every_s: float | None = None) -> None:
+async def report(
+    stats: Any,
+    stop: asyncio.Event,
+    *,
+    tty: bool | None = None,
+    clock_ns: Callable[[], int] = time.time_ns,
+    every_s: float | None = None,
+) -> None:
     """Show progress until ``stop`` is set: rich's live line on a TTY, a log line otherwise."""
     tty = sys.stderr.isatty() if tty is None else tty
     every = every_s or (1.0 if tty else 30.0)
@@ -36,10 +43,8 @@ async def report(stats: Any, stop: asyncio.Event, *, tty: bool | None = None,
     live = _live() if tty else None
     try:
         while not stop.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every)
-            except asyncio.TimeoutError:
-                pass
             line, prev = summary(stats, clock_ns(), prev, every)
             if live is not None:
                 live.update(line)

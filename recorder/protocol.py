@@ -39,9 +39,7 @@ def build_login(token: str) -> str:
     return orjson.dumps({"trnm": "LOGIN", "token": token}).decode()
 
 
-def build_reg(
-    items: Sequence[str], types: Sequence[str], *, grp_no: str = "1", refresh: str = "1"
-) -> str:
+def build_reg(items: Sequence[str], types: Sequence[str], *, grp_no: str = "1", refresh: str = "1") -> str:
     """A REG frame registering every item for every type (a cross product, §3.4).
 
     ``refresh="1"`` keeps what was registered before; ``"0"`` replaces it.
@@ -144,9 +142,7 @@ def classify(raw: str | bytes) -> Message:
 # --------------------------------------------------------------------------- decode
 
 
-def decode_frame(
-    raw: str | bytes, recv_ts_ns: int, fno: int, *, trading_day: int | None = None
-) -> Decoded:
+def decode_frame(raw: str | bytes, recv_ts_ns: int, fno: int, *, trading_day: int | None = None) -> Decoded:
     """Decode one REAL frame; nothing is dropped.
 
     Args:

@@ -53,9 +53,11 @@ class RunResult:
     def summary(self) -> str:
         s = self.capture.stats
         rows = {k: v for k, v in s.rows.items() if k != "pending"}
-        return (f"captured {s.frames:,} frames → trades {rows.get('trades', 0):,} rows, orderbook "
-                f"{rows.get('orderbook', 0):,} rows, {s.rejects} rejects, {s.gaps} gaps, "
-                f"{self.capture.files} part files in {self.data_dir}")
+        return (
+            f"captured {s.frames:,} frames → trades {rows.get('trades', 0):,} rows, orderbook "
+            f"{rows.get('orderbook', 0):,} rows, {s.rejects} rejects, {s.gaps} gaps, "
+            f"{self.capture.files} part files in {self.data_dir}"
+        )
 
 
 def _universe(req: CaptureRequest) -> tuple[list[str], str | None]:
@@ -69,8 +71,9 @@ def _universe(req: CaptureRequest) -> tuple[list[str], str | None]:
     return symbols, market
 
 
-async def run_capture(req: CaptureRequest, *, stop: asyncio.Event | None = None,
-                      progress: bool = True) -> RunResult:
+async def run_capture(
+    req: CaptureRequest, *, stop: asyncio.Event | None = None, progress: bool = True
+) -> RunResult:
     """Run one capture to completion (duration, ``stop``, SIGINT or SIGTERM)."""
     symbols, market = _universe(req)
     if not symbols and market is None:
@@ -82,10 +85,17 @@ async def run_capture(req: CaptureRequest, *, stop: asyncio.Event | None = None,
             endpoints = config.resolve_endpoints(req.env_name, req.rest_url, req.ws_url)
             creds = load_credentials(dotenv_path=Path(".env"))
         cfg = CaptureConfig(
-            data_dir=req.data_dir, ws_url=endpoints.ws_url, rest_url=endpoints.rest_url,
-            credentials=creds, symbols=symbols, universe=market, types=req.types,
-            duration_s=req.duration_s, writer=req.writer or default_writer_id(),
-            flush_age_s=req.flush_age_s, session_options=req.session_options,
+            data_dir=req.data_dir,
+            ws_url=endpoints.ws_url,
+            rest_url=endpoints.rest_url,
+            credentials=creds,
+            symbols=symbols,
+            universe=market,
+            types=req.types,
+            duration_s=req.duration_s,
+            writer=req.writer or default_writer_id(),
+            flush_age_s=req.flush_age_s,
+            session_options=req.session_options,
         )
         cap = Capture(cfg, stop=stop)
         install_signal_handlers(cap.stop)
@@ -99,7 +109,9 @@ async def run_capture(req: CaptureRequest, *, stop: asyncio.Event | None = None,
     return RunResult(result, req.data_dir)
 
 
-async def _start_sim(stack: contextlib.AsyncExitStack, req: CaptureRequest) -> tuple[config.Endpoints, Credentials]:
+async def _start_sim(
+    stack: contextlib.AsyncExitStack, req: CaptureRequest
+) -> tuple[config.Endpoints, Credentials]:
     from recorder.venue import Venue, VenueConfig
 
     # record_sent=False: the ground-truth log is for tests; a demo must not grow without bound.

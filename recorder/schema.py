@@ -7,9 +7,10 @@ The storage layout (ARCHITECTURE.md) is a contract::
     DATA_DIR/gaps/date=YYYY-MM-DD/part-*.parquet
     DATA_DIR/rejects/date=YYYY-MM-DD/part-*.parquet
 
-Timestamps are ``timestamp[us, tz=Asia/Seoul]``. ``date`` and ``symbol`` are Hive partition keys and are not stored inside the files. Read
-``symbol`` as a string (``005930`` is not a number): :func:`partitioning` gives the right
-types to ``pyarrow.dataset``, and DuckDB needs ``hive_types={'symbol': 'VARCHAR'}``.
+Timestamps are ``timestamp[us, tz=Asia/Seoul]``. ``date`` and ``symbol`` are Hive partition
+keys and are not stored inside the files. Read ``symbol`` as a string (``005930`` is not a
+number): :func:`partitioning` gives the right types to ``pyarrow.dataset``, and DuckDB
+needs ``hive_types={'symbol': 'VARCHAR'}`` (``queries.connect`` does this).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def timestamps(ns: list[int | None]) -> pa.Array:
     """Epoch nanoseconds → the stored timestamp type (truncated to microseconds)."""
     return pa.array(ns, _TIMESTAMP_NS).cast(TIMESTAMP, safe=False)
 
+
 MARKET_TABLES = ("trades", "orderbook")
 EVENT_TABLES = ("gaps", "rejects")
 TABLES = MARKET_TABLES + EVENT_TABLES
@@ -41,7 +43,13 @@ _KIND_TYPES = {
     Kind.FLOAT: pa.float64(),
     Kind.TEXT: pa.string(),
 }
-_BASE_TYPES = {"ts": TIMESTAMP, "recv_ts": TIMESTAMP, "seq": pa.int64(), "symbol": pa.string(), "venue": pa.string()}
+_BASE_TYPES = {
+    "ts": TIMESTAMP,
+    "recv_ts": TIMESTAMP,
+    "seq": pa.int64(),
+    "symbol": pa.string(),
+    "venue": pa.string(),
+}
 
 
 def _market_schema(table: str) -> pa.Schema:

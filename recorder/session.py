@@ -231,9 +231,10 @@ class Session:
         self._types = _distinct(types, "types")
         if len(self._items) > max_codes:
             raise _too_many_codes(len(self._items), max_codes)
-        if min(reg_batch, reg_per_s, login_timeout_s) <= 0 or min(
-            backoff_base_s, backoff_cap_s, kicked_backoff_s, reg_retry_s, max_reg_retries
-        ) < 0:
+        if (
+            min(reg_batch, reg_per_s, login_timeout_s) <= 0
+            or min(backoff_base_s, backoff_cap_s, kicked_backoff_s, reg_retry_s, max_reg_retries) < 0
+        ):
             raise ConfigError("reg_batch, reg_per_s and login_timeout_s must be > 0; waits >= 0")
         self._url, self._token, self._id = ws_url, token, session_id
         self._on_frame, self._on_event = on_frame, on_event
@@ -394,7 +395,9 @@ class Session:
                 "session %s KICKED (%s): another program logged in with the same app key. "
                 "Kiwoom allows one session per key (§3.3); stop the other program or give it "
                 "its own app key. Reconnecting in %g s.",
-                self._id, detail, self._kicked_backoff_s,
+                self._id,
+                detail,
+                self._kicked_backoff_s,
             )
             link.kicked_ns, link.kick_detail = self._clock(), detail
             self._emit("kicked", detail, link.kicked_ns)
@@ -463,7 +466,9 @@ class Session:
                 return False
             log.warning(
                 "session %s: REG refused with %s (more than ~5 REG/s, §3.4); resending in %g s",
-                self._id, REG_RATE_LIMITED, self._reg_retry_s,
+                self._id,
+                REG_RATE_LIMITED,
+                self._reg_retry_s,
             )
             await self._sleep(max(self._reg_retry_s, self._reg_interval_s))
         raise AssertionError("unreachable")  # pragma: no cover
@@ -482,8 +487,13 @@ class Session:
 
     def _deliver_ack(self, link: _Link, msg: Message) -> None:
         if not link.pending:
-            log.warning("session %s: %s reply with nothing outstanding: %s %s",
-                        self._id, msg.kind.value, msg.return_code, msg.return_msg)
+            log.warning(
+                "session %s: %s reply with nothing outstanding: %s %s",
+                self._id,
+                msg.kind.value,
+                msg.return_code,
+                msg.return_msg,
+            )
             return
         ack = link.pending.popleft()
         if not ack.done():

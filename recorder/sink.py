@@ -122,8 +122,10 @@ class Sink:
             self._add_market(table, cols)
         if decoded.rejects:
             recv, seq, reason, raw = (list(c) for c in zip(*decoded.rejects, strict=True))
-            t = pa.table({"recv_ts": timestamps(recv), "seq": seq, "reason": reason, "raw": raw},
-                         schema=SCHEMAS["rejects"])
+            t = pa.table(
+                {"recv_ts": timestamps(recv), "seq": seq, "reason": reason, "raw": raw},
+                schema=SCHEMAS["rejects"],
+            )
             self._buffer("rejects", t.append_column("date", pa.array([kst_date(r) for r in recv])))
         self._enforce_limits()
 
@@ -148,8 +150,12 @@ class Sink:
     def _add_market(self, table: str, cols: TableColumns) -> None:
         schema = SCHEMAS[table]
         try:
-            arrays = [timestamps(cols.columns[f.name]) if f.type == TIMESTAMP
-                      else pa.array(cols.columns[f.name], type=f.type) for f in schema]
+            arrays = [
+                timestamps(cols.columns[f.name])
+                if f.type == TIMESTAMP
+                else pa.array(cols.columns[f.name], type=f.type)
+                for f in schema
+            ]
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:  # decoder guarantees types
             raise StoreError(f"{table}: decoded values do not fit the schema: {exc}") from exc
         arrays.append(pa.array(cols.columns["date"], pa.string()))
@@ -204,8 +210,12 @@ class Sink:
         """Sort the table's rows by partition then (time, seq) and write one file per partition."""
         buf = self._buffers.pop(table)
         market = "symbol" in SCHEMAS[table].names
-        keys = [("date", "ascending"), *([("symbol", "ascending")] if market else []),
-                (SORT_TIME[table], "ascending"), ("seq", "ascending")]
+        keys = [
+            ("date", "ascending"),
+            *([("symbol", "ascending")] if market else []),
+            (SORT_TIME[table], "ascending"),
+            ("seq", "ascending"),
+        ]
         t = pa.concat_tables(buf.chunks).sort_by(keys).combine_chunks()
         key = pc.binary_join_element_wise(t["date"], t["symbol"], "/") if market else t["date"]
         bounds = pc.indices_nonzero(pc.not_equal(key[1:], key[:-1])).to_pylist()
@@ -214,7 +224,9 @@ class Sink:
         drop = ["date", "symbol"] if market else ["date"]
         for (a, b), name in zip(itertools.pairwise([*starts, len(t)]), names, strict=True):
             date, _, symbol = name.partition("/")
-            self._write_partition((table, date, symbol if market else None), t.slice(a, b - a).drop_columns(drop))
+            self._write_partition(
+                (table, date, symbol if market else None), t.slice(a, b - a).drop_columns(drop)
+            )
 
     def _write_partition(self, key: tuple[str, str, str | None], part: pa.Table) -> None:
         if self.resume:
@@ -222,7 +234,9 @@ class Sink:
             if len(part) == 0:
                 return
         mm = pc.min_max(part["seq"]).as_py()
-        final = partition_dir(self.root, *key) / part_name(self.writer, mm["min"] >> SEQ_SHIFT, mm["max"] >> SEQ_SHIFT)
+        final = partition_dir(self.root, *key) / part_name(
+            self.writer, mm["min"] >> SEQ_SHIFT, mm["max"] >> SEQ_SHIFT
+        )
         write_part(part, final)
         self.files_written += 1
         self.rows_written[key[0]] += len(part)
@@ -314,6 +328,11 @@ def read_table(root: Path, table: str, **filters: Any) -> pa.Table:
     path = root / table
     if not path.exists():
         return SCHEMAS[table].empty_table()
-    dataset = ds.dataset(path, format="parquet", partitioning=partitioning(table),
-                         exclude_invalid_files=False, ignore_prefixes=[".", "_"])
+    dataset = ds.dataset(
+        path,
+        format="parquet",
+        partitioning=partitioning(table),
+        exclude_invalid_files=False,
+        ignore_prefixes=[".", "_"],
+    )
     return dataset.to_table(**filters)

@@ -52,7 +52,9 @@ def _ndjson_frames(path: Path) -> Iterator[tuple[int, bytes]]:
                 yield lineno, line
 
 
-def ingest_ndjson(path: Path, data_dir: Path, *, date: str | None = None, writer: str | None = None) -> IngestResult:
+def ingest_ndjson(
+    path: Path, data_dir: Path, *, date: str | None = None, writer: str | None = None
+) -> IngestResult:
     """Raw REAL frames, one JSON object per line, → the store through the capture's decoder.
 
     Args:

@@ -200,8 +200,13 @@ class Venue:
         if feed is None:
             symbols = list(config.symbols) or SyntheticMarket.universe(config.n_symbols, config.seed)
             venues = ("KRX",) if config.mock_mode else tuple(config.venues)
-            feed = SyntheticMarket(symbols, seed=config.seed, venues=venues,
-                                   trade_rate=config.trade_rate, book_rate=config.book_rate)
+            feed = SyntheticMarket(
+                symbols,
+                seed=config.seed,
+                venues=venues,
+                trade_rate=config.trade_rate,
+                book_rate=config.book_rate,
+            )
         self.feed: Feed = feed
         self.stats = VenueStats()
         self.tokens = TokenStore(self.clock, config.token_lifetime_s, config.revoke_previous_token)
@@ -383,8 +388,9 @@ class Venue:
     async def _wait_gone(self, conns: Iterable[Connection]) -> None:
         ids = [c.id for c in conns]
         try:
-            await self.wait_for(lambda: not any(i in self.connections for i in ids),
-                                self.config.close_timeout + 1.0)
+            await self.wait_for(
+                lambda: not any(i in self.connections for i in ids), self.config.close_timeout + 1.0
+            )
         except TimeoutError:
             log.warning("connections %s did not close; aborting them", ids)
             for conn in self._targets(None):

@@ -123,7 +123,11 @@ class RateLimiter:
 
 
 def _reply(
-    code: int, msg: str, extra: dict[str, Any] | None = None, *, status: int = 200,
+    code: int,
+    msg: str,
+    extra: dict[str, Any] | None = None,
+    *,
+    status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> web.Response:
     body = {**(extra or {}), "return_code": code, "return_msg": msg}
@@ -276,6 +280,5 @@ class RestApi:
             start = int(key)
         end = len(rows) if size is None else min(len(rows), start + size)
         more = end < len(rows)
-        headers = {"cont-yn": "Y" if more else "N", "next-key": str(end) if more else "",
-                   "api-id": api_id}
+        headers = {"cont-yn": "Y" if more else "N", "next-key": str(end) if more else "", "api-id": api_id}
         return _reply(0, OK_MSG, {"list": rows[start:end]}, headers=headers)

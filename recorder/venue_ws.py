@@ -40,9 +40,7 @@ LOGIN_OK = orjson.dumps({"trnm": "LOGIN", "return_code": 0, "return_msg": "", "s
 LOGIN_FAILED_MSG = (
     "토큰 인증에 실패했습니다. 접속을 종료합니다 [CODE=8005, MESSAGE=Token이 유효하지 않습니다]"
 )
-LOGIN_FAILED = orjson.dumps(
-    {"trnm": "LOGIN", "return_code": 805004, "return_msg": LOGIN_FAILED_MSG}
-).decode()
+LOGIN_FAILED = orjson.dumps({"trnm": "LOGIN", "return_code": 805004, "return_msg": LOGIN_FAILED_MSG}).decode()
 R10001 = "동일한 App key로 접속이 되었습니다. 기존 세션은 종료가 됩니다"
 R10002 = "사용자 프로그램으로부터 Heartbeat(연결유지) 메시지가 오지않아서 접속을 종료합니다"
 R10004 = "접속허용요청(토큰)이 들어오지 않았습니다"
@@ -114,8 +112,9 @@ class Connection:
         if self.closing:
             return
         if self._out.qsize() >= self._cfg.send_queue_max:
-            log.warning("connection %d: client too slow (%d frames queued); aborting",
-                        self.id, self._out.qsize())
+            log.warning(
+                "connection %d: client too slow (%d frames queued); aborting", self.id, self._out.qsize()
+            )
             self.abort()
             return
         self._out.put_nowait((data, entries))

@@ -26,15 +26,42 @@ def valid_value(kind: Kind) -> st.SearchStrategy[str]:
     if kind is Kind.TEXT:
         return st.text(alphabet="0123456789ABCKRXNT", min_size=1, max_size=8)
     if kind is Kind.TIME:
-        return st.builds(lambda h, m, s: f"{h:02d}{m:02d}{s:02d}", st.integers(0, 23), st.integers(0, 59), st.integers(0, 59))
+        return st.builds(
+            lambda h, m, s: f"{h:02d}{m:02d}{s:02d}",
+            st.integers(0, 23),
+            st.integers(0, 59),
+            st.integers(0, 59),
+        )
     return st.builds(lambda s, d: s + d, sign, digits)
 
 
 # Values the fast path must not misread: near-misses of the number grammar.
 odd_value = st.one_of(
-    st.text(alphabet="0123456789+-. ,_eE[]{}\"atrunl１٣\t", max_size=8),
-    st.sampled_from(["", "+-5", "+ 5", "- 5", "5+", "1,000", "1.", ".5", "0005", "true", "null", "[5]",
-                     "-0", "+0", " 0", "1e5", "NaN", "Infinity", "18446744073709551615", "9223372036854775808"]),
+    st.text(alphabet='0123456789+-. ,_eE[]{}"atrunl１٣\t', max_size=8),
+    st.sampled_from(
+        [
+            "",
+            "+-5",
+            "+ 5",
+            "- 5",
+            "5+",
+            "1,000",
+            "1.",
+            ".5",
+            "0005",
+            "true",
+            "null",
+            "[5]",
+            "-0",
+            "+0",
+            " 0",
+            "1e5",
+            "NaN",
+            "Infinity",
+            "18446744073709551615",
+            "9223372036854775808",
+        ]
+    ),
 )
 
 
@@ -68,7 +95,7 @@ def _same(a: object, b: object) -> bool:
 def test_batch_decoder_agrees_with_the_strict_reference(batch: list[dict], per_frame: int) -> None:
     """Every entry decodes exactly as the field-by-field rules say, however it is batched."""
     dec = Decoder()
-    frames = [batch[i:i + per_frame] for i in range(0, len(batch), per_frame)]
+    frames = [batch[i : i + per_frame] for i in range(0, len(batch), per_frame)]
     for fno, data in enumerate(frames):
         dec.add(orjson.dumps({"data": data, "trnm": "REAL"}), RECV, fno)
     res = dec.finish()

@@ -7,6 +7,7 @@ import os
 import random
 import stat
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -89,6 +90,7 @@ _FRAMES = st.lists(st.tuples(st.integers(-(2**63), 2**63 - 1), _FRAME), max_size
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames=_FRAMES, segment_bytes=st.sampled_from([1, 200, 1 << 16, 256 << 20]))
 @example(frames=[(0, "\ud800 lone surrogate"), (1, b"\x80\xc3(")], segment_bytes=1)
+@example(frames=[(1, b"\x00" * (1 << 20)), (2, "가" * (1 << 19)), (3, b"")], segment_bytes=200)
 def test_any_frames_round_trip(frames: list[tuple[int, Frame]], segment_bytes: int) -> None:
     with tempfile.TemporaryDirectory() as d:
         root = Path(d) / "w"
@@ -188,9 +190,7 @@ def test_segment_without_a_complete_record_is_moved_aside(tmp_path: Path) -> Non
     assert frames_of(list(read_records(tmp_path))) == ["a", "b", "d"]
 
 
-def test_corrupt_crc_stops_that_segment_only(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_corrupt_crc_stops_that_segment_only(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     frames = [f"{i:04d}" * 8 for i in range(12)]  # 32-byte payloads, 64-byte records
     write_all(tmp_path, frames, segment_bytes=4 * 64)
     first = segments(tmp_path)[0]
@@ -217,9 +217,7 @@ def test_segments_roll_at_segment_bytes(tmp_path: Path) -> None:
     assert frames_of(list(read_records(tmp_path))) == frames
 
 
-def test_start_fno_skips_earlier_segments(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_start_fno_skips_earlier_segments(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     frames = [str(i) for i in range(10)]
     write_all(tmp_path, frames, segment_bytes=3 * (HEADER_SIZE + 1))
     for start in range(12):
@@ -285,6 +283,36 @@ def test_tail_sees_partly_written_records_exactly_once(seed: int, start: int) ->
                 delivered += more
     assert [r.fno for r in delivered] == list(range(start, 25))
     assert frames_of(delivered) == frames[start:]
+
+
+def test_tail_in_another_thread_gets_every_record_once(tmp_path: Path) -> None:
+    n = 20_000
+    got: list[Record] = []
+    stop = threading.Event()
+    errors: list[Exception] = []
+
+    def follow() -> None:
+        try:
+            with JournalTail(tmp_path, 0) as tail:
+                while len(got) < n and not stop.is_set():
+                    got.extend(tail.read_available(500))
+        except Exception as exc:  # handed to the main thread's assertion
+            errors.append(exc)
+
+    with JournalWriter(tmp_path, segment_bytes=64 << 10) as w:
+        follower = threading.Thread(target=follow)
+        follower.start()
+        for i in range(n):
+            w.append_frame(i, str(i) * (i % 50))
+            if i % 37 == 0:
+                w.flush()
+        w.flush()
+        follower.join(timeout=60)
+        stop.set()
+    assert errors == []
+    assert [r.fno for r in got] == list(range(n))
+    assert all(r.frame() == str(r.fno) * (r.fno % 50) for r in got)
+    assert len(segments(tmp_path)) > 10
 
 
 def test_tail_delivers_across_restart_with_torn_tail(tmp_path: Path) -> None:

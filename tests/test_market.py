@@ -43,7 +43,14 @@ def entries() -> list[dict[str, Any]]:
 
 def test_tick_grid() -> None:
     assert [tick_size(p) for p in (1999, 2000, 4995, 5000, 19990, 20000, 49950, 50000)] == [
-        1, 5, 5, 10, 10, 50, 50, 100
+        1,
+        5,
+        5,
+        10,
+        10,
+        50,
+        50,
+        100,
     ]
     assert [tick_size(p) for p in (199900, 200000, 499500, 500000)] == [100, 500, 500, 1000]
     assert tick_down(2000) == 1999 and tick_up(1999) == 2000
@@ -216,8 +223,9 @@ def test_bad_arguments() -> None:
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 2**32), n=st.integers(1, 6), rate=st.floats(0.5, 40.0))
 def test_invariants_hold_for_any_seed(seed: int, n: int, rate: float) -> None:
-    market = SyntheticMarket(SyntheticMarket.universe(n, seed), seed=seed, venues=("KRX", "NXT"),
-                             trade_rate=rate)
+    market = SyntheticMarket(
+        SyntheticMarket.universe(n, seed), seed=seed, venues=("KRX", "NXT"), trade_rate=rate
+    )
     last: dict[str, int] = {}
     for e in run(market, 60):
         v = e["values"]

@@ -31,7 +31,9 @@ def test_frames_route_to_rows_rejects_or_nothing(tmp_path: Path) -> None:
     ]
     for fno, raw in enumerate(feed):
         pipe.feed_frame(raw, RECV + fno, fno)
-    pipe.feed_event({"kind": "disconnect", "start_ns": RECV, "end_ns": RECV + 10**9, "detail": "1006"}, RECV, 9)
+    pipe.feed_event(
+        {"kind": "disconnect", "start_ns": RECV, "end_ns": RECV + 10**9, "detail": "1006"}, RECV, 9
+    )
     pipe.feed_event({"kind": "connected", "detail": "informational"}, RECV, 10)
     assert pipe.checkpoint_fno() == 3  # frames 0-3 made no rows; frame 4 is still buffered
     sink.close()

@@ -15,7 +15,9 @@ from recorder.decode import KST, kst_date, parse_time, trading_day
 from recorder.fields import ORDERBOOK, TRADES, columns
 
 DATA = Path(__file__).parent / "data"
-FIXTURES = {f["section"]: f for f in map(orjson.loads, (DATA / "kiwoom-frames.jsonl").read_text().splitlines())}
+FIXTURES = {
+    f["section"]: f for f in map(orjson.loads, (DATA / "kiwoom-frames.jsonl").read_text().splitlines())
+}
 # 2026-07-20 10:27:58 KST, just after the H-GOLD captures.
 RECV = int(dt.datetime(2026, 7, 20, 10, 27, 58, tzinfo=KST).timestamp()) * 1_000_000_000
 
@@ -36,9 +38,28 @@ def rows_of(frame: object, recv: int = RECV, fno: int = 7) -> tuple[list[dict], 
 def test_every_spec_fid_has_a_typed_column() -> None:
     assert len(TRADES.fields) == 43  # §4.4
     assert len(ORDERBOOK.fields) == 163  # §4.5: "complete with all 163 spec FIDs"
-    for name in ("ts", "recv_ts", "seq", "symbol", "venue", "price", "volume", "side", "cum_volume",
-                 "cum_value", "open", "high", "low", "best_ask", "best_bid", "change", "change_pct",
-                 "strength", "session", "exchange"):
+    for name in (
+        "ts",
+        "recv_ts",
+        "seq",
+        "symbol",
+        "venue",
+        "price",
+        "volume",
+        "side",
+        "cum_volume",
+        "cum_value",
+        "open",
+        "high",
+        "low",
+        "best_ask",
+        "best_bid",
+        "change",
+        "change_pct",
+        "strength",
+        "session",
+        "exchange",
+    ):
         assert name in columns(TRADES)
     book = columns(ORDERBOOK)
     for side in ("ask", "bid"):
@@ -62,8 +83,12 @@ def test_login_carries_the_bare_token() -> None:
 
 def test_reg_and_remove_frames() -> None:
     reg = orjson.loads(P.build_reg(["005930", "000660_NX"], ["0B", "0D"]))
-    assert reg == {"trnm": "REG", "grp_no": "1", "refresh": "1",
-                   "data": [{"item": ["005930", "000660_NX"], "type": ["0B", "0D"]}]}
+    assert reg == {
+        "trnm": "REG",
+        "grp_no": "1",
+        "refresh": "1",
+        "data": [{"item": ["005930", "000660_NX"], "type": ["0B", "0D"]}],
+    }
     rem = orjson.loads(P.build_remove(["005930"], ["0B"], grp_no="2"))
     assert rem == {"trnm": "REMOVE", "grp_no": "2", "data": [{"item": ["005930"], "type": ["0B"]}]}
 
@@ -116,16 +141,34 @@ def test_real_0b_capture_decodes_to_exact_values() -> None:
     assert (r["open"], r["high"], r["low"]) == (241000, 257500, 240000)
     assert (r["best_ask"], r["best_bid"]) == (251000, 250500)
     assert (r["volume"], r["side"], r["cum_volume"], r["cum_value"]) == (8, "buy", 10055036, 2518271)
-    assert (r["tick_value"], r["tick_sell_volume"], r["tick_buy_volume"], r["tick_net_volume"]) == (2008, 0, 8, 8)
-    assert (r["strength"], r["buy_ratio"], r["market_cap"], r["avg_price"]) == (120.42, 54.63, 14674159, 250449.0)
-    assert (r["session"], r["exchange"], r["high_time"], r["upper_limit_time"]) == ("2", "KRX", "051740", "000000")
+    assert (r["tick_value"], r["tick_sell_volume"], r["tick_buy_volume"], r["tick_net_volume"]) == (
+        2008,
+        0,
+        8,
+        8,
+    )
+    assert (r["strength"], r["buy_ratio"], r["market_cap"], r["avg_price"]) == (
+        120.42,
+        54.63,
+        14674159,
+        250449.0,
+    )
+    assert (r["session"], r["exchange"], r["high_time"], r["upper_limit_time"]) == (
+        "2",
+        "KRX",
+        "051740",
+        "000000",
+    )
     assert (r["volume_change"], r["value_change"]) == (-16946442, -4421098270082)
 
 
 def test_mixed_frame_keeps_unknown_types_as_rejects() -> None:
     frame = FIXTURES["7.5"]["frame"]
     rows, rejects = rows_of(frame)
-    assert [(r["symbol"], r["price"], r["side"]) for r in rows] == [("000660", 1851000, "buy"), ("373220", 331000, "buy")]
+    assert [(r["symbol"], r["price"], r["side"]) for r in rows] == [
+        ("000660", 1851000, "buy"),
+        ("373220", 331000, "buy"),
+    ]
     assert rows[1]["high"] == 333500  # "-333500": below the previous close, still a positive price
     (rej,) = rejects
     assert "unsupported real-time type '0w'" in rej[2]
@@ -209,10 +252,24 @@ def test_unparseable_optional_field_keeps_the_row_and_notes_it() -> None:
 
 
 def test_value_spellings() -> None:
-    spellings = {"15": " 8", "11": "-0", "1315": "+0", "12": " 1.5", "14": "0", "27": "+251000", "28": " 250500"}
+    spellings = {
+        "15": " 8",
+        "11": "-0",
+        "1315": "+0",
+        "12": " 1.5",
+        "14": "0",
+        "27": "+251000",
+        "28": " 250500",
+    }
     (r,), rejects = rows_of({"data": [_entry(**spellings)], "trnm": "REAL"})
     assert rejects == []
-    assert (r["volume"], r["side"], r["change"], r["tick_sell_volume"], r["change_pct"]) == (8, None, 0, 0, 1.5)
+    assert (r["volume"], r["side"], r["change"], r["tick_sell_volume"], r["change_pct"]) == (
+        8,
+        None,
+        0,
+        0,
+        1.5,
+    )
     assert (r["cum_value"], r["best_ask"], r["best_bid"]) == (0, 251000, 250500)
 
 
@@ -238,7 +295,10 @@ def test_time_uses_the_kst_date_of_the_receive_time() -> None:
     assert parse_time("235959", kst(0, 0, 1, day=21)) == kst(23, 59, 59, day=20)
     assert parse_time("000001", kst(23, 59, 59, day=20)) == kst(0, 0, 1, day=21)
     assert parse_time("102756", 0, trading_day("2026-07-20")) == kst(10, 27, 56)
-    assert parse_time("20260716153000", RECV) == int(dt.datetime(2026, 7, 16, 15, 30, tzinfo=KST).timestamp()) * 10**9
+    assert (
+        parse_time("20260716153000", RECV)
+        == int(dt.datetime(2026, 7, 16, 15, 30, tzinfo=KST).timestamp()) * 10**9
+    )
     for bad in ("", "1027", "246000", "106000", "10275a", 102756, "１０２７５６"):
         assert parse_time(bad, RECV) is None
 
@@ -250,7 +310,11 @@ def test_encode_restores_kiwoom_spellings() -> None:
     rows, _ = P.decode_rows(orjson.dumps(FIXTURES["7.3"]["frame"]), RECV, 1)
     entry = P.encode_entry(*rows[0])
     v = entry["values"]
-    assert entry["item"] == "005930" and entry["type"] == "0B" and list(entry) == ["values", "type", "name", "item"]
+    assert (
+        entry["item"] == "005930"
+        and entry["type"] == "0B"
+        and list(entry) == ["values", "type", "name", "item"]
+    )
     assert (v["20"], v["10"], v["17"], v["15"], v["11"]) == ("102756", "-251000", "+257500", "+8", "-4000")
     frame = orjson.loads(P.encode_frame(rows))
     assert list(frame) == ["data", "trnm"]  # trnm last, as live (§4.1)

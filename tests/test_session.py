@@ -106,9 +106,7 @@ class FakeKiwoom:
         self.url = ""
 
     async def __aenter__(self) -> FakeKiwoom:
-        self._server = await serve(
-            self._handle, "127.0.0.1", 0, ping_interval=None, logger=SERVER_LOG
-        )
+        self._server = await serve(self._handle, "127.0.0.1", 0, ping_interval=None, logger=SERVER_LOG)
         port = self._server.sockets[0].getsockname()[1]
         self.url = f"ws://127.0.0.1:{port}/api/dostk/websocket"
         return self
@@ -179,8 +177,12 @@ class Harness:
 
     def session(self, url: str, items: list[str], **kw: Any) -> Session:
         args: dict[str, Any] = {
-            "token": self.token, "types": ["0B", "0D"], "on_frame": self.on_frame,
-            "on_event": self.on_event, "clock_ns": Clock(), "sleep": self.sleep,
+            "token": self.token,
+            "types": ["0B", "0D"],
+            "on_frame": self.on_frame,
+            "on_event": self.on_event,
+            "clock_ns": Clock(),
+            "sleep": self.sleep,
             "rng": random.Random(7),
         }
         return Session(url, items=items, **(args | kw))
@@ -300,9 +302,7 @@ def test_ping_before_login_reply_is_echoed() -> None:
 
 
 def test_login_refused_raises_auth_error_without_retry() -> None:
-    refused = orjson.dumps(
-        {"trnm": "LOGIN", "return_code": 805004, "return_msg": BAD_LOGIN_MSG}
-    ).decode()
+    refused = orjson.dumps({"trnm": "LOGIN", "return_code": 805004, "return_msg": BAD_LOGIN_MSG}).decode()
     after_system: list[str | bytes] = []
 
     async def script(c: Conn) -> None:
@@ -487,8 +487,9 @@ def _session(items: list[str], **kw: Any) -> Session:
     async def token() -> str:
         return "t"
 
-    return Session("ws://127.0.0.1:9", token, items, ["0B"], on_frame=lambda *_: None,
-                   on_event=lambda _: None, **kw)
+    return Session(
+        "ws://127.0.0.1:9", token, items, ["0B"], on_frame=lambda *_: None, on_event=lambda _: None, **kw
+    )
 
 
 def test_more_than_200_codes_is_refused_with_advice() -> None:

@@ -66,7 +66,9 @@ def test_duckdb_reads_symbols_as_text(tmp_path: Path) -> None:
     sink = Sink(tmp_path, "w1")
     sink.add(decoded(range(3)))
     sink.close()
-    t = queries.sql(tmp_path, "SELECT symbol, count(*) AS n, sum(volume) AS v FROM trades GROUP BY 1 ORDER BY 1")
+    t = queries.sql(
+        tmp_path, "SELECT symbol, count(*) AS n, sum(volume) AS v FROM trades GROUP BY 1 ORDER BY 1"
+    )
     assert t.to_pylist() == [{"symbol": "000660", "n": 3, "v": 3}, {"symbol": "373220", "n": 3, "v": 12}]
     r = queries.sql(tmp_path, "SELECT count(*) AS n, any_value(reason) AS why FROM rejects").to_pylist()[0]
     assert r["n"] == 3 and "0w" in r["why"]
@@ -100,10 +102,16 @@ def test_resume_skips_rows_already_on_disk(tmp_path: Path) -> None:
 
 def test_gaps(tmp_path: Path) -> None:
     sink = Sink(tmp_path, "w1")
-    sink.add_gaps([Gap(RECV, RECV + 5 * 10**9, "disconnect", "close 1000", (), 9 << 16),
-                   Gap(RECV, None, "reg_rejected", "105115", ("005930",), 10 << 16)])
+    sink.add_gaps(
+        [
+            Gap(RECV, RECV + 5 * 10**9, "disconnect", "close 1000", (), 9 << 16),
+            Gap(RECV, None, "reg_rejected", "105115", ("005930",), 10 << 16),
+        ]
+    )
     sink.close()
-    g = queries.sql(tmp_path, "SELECT kind, end_ts - start_ts AS d, symbols FROM gaps ORDER BY seq").to_pylist()
+    g = queries.sql(
+        tmp_path, "SELECT kind, end_ts - start_ts AS d, symbols FROM gaps ORDER BY seq"
+    ).to_pylist()
     assert [x["kind"] for x in g] == ["disconnect", "reg_rejected"] and g[1]["symbols"] == ["005930"]
 
 

@@ -208,7 +208,8 @@ async def test_rest_auth_errors() -> None:
         assert r.status_code == 200 and "[1513:" in r.json()["return_msg"]
         r = await ka10099(http, "not-a-token", "0")
         assert r.json() == {
-            "return_code": 3, "return_msg": "인증에 실패했습니다[8005:Token이 유효하지 않습니다]"
+            "return_code": 3,
+            "return_msg": "인증에 실패했습니다[8005:Token이 유효하지 않습니다]",
         }
         token = await token_of(venue)
         r = await ka10099(http, token, "0", {"api-id": "ka99999"})
@@ -249,9 +250,7 @@ async def test_login_ok_and_ping_before_login() -> None:
             ping = await recv(ws)
             assert ping == '{"trnm":"PING"}'
             await ws.send(ping)
-            assert await recv_json(ws) == {
-                "trnm": "LOGIN", "return_code": 0, "return_msg": "", "sor_yn": "Y"
-            }
+            assert await recv_json(ws) == {"trnm": "LOGIN", "return_code": 0, "return_msg": "", "sor_yn": "Y"}
             await venue.wait_for(lambda: venue.stats.pings_echoed == 1)
         assert venue.stats.logins == 1 and venue.stats.login_failures == 0
 
@@ -279,8 +278,11 @@ async def test_login_timeout_sends_r10004() -> None:
     async with Venue(config(login_timeout=0.1)) as venue:
         async with connect(venue.ws_url, ping_interval=None) as ws:
             msg = await recv_json(ws)
-            assert msg == {"trnm": "SYSTEM", "code": "R10004",
-                           "message": "접속허용요청(토큰)이 들어오지 않았습니다"}
+            assert msg == {
+                "trnm": "SYSTEM",
+                "code": "R10004",
+                "message": "접속허용요청(토큰)이 들어오지 않았습니다",
+            }
             await closed_by_server(ws)
         assert venue.stats.login_timeouts == 1
 
@@ -334,14 +336,25 @@ async def test_echoing_system_frame_closes() -> None:
 async def test_reg_cross_product_and_only_registered_items_flow() -> None:
     cfg = config(trade_rate=50.0, book_rate=20.0, batch_max=4)
     async with Venue(cfg) as venue, session(venue, await token_of(venue)) as ws:
-        reg = orjson.dumps({
-            "trnm": "REG", "grp_no": "1", "refresh": "1",
-            "data": [{"item": ["005930", "000660_NX"], "type": ["0B", "0D"]},
-                     {"item": ["373220"], "type": ["0B"]}],
-        }).decode()
+        reg = orjson.dumps(
+            {
+                "trnm": "REG",
+                "grp_no": "1",
+                "refresh": "1",
+                "data": [
+                    {"item": ["005930", "000660_NX"], "type": ["0B", "0D"]},
+                    {"item": ["373220"], "type": ["0B"]},
+                ],
+            }
+        ).decode()
         assert await request(ws, reg) == {"trnm": "REG", "return_code": 0, "return_msg": ""}
-        expected = {("005930", "0B"), ("005930", "0D"), ("000660_NX", "0B"),
-                    ("000660_NX", "0D"), ("373220", "0B")}
+        expected = {
+            ("005930", "0B"),
+            ("005930", "0D"),
+            ("000660_NX", "0B"),
+            ("000660_NX", "0D"),
+            ("373220", "0B"),
+        }
         entries, frames = await real_entries(ws, 150)
         assert {(e["item"], e["type"]) for e in entries} == expected
         sizes = [len(orjson.loads(f)["data"]) for f in frames]
@@ -365,9 +378,7 @@ async def test_remove_and_refresh_zero() -> None:
         entries, _ = await real_entries(ws, 20)
         assert {e["item"] for e in entries} == {"373220"}
         # §3.4: refresh "0" replaces everything registered on the connection.
-        assert (await request(ws, build_reg(["000660"], ["0D"], grp_no="2", refresh="0")))[
-            "return_code"
-        ] == 0
+        assert (await request(ws, build_reg(["000660"], ["0D"], grp_no="2", refresh="0")))["return_code"] == 0
         entries, _ = await real_entries(ws, 10)
         assert {(e["item"], e["type"]) for e in entries} == {("000660", "0D")}
         assert venue.stats.regs == 2 and venue.stats.removes == 1
@@ -427,8 +438,11 @@ async def test_second_login_kicks_the_older_session() -> None:
         token = await token_of(venue)
         async with session(venue, token) as old, session(venue, await token_of(venue)) as new:
             msg = await recv_json(old)
-            assert msg == {"trnm": "SYSTEM", "code": "R10001",
-                           "message": "동일한 App key로 접속이 되었습니다. 기존 세션은 종료가 됩니다"}
+            assert msg == {
+                "trnm": "SYSTEM",
+                "code": "R10001",
+                "message": "동일한 App key로 접속이 되었습니다. 기존 세션은 종료가 됩니다",
+            }
             closed = await closed_by_server(old)
             assert closed.rcvd is not None
             assert (closed.rcvd.code, closed.rcvd.reason) == (1000, "Bye")
@@ -474,7 +488,9 @@ async def test_send_raw_all_injects_frames_in_order() -> None:
         assert await recv(ws) == '{"data":[{"type":"0Z"}],"trnm":"REAL"}'
         await venue.wait_for(lambda: len(venue.frames) == 4)  # LOGIN reply + 3 raw
         assert [f.data for f in venue.frames][1:] == [
-            "{not json", b"\x00\xffbinary", '{"data":[{"type":"0Z"}],"trnm":"REAL"}'
+            "{not json",
+            b"\x00\xffbinary",
+            '{"data":[{"type":"0Z"}],"trnm":"REAL"}',
         ]
 
 
@@ -482,8 +498,12 @@ class OneShotFeed:
     """A minimal feed: one hand-written entry on the first step (the seam for recorded data)."""
 
     def __init__(self) -> None:
-        self.entry = {"values": {"20": "102756", "10": "-251000", "15": "+8", "13": "10055036"},
-                      "type": "0B", "name": "주식체결", "item": "005930"}
+        self.entry = {
+            "values": {"20": "102756", "10": "-251000", "15": "+8", "13": "10055036"},
+            "type": "0B",
+            "name": "주식체결",
+            "item": "005930",
+        }
         self.done = False
 
     def step(self, now_ns: int) -> list[dict[str, Any]]:

@@ -1,0 +1,201 @@
+"""The real ``recorder`` CLI in subprocesses: kill -9 and restart, bad credentials, ingest, rebuild."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+import queries
+from recorder.decode import Decoder
+from recorder.journal import EVENT, read_records
+from recorder.protocol import row_columns
+from recorder.store import journal_root
+from recorder.venue import VenueConfig
+
+RECORDER = [sys.executable, "-m", "recorder.cli"]
+APPKEY, SECRET = "cli-appkey-7f3a9c", "cli-secret-d41d8cd98f"
+DATA = Path(__file__).parent / "data"
+
+
+def env_with(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIWOOM_")}
+    env.update(extra)
+    return env
+
+
+def capture_cmd(vt: Any, data_dir: Path, *extra: str) -> list[str]:
+    v = vt.venue
+    return [
+        *RECORDER,
+        "capture",
+        "--ws-url",
+        v.ws_url,
+        "--rest-url",
+        v.rest_url,
+        "--data-dir",
+        str(data_dir),
+        "--symbols",
+        ",".join(v.feed.items),
+        "--writer-id",
+        "cli",
+        *extra,
+    ]
+
+
+def stored(data_dir: Path, table: str) -> list[tuple]:
+    cols = ", ".join(["symbol", "venue", "seq", "epoch_us(ts) AS ts", *row_columns(table)[5:]])
+    return [
+        tuple(r.values())
+        for r in queries.sql(data_dir, f"SELECT {cols} FROM {table} ORDER BY seq").to_pylist()
+    ]
+
+
+def journal_rows(data_dir: Path, table: str) -> list[tuple]:
+    dec = Decoder()
+    for r in read_records(journal_root(data_dir, "cli")):
+        if r.kind != EVENT:
+            dec.add(r.frame(), r.recv_ts_ns, r.fno)
+    res = dec.finish()
+    if table not in res.tables:
+        return []
+    cols = res.tables[table].columns
+    rows = zip(
+        cols["symbol"],
+        cols["venue"],
+        cols["seq"],
+        [t // 1000 for t in cols["ts"]],
+        *(cols[n] for n in row_columns(table)[5:]),
+        strict=True,
+    )
+    return sorted(rows, key=lambda r: r[2])
+
+
+def test_sigkill_then_restart_loses_and_duplicates_nothing(tmp_path: Path, venue_thread: Any) -> None:
+    vt = venue_thread(VenueConfig(n_symbols=3, tick_interval=0.02, trade_rate=10.0, seed=11))
+    env = env_with(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET)
+    for round_ in range(2):
+        proc = subprocess.Popen(
+            capture_cmd(vt, tmp_path, "--flush-age", "0.3s"),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        vt.call(vt.venue.wait_logins(round_ + 1))
+        vt.call(vt.venue.wait_sent(len(vt.venue.sent) + 150))
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(10) == -signal.SIGKILL
+    done = subprocess.run(
+        capture_cmd(vt, tmp_path, "--duration", "1s"), env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    for table in ("trades", "orderbook"):
+        want = journal_rows(tmp_path, table)
+        assert len(want) > 40
+        assert stored(tmp_path, table) == want  # every journaled entry exactly once
+    gaps = queries.sql(tmp_path, "SELECT kind FROM gaps WHERE kind = 'restart'").num_rows
+    assert gaps == 2  # both kills are on record
+
+
+def test_sigterm_flushes_and_exits_zero(tmp_path: Path, venue_thread: Any) -> None:
+    vt = venue_thread(VenueConfig(n_symbols=2, tick_interval=0.02, trade_rate=10.0))
+    proc = subprocess.Popen(
+        capture_cmd(vt, tmp_path),
+        env=env_with(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    vt.call(vt.venue.wait_sent(60))
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert stored(tmp_path, "trades") == journal_rows(tmp_path, "trades")
+    assert "captured" in out
+
+
+def test_wrong_secret_exits_fast_naming_the_cause(tmp_path: Path, venue_thread: Any) -> None:
+    vt = venue_thread(VenueConfig(appkey=APPKEY, secretkey="the-right-secret"))
+    started = time.monotonic()
+    r = subprocess.run(
+        capture_cmd(vt, tmp_path),
+        env=env_with(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert time.monotonic() - started < 10
+    assert r.returncode != 0
+    assert "authentication failed" in r.stderr and "refused" in r.stderr
+    everything = (
+        r.stdout
+        + r.stderr
+        + "".join(p.read_bytes().decode("utf-8", "replace") for p in tmp_path.rglob("*") if p.is_file())
+    )
+    assert SECRET not in everything and APPKEY not in everything
+
+
+def test_missing_credentials_name_the_variable(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [*RECORDER, "capture", "--symbols", "005930", "--data-dir", str(tmp_path)],
+        env=env_with(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    assert r.returncode != 0 and "KIWOOM_APPKEY" in r.stderr
+
+
+def test_ingest_then_rebuild_from_the_journal(tmp_path: Path, venue_thread: Any) -> None:
+    frames = tmp_path / "frames.ndjson"
+    frames.write_bytes(
+        b"".join(
+            orjson.dumps(orjson.loads(line)["frame"]) + b"\n"
+            for line in (DATA / "kiwoom-frames.jsonl").read_bytes().splitlines()
+        )
+    )
+    store = tmp_path / "store"
+    r = subprocess.run(
+        [*RECORDER, "ingest", str(frames), "--data-dir", str(store), "--date", "2026-07-20"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "6 rows, 1 rejects" in r.stdout
+    t = queries.sql(store, "SELECT symbol, venue, price, ts FROM trades ORDER BY seq").to_pylist()
+    assert [(x["symbol"], x["venue"], x["price"]) for x in t] == [
+        ("005930", "KRX", 251000),
+        ("000660", "KRX", 1851000),
+        ("373220", "KRX", 331000),
+        ("005930", "NXT", 252500),
+    ]
+    assert str(t[0]["ts"]) == "2026-07-20 10:27:56+09:00"
+    again = subprocess.run(
+        [*RECORDER, "ingest", str(frames), "--data-dir", str(store)], capture_output=True, text=True
+    )
+    assert again.returncode != 0 and "already ingested" in again.stderr
+
+    vt = venue_thread(VenueConfig(n_symbols=2, tick_interval=0.02, trade_rate=10.0))
+    cap = tmp_path / "cap"
+    subprocess.run(
+        capture_cmd(vt, cap, "--duration", "1s"),
+        check=True,
+        capture_output=True,
+        timeout=60,
+        env=env_with(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
+    )
+    before = {t: stored(cap, t) for t in ("trades", "orderbook")}
+    rb = subprocess.run(
+        [*RECORDER, "rebuild", "--data-dir", str(cap)], capture_output=True, text=True, timeout=60
+    )
+    assert rb.returncode == 0, rb.stderr
+    assert {t: stored(cap, t) for t in ("trades", "orderbook")} == before
+    assert before["trades"]
