@@ -56,6 +56,7 @@ class CaptureConfig:
     credentials: Credentials
     symbols: Sequence[str] = ()
     universe: str | None = None  # kospi | kosdaq | all (ka10099)
+    nxt: bool = False  # also register <code>_NX for universe symbols with nxtEnable == "Y" (§4.2)
     types: Sequence[str] = ("0B", "0D")
     duration_s: float | None = None
     writer: str = "local"
@@ -138,11 +139,7 @@ class _DecoderThread(threading.Thread):
 
     def _account(self, last_recv_ns: int) -> None:
         s, p = self.stats, self.pipe.stats
-        s.rows = {
-            "trades": self.sink.rows_written["trades"],
-            "orderbook": self.sink.rows_written["orderbook"],
-            "pending": self.sink.buffered_rows,
-        }
+        s.rows = {"trades": p.trades, "orderbook": p.orderbook, "pending": self.sink.buffered_rows}
         s.rejects, s.gaps = p.rejects, p.gaps
         s.last_decoded_ns = last_recv_ns
         s.files = self.sink.files_written
@@ -329,7 +326,9 @@ class Capture:
         items = list(dict.fromkeys(self.cfg.symbols))
         if self.cfg.universe:
             infos = await rest.list_symbols(self.cfg.universe)
-            items += [i.code for i in infos if i.code not in items]
+            for info in infos:
+                extra = [info.code, f"{info.code}_NX"] if self.cfg.nxt and info.nxt_enable else [info.code]
+                items += [i for i in extra if i not in items]
         if not items:
             raise ConfigError("no symbols to capture: give --symbols or --universe")
         if len(items) > self.cfg.max_codes:

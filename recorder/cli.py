@@ -74,6 +74,9 @@ DATA_DIR = click.option(
 @main.command()
 @click.option("--symbols", help="Items, comma-separated: 005930,000660,005930_NX.")
 @click.option("--universe", help="kospi | kosdaq | all (ka10099) or a FILE of items.")
+@click.option("--nxt/--no-nxt", default=None,
+              help="With --universe, also record each symbol's NXT stream (<code>_NX) where ka10099 says it "
+              "trades on NXT. Default: on with --sim, off otherwise.")
 @click.option("--types", default="0B,0D", show_default=True, help="Real-time types to register.")
 @DATA_DIR
 @click.option("--env", "env_name", default="prod", show_default=True, type=click.Choice(["prod", "mock"]))
@@ -88,6 +91,7 @@ DATA_DIR = click.option(
 def capture(
     symbols: str | None,
     universe: str | None,
+    nxt: bool | None,
     types: str,
     data_dir: Path,
     env_name: str,
@@ -112,6 +116,7 @@ def capture(
         data_dir=data_dir,
         symbols=config.parse_symbols(symbols) if symbols else [],
         universe=universe,
+        nxt=nxt,
         types=[t.strip() for t in types.split(",") if t.strip()],
         env_name=env_name,
         ws_url=ws_url,

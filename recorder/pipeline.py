@@ -42,6 +42,8 @@ class PipelineStats:
     control_frames: int = 0
     events: int = 0
     rows: int = 0
+    trades: int = 0
+    orderbook: int = 0
     rejects: int = 0
     gaps: int = 0
 
@@ -131,7 +133,9 @@ class Pipeline:
             res.rejects.extend(self._extra_rejects)
             self._extra_rejects = []
         if res.tables or res.rejects:
-            self.stats.rows += sum(c.n for c in res.tables.values())
+            for table, cols in res.tables.items():
+                setattr(self.stats, table, getattr(self.stats, table) + cols.n)
+                self.stats.rows += cols.n
             self.stats.rejects += len(res.rejects)
             self.sink.add(res)
 

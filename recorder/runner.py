@@ -33,6 +33,7 @@ class CaptureRequest:
     data_dir: Path
     symbols: Sequence[str] = ()
     universe: str | None = None
+    nxt: bool | None = None  # None: on for --sim, off otherwise
     types: Sequence[str] = ("0B", "0D")
     env_name: str = "prod"
     ws_url: str | None = None
@@ -91,6 +92,7 @@ async def run_capture(
             credentials=creds,
             symbols=symbols,
             universe=market,
+            nxt=req.sim if req.nxt is None else req.nxt,
             types=req.types,
             duration_s=req.duration_s,
             writer=req.writer or default_writer_id(),

@@ -249,3 +249,17 @@ def test_wrong_secret_fails_fast_without_leaking(tmp_path: Path, caplog: pytest.
     text = str(info.value) + caplog.text
     assert "refused" in str(info.value)
     assert CREDS.secretkey not in text and CREDS.appkey not in text
+
+
+def test_universe_from_ka10099_with_nxt_streams(tmp_path: Path) -> None:
+    async def script(venue: Venue, cap: Capture) -> None:
+        await venue.wait_sent(60)
+
+    cfg = VenueConfig(n_symbols=4, tick_interval=0.02, trade_rate=20.0, ka10099_page_size=1)  # forces paging
+    venue, cap = asyncio.run(_run(tmp_path, cfg, script, items=["005930"], universe="all", nxt=True))
+    registered = set(cap.sessions[0]._items)
+    expected = {i["code"] for i in venue.feed.symbols_info()}
+    expected |= {i["code"] + "_NX" for i in venue.feed.symbols_info() if i["nxtEnable"] == "Y"}
+    assert registered == expected and any(i.endswith("_NX") for i in registered)
+    venues = {r["venue"] for r in queries.sql(tmp_path, "SELECT DISTINCT venue FROM trades").to_pylist()}
+    assert venues == {"KRX", "NXT"}
