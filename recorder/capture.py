@@ -35,7 +35,7 @@ from recorder.journal import (
     read_records,
     write_checkpoint,
 )
-from recorder.pipeline import Pipeline
+from recorder.pipeline import TRADING_DAY, Pipeline
 from recorder.rest import Credentials, KiwoomRest
 from recorder.session import Session, SessionEvent
 from recorder.sink import Sink
@@ -56,7 +56,8 @@ class CaptureConfig:
     credentials: Credentials
     symbols: Sequence[str] = ()
     universe: str | None = None  # kospi | kosdaq | all (ka10099)
-    nxt: bool = False  # also register <code>_NX for universe symbols with nxtEnable == "Y" (§4.2)
+    nxt: bool = False
+    trading_date: str | None = None  # pin ts dates (replaying a recorded day); None = the receive date  # also register <code>_NX for universe symbols with nxtEnable == "Y" (§4.2)
     types: Sequence[str] = ("0B", "0D")
     duration_s: float | None = None
     writer: str = "local"
@@ -297,6 +298,9 @@ class Capture:
             }
             self.journal.append_event(now, gap)
             self.journal.flush()
+        # Journaled, so recovery and rebuild date the frames the same way; None unpins.
+        self.journal.append_event(self.clock_ns(), {"kind": TRADING_DAY, "date": self.cfg.trading_date})
+        self.journal.flush()
 
     async def _capture(self, cfg: CaptureConfig) -> None:
         async with KiwoomRest(cfg.rest_url, cfg.credentials, transport=self.transport) as rest:

@@ -86,6 +86,8 @@ DATA_DIR = click.option(
 @click.option("--until", "until", help="Stop at HH:MM KST.")
 @click.option("--sim", is_flag=True, help="Start the embedded venue on loopback and record from it.")
 @click.option("--writer-id", help="Part-file writer id (default: host name; one per process).")
+@click.option("--trading-date", help="Date the exchange times as this KST day (YYYY-MM-DD), e.g. when "
+              "recording a replay of a past day. Default: the day each frame is received.")
 @click.option("--flush-age", default="5m", show_default=True, help="Write buffered rows at least this often.")
 @_handle_errors
 def capture(
@@ -101,12 +103,15 @@ def capture(
     until: str | None,
     sim: bool,
     writer_id: str | None,
+    trading_date: str | None,
     flush_age: str,
 ) -> None:
     """Capture trades and order books until --duration/--until or SIGINT/SIGTERM."""
     from recorder import config
     from recorder.runner import CaptureRequest, run_capture
 
+    if trading_date:
+        _check_date(trading_date)
     if duration and until:
         raise ConfigError("give --duration or --until, not both")
     seconds = config.parse_duration(duration) if duration else None
@@ -124,6 +129,7 @@ def capture(
         duration_s=seconds,
         sim=sim,
         writer=writer_id,
+        trading_date=trading_date,
         flush_age_s=config.parse_duration(flush_age),
     )
     result = asyncio.run(run_capture(req))

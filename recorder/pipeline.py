@@ -21,11 +21,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from recorder.decode import SEQ_SHIFT, Decoded, Decoder, raw_text
+from recorder.decode import SEQ_SHIFT, Decoded, Decoder, raw_text, trading_day
 from recorder.protocol import FrameKind, classify
 from recorder.sink import Gap, Sink
 
 log = logging.getLogger(__name__)
+
+#: The event that pins the KST trading date of the frames that follow (None unpins).
+TRADING_DAY = "trading_day"
 
 #: Session event kinds that are holes in the record (everything else is informational).
 GAP_KINDS = frozenset(
@@ -94,6 +97,13 @@ class Pipeline:
         self.stats.events += 1
         self.last_fno = fno
         kind = str(event.get("kind", ""))
+        if kind == TRADING_DAY:
+            # A capture pinned to a trading date (replay of a recorded day): frames after
+            # this event take their date from it, in capture, recovery and rebuild alike.
+            self.drain()
+            date = event.get("date")
+            self.decoder.trading_day = trading_day(str(date)) if date else None
+            return
         if kind not in GAP_KINDS:
             return
         if kind == "kicked" and event.get("end_ns") is None:

@@ -34,6 +34,7 @@ class CaptureRequest:
     symbols: Sequence[str] = ()
     universe: str | None = None
     nxt: bool | None = None  # None: on for --sim, off otherwise
+    trading_date: str | None = None
     types: Sequence[str] = ("0B", "0D")
     env_name: str = "prod"
     ws_url: str | None = None
@@ -93,6 +94,7 @@ async def run_capture(
             symbols=symbols,
             universe=market,
             nxt=req.sim if req.nxt is None else req.nxt,
+            trading_date=req.trading_date,
             types=req.types,
             duration_s=req.duration_s,
             writer=req.writer or default_writer_id(),
