@@ -9,40 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
-from recorder.errors import AuthError, ConfigError, RecorderError
+from recorder.cli_common import DATA_DIR, EXIT_AUTH, EXIT_CONFIG, EXIT_FAILURE, check_date, handle_errors
+from recorder.errors import ConfigError
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_AUTH = 3
-EXIT_CONFIG = 2
-EXIT_FAILURE = 1
-
-
-def _handle_errors(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except AuthError as exc:
-            click.echo(f"error: authentication failed: {exc}", err=True)
-            sys.exit(EXIT_AUTH)
-        except ConfigError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_CONFIG)
-        except RecorderError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_FAILURE)
-
-    return wrapper  # type: ignore[return-value]
+__all__ = ["EXIT_AUTH", "EXIT_CONFIG", "EXIT_FAILURE", "main"]
 
 
 @click.group()
@@ -62,21 +38,15 @@ def main(log_level: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-DATA_DIR = click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    default=Path("data"),
-    show_default=True,
-    help="The store (Hive-partitioned Parquet).",
-)
-
-
 @main.command()
 @click.option("--symbols", help="Items, comma-separated: 005930,000660,005930_NX.")
 @click.option("--universe", help="kospi | kosdaq | all (ka10099) or a FILE of items.")
-@click.option("--nxt/--no-nxt", default=None,
-              help="With --universe, also record each symbol's NXT stream (<code>_NX) where ka10099 says it "
-              "trades on NXT. Default: on with --sim, off otherwise.")
+@click.option(
+    "--nxt/--no-nxt",
+    default=None,
+    help="With --universe, also record each symbol's NXT stream (<code>_NX) where ka10099 says it "
+    "trades on NXT. Default: on with --sim, off otherwise.",
+)
 @click.option("--types", default="0B,0D", show_default=True, help="Real-time types to register.")
 @DATA_DIR
 @click.option("--env", "env_name", default="prod", show_default=True, type=click.Choice(["prod", "mock"]))
@@ -86,10 +56,13 @@ DATA_DIR = click.option(
 @click.option("--until", "until", help="Stop at HH:MM KST.")
 @click.option("--sim", is_flag=True, help="Start the embedded venue on loopback and record from it.")
 @click.option("--writer-id", help="Part-file writer id (default: host name; one per process).")
-@click.option("--trading-date", help="Date the exchange times as this KST day (YYYY-MM-DD), e.g. when "
-              "recording a replay of a past day. Default: the day each frame is received.")
+@click.option(
+    "--trading-date",
+    help="Date the exchange times as this KST day (YYYY-MM-DD), e.g. when "
+    "recording a replay of a past day. Default: the day each frame is received.",
+)
 @click.option("--flush-age", default="5m", show_default=True, help="Write buffered rows at least this often.")
-@_handle_errors
+@handle_errors
 def capture(
     symbols: str | None,
     universe: str | None,
@@ -111,7 +84,7 @@ def capture(
     from recorder.runner import CaptureRequest, run_capture
 
     if trading_date:
-        _check_date(trading_date)
+        check_date(trading_date)
     if duration and until:
         raise ConfigError("give --duration or --until, not both")
     seconds = config.parse_duration(duration) if duration else None
@@ -146,7 +119,7 @@ def capture(
 )
 @click.option("--rate", default=2.0, show_default=True, type=float, help="Trades per second per symbol.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@_handle_errors
+@handle_errors
 def sim(host: str, port: int, n_symbols: int, rate: float, seed: int) -> None:
     """Serve a synthetic Kiwoom-compatible market (REST + WebSocket) until interrupted."""
     from recorder.venue import VenueConfig, run_forever
@@ -164,13 +137,13 @@ def sim(host: str, port: int, n_symbols: int, rate: float, seed: int) -> None:
 @DATA_DIR
 @click.option("--date", help="KST trading date of the frames (YYYY-MM-DD); default today.")
 @click.option("--writer-id", help="Part-file writer id (default: derived from the file).")
-@_handle_errors
+@handle_errors
 def ingest(file: Path, data_dir: Path, date: str | None, writer_id: str | None) -> None:
     """Decode raw REAL frames (NDJSON, one per line) into the store."""
     from recorder.store import ingest_ndjson
 
     if date:
-        _check_date(date)
+        check_date(date)
     r = ingest_ndjson(file, data_dir, date=date, writer=writer_id)
     s = r.stats
     click.echo(
@@ -182,7 +155,7 @@ def ingest(file: Path, data_dir: Path, date: str | None, writer_id: str | None) 
 @main.command()
 @DATA_DIR
 @click.option("--writer-id", "writers", multiple=True, help="Only these writers (default: every journal).")
-@_handle_errors
+@handle_errors
 def rebuild(data_dir: Path, writers: tuple[str, ...]) -> None:
     """Regenerate Parquet from the journal (the journal is the source of truth)."""
     from recorder.store import rebuild as do_rebuild
@@ -207,7 +180,7 @@ def rebuild(data_dir: Path, writers: tuple[str, ...]) -> None:
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here (required for parquet)."
 )
-@_handle_errors
+@handle_errors
 def query(sql_text: str, data_dir: Path, fmt: str, out: Path | None) -> None:
     """Run SQL over the store (views: trades, orderbook, gaps, rejects)."""
     import queries
@@ -216,11 +189,7 @@ def query(sql_text: str, data_dir: Path, fmt: str, out: Path | None) -> None:
     write_result(queries.sql(data_dir, sql_text), fmt, out)
 
 
-def _check_date(date: str) -> None:
-    try:
-        dt.date.fromisoformat(date)
-    except ValueError as exc:
-        raise ConfigError(f"--date {date!r} is not YYYY-MM-DD") from exc
+# Commands that live in their own modules register here (one line each).
 
 
 if __name__ == "__main__":  # pragma: no cover
