@@ -1,8 +1,21 @@
-"""DuckDB over the recorder's store: views ``trades``, ``orderbook``, ``gaps``, ``rejects``.
+"""DuckDB over the recorder's store: views ``trades``, ``orderbook``, ``gaps``, ``rejects``,
+ad-hoc SQL and named queries.
 
 ``connect(data_dir)`` returns a DuckDB connection whose views read the Hive-partitioned
-Parquet in place (nothing is copied): filters on ``date`` and ``symbol`` prune folders.
-``symbol`` is read as VARCHAR (``005930`` is not a number) and ``date`` as DATE.
+Parquet in place (nothing is copied): filters on ``date`` and ``symbol`` prune folders, so
+``WHERE date = '2026-07-20' AND symbol = '005930'`` opens only that folder's files.
+``symbol`` is read as VARCHAR (``005930`` is not a number) and ``date`` as DATE. The session
+time zone is Asia/Seoul, so times show and bucket in KST.
+
+Named queries (``bars``, ``spread``, ``imbalance``, ``coverage``, ``vwap``) are ``.sql``
+files in this package with bound ``$name`` parameters (see :mod:`queries.named`)::
+
+    import queries
+    t = queries.run("bars", "data", start="2026-07-20", end="2026-07-20", symbol="005930")
+    df = t.to_pandas()            # or polars.from_arrow(t)
+    queries.named()["bars"].signature   # 'start date, end date, symbol varchar = NULL, …'
+
+Every function returns a ``pyarrow.Table``.
 """
 
 from __future__ import annotations
@@ -13,8 +26,21 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from recorder.errors import RecorderError, StoreError
+from queries.named import NamedQuery, NamedQueryError, Param, QueryError, get, named
+from recorder.errors import StoreError
 from recorder.schema import SCHEMAS
+
+__all__ = [
+    "NamedQuery",
+    "NamedQueryError",
+    "Param",
+    "QueryError",
+    "connect",
+    "get",
+    "named",
+    "run",
+    "sql",
+]
 
 _GLOBS = {
     "trades": "trades/*/*/*.parquet",
@@ -24,18 +50,28 @@ _GLOBS = {
 }
 
 
-class QueryError(RecorderError):
-    """DuckDB refused a query (its message is kept)."""
-
-
 def _has_parts(data_dir: Path, table: str) -> bool:
     return any(data_dir.glob(_GLOBS[table]))
 
 
-def connect(data_dir: Path | str, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    data_dir: Path | str,
+    con: duckdb.DuckDBPyConnection | None = None,
+    *,
+    union_by_name: bool = False,
+) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with one view per table of the store at ``data_dir``.
 
     A table with no part files yet is an empty view with the right columns.
+
+    Args:
+        data_dir: the store.
+        con: add the views to this connection instead of a new in-memory one.
+        union_by_name: unify the columns of all part files by name. Off by default because
+            DuckDB then opens *every* part file's footer whenever a view is bound, whatever
+            the filters, which defeats partition pruning (the store is one schema, derived
+            from ``recorder.fields``). Turn it on for a store that mixes files written by
+            versions with different columns.
     """
     data_dir = Path(data_dir)
     con = con or duckdb.connect()
@@ -46,9 +82,13 @@ def connect(data_dir: Path | str, con: duckdb.DuckDBPyConnection | None = None) 
             hive = (
                 "{'date': DATE, 'symbol': VARCHAR}" if table in ("trades", "orderbook") else "{'date': DATE}"
             )
+            # Without union_by_name the first file (glob order: oldest date) gives the
+            # columns and the others are matched to it by name when they are read; files in
+            # partitions the filters exclude are never opened.
             con.execute(
                 f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{path}', "
-                f"hive_partitioning = true, hive_types = {hive}, union_by_name = true)"
+                f"hive_partitioning = true, hive_types = {hive}, "
+                f"union_by_name = {'true' if union_by_name else 'false'})"
             )
         else:
             empty = SCHEMAS[table].empty_table()
@@ -58,13 +98,28 @@ def connect(data_dir: Path | str, con: duckdb.DuckDBPyConnection | None = None) 
     return con
 
 
+def _connect_or_raise(data_dir: Path | str) -> duckdb.DuckDBPyConnection:
+    try:
+        return connect(data_dir)
+    except duckdb.Error as exc:  # e.g. the first part file is not Parquet
+        raise StoreError(f"cannot read the store at {data_dir}: {str(exc).strip()}") from exc
+    except OSError as exc:
+        raise StoreError(f"cannot read the store at {data_dir}: {exc}") from exc
+
+
 def sql(data_dir: Path | str, query: str, params: dict[str, Any] | None = None) -> pa.Table:
     """Run ``query`` over the store and return an Arrow table.
 
+    Args:
+        data_dir: the store.
+        query: SQL over the views; ``$name`` placeholders are bound from ``params``.
+        params: values for the query's ``$name`` placeholders (bound, never pasted).
+
     Raises:
         QueryError: DuckDB rejected the query; the message is DuckDB's.
+        StoreError: the store could not be read.
     """
-    con = connect(data_dir)
+    con = _connect_or_raise(data_dir)
     try:
         rel = con.sql(query, params=params or None)
         if rel is None:  # a statement without a result (e.g. SET)
@@ -72,6 +127,29 @@ def sql(data_dir: Path | str, query: str, params: dict[str, Any] | None = None) 
         return rel.to_arrow_table()
     except duckdb.Error as exc:
         raise QueryError(str(exc).strip()) from exc
+    except OSError as exc:
+        raise StoreError(f"cannot read the store at {data_dir}: {exc}") from exc
+    finally:
+        con.close()
+
+
+def run(name: str, data_dir: Path | str, /, **params: Any) -> pa.Table:
+    """Run the named query ``name`` over the store with ``params`` bound.
+
+    Parameters not given take the defaults the query's file declares; values may be
+    Python objects (``datetime.date``) or strings DuckDB casts to the declared type
+    (``"2026-07-20"``, ``"5 minutes"``). ``queries.run(...).to_pandas()`` gives a DataFrame.
+
+    Raises:
+        NamedQueryError: no such query, or unknown, missing or ill-typed parameters
+            (also a ConfigError).
+        QueryError: DuckDB failed while running it.
+        StoreError: the store could not be read.
+    """
+    query = get(name)
+    con = _connect_or_raise(data_dir)
+    try:
+        return query.execute(con, params)
     except OSError as exc:
         raise StoreError(f"cannot read the store at {data_dir}: {exc}") from exc
     finally:

@@ -346,8 +346,9 @@ class Capture:
     async def _timer(self, duration_s: float | None) -> None:
         if duration_s is None:
             return
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.stop.wait(), duration_s)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(duration_s):
+                await self.stop.wait()
         self.stop.set()
 
     async def _shutdown(self) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from recorder.decode import SEQ_SHIFT, Decoded, Decoder, raw_text, trading_day
 from recorder.protocol import FrameKind, classify
+from recorder.continuity import ContinuityChecker
 from recorder.sink import Gap, Sink
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ TRADING_DAY = "trading_day"
 GAP_KINDS = frozenset(
     {"disconnect", "login_failed", "reg_rejected", "kicked", "restart", "stale", "continuity"}
 )
+
+# Events after which cumulative volumes start afresh: a new connection, a restart, a new day.
+_RESETS = frozenset({"connected", "restart", TRADING_DAY})
 
 _IGNORED = frozenset({FrameKind.LOGIN, FrameKind.PING, FrameKind.REG, FrameKind.REMOVE, FrameKind.SYSTEM})
 
@@ -66,6 +70,7 @@ class Pipeline:
         self.decoder = Decoder(trading_day=trading_day)
         self.batch = batch
         self.stats = PipelineStats()
+        self.continuity = ContinuityChecker()
         self.last_fno = -1
         self._pending = 0
         self._extra_rejects: list[tuple[int, int, str, str]] = []
@@ -97,6 +102,9 @@ class Pipeline:
         self.stats.events += 1
         self.last_fno = fno
         kind = str(event.get("kind", ""))
+        if kind in _RESETS:
+            self.drain()
+            self.continuity.reset()
         if kind == TRADING_DAY:
             # A capture pinned to a trading date (replay of a recorded day): frames after
             # this event take their date from it, in capture, recovery and rebuild alike.
@@ -142,6 +150,12 @@ class Pipeline:
         if self._extra_rejects:
             res.rejects.extend(self._extra_rejects)
             self._extra_rejects = []
+        trades = res.tables.get("trades")
+        if trades is not None:
+            breaks = self.continuity.check(trades.columns)
+            if breaks:
+                self.sink.add_gaps(breaks)
+                self.stats.gaps += len(breaks)
         if res.tables or res.rejects:
             for table, cols in res.tables.items():
                 setattr(self.stats, table, getattr(self.stats, table) + cols.n)

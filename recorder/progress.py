@@ -44,7 +44,8 @@ async def report(
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
+                async with asyncio.timeout(every):
+                    await stop.wait()
             line, prev = summary(stats, clock_ns(), prev, every)
             if live is not None:
                 live.update(line)

@@ -98,6 +98,10 @@ _WS_LOG = logging.getLogger(__name__ + ".websockets")
 _WS_LOG.addFilter(_HideLogin())
 
 
+class StaleConnection(TransportError):
+    """No frame arrived for longer than the staleness limit; the connection is replaced."""
+
+
 class _Stopped(Exception):
     """``stop`` was set while waiting. Never leaves :meth:`Session.run`."""
 
@@ -198,6 +202,8 @@ class Session:
         backoff_base_s, backoff_cap_s: reconnect backoff (see :func:`backoff`).
         kicked_backoff_s: the wait before reconnecting after SYSTEM R10001 (§3.3).
         reg_retry_s, max_reg_retries: pause and resends for a REG refused with 105110.
+        stale_after_s: replace a connection that delivers no frame at all (not even a PING)
+            for this long; the hole becomes a ``stale`` gap starting at the last frame.
 
     Raises:
         ConfigError: too many codes, no items or types, or a nonsensical setting.
@@ -226,6 +232,7 @@ class Session:
         kicked_backoff_s: float = 60.0,
         reg_retry_s: float = 1.5,
         max_reg_retries: int = 5,
+        stale_after_s: float = 120.0,
     ) -> None:
         self._items = _distinct(items, "items")
         self._types = _distinct(types, "types")
@@ -247,6 +254,9 @@ class Session:
         self._kicked_backoff_s = kicked_backoff_s
         self._reg_retry_s, self._max_reg_retries = reg_retry_s, max_reg_retries
         self._gap: _Gap | None = None
+        # §3.2: PINGs come every few tens of seconds (H-WS treats 5 min of silence as dead),
+        # so two minutes without any frame means the link is gone even if no symbol traded.
+        self._stale_after_s = stale_after_s
         self.stats = SessionStats()
 
     # ----------------------------------------------------------------------- reconnect loop
@@ -301,6 +311,9 @@ class Session:
             self._gap.attempts += 1
         elif link.subscribed and link.kicked_ns is not None:
             self._gap = _Gap("kicked", link.kicked_ns, f"{link.kick_detail}; then {reason}")
+        elif link.subscribed and isinstance(exc, StaleConnection):
+            # The data stopped when the last frame arrived, not when we noticed.
+            self._gap = _Gap("stale", self.stats.last_frame_ns or self._clock(), reason)
         elif link.subscribed:
             self._gap = _Gap("disconnect", self._clock(), reason)
         # §3.3: after a kick, wait long: the other session holds the app key.
@@ -353,9 +366,21 @@ class Session:
                 await link.ws.close(1000)
 
     async def _recv(self, link: _Link) -> Message:
-        """Read one frame, stamp it, hand it to on_frame, then handle it."""
-        with translated("receive"):
-            raw = await link.ws.recv()
+        """Read one frame, stamp it, hand it to on_frame, then handle it.
+
+        A connection that delivers nothing at all, not even a PING, for ``stale_after_s`` is
+        presumed dead (a half-open TCP connection never reports a close) and replaced.
+        """
+        try:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # that races with the result, and then stop() would never end this loop.
+            async with asyncio.timeout(self._stale_after_s):
+                with translated("receive"):
+                    raw = await link.ws.recv()
+        except TimeoutError as exc:
+            raise StaleConnection(
+                f"no frame, not even a PING, for {self._stale_after_s:g} s: connection presumed dead"
+            ) from exc
         recv_ts = self._clock()  # stamped at the read, before anything else
         self.stats.frames += 1
         self.stats.last_frame_ns = recv_ts

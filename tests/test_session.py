@@ -747,3 +747,43 @@ def test_backoff_grows_to_the_cap_with_jitter() -> None:
 )
 def test_is_retryable(exc: BaseException, retry: bool) -> None:
     assert is_retryable(exc) is retry
+
+
+# --------------------------------------------------------------------------- staleness
+
+
+def test_silent_connection_is_replaced_with_a_stale_gap_but_pings_keep_it_alive() -> None:
+    items = codes(3)
+    done = asyncio.Event()
+
+    async def pings_only(c: Conn) -> None:
+        """No data at all, but PINGs more often than the staleness limit: healthy."""
+        await c.login()
+        await c.ack_regs(1)
+        for _ in range(6):
+            await c.send('{"trnm":"PING"}')
+            await c.recv()  # the echo arrives before the next PING: no timer involved
+        # Then silence, like a half-open connection, until the client gives up on it.
+        await c.ws.wait_closed()
+
+    async def stay(c: Conn) -> None:
+        await c.login()
+        await c.ack_regs(1)
+        done.set()
+        await c.drain()
+
+    async def main() -> None:
+        h = Harness()
+        async with FakeKiwoom(pings_only, stay) as srv:
+            s = h.session(srv.url, items, stale_after_s=0.3)
+            task = asyncio.create_task(s.run(h.stop))
+            await done.wait()
+            await h.wait_event("stale")
+            await stop_and_join(h, task)
+        (gap,) = [e for e in h.events if e.kind == "stale"]
+        assert "not even a PING" in gap.detail and gap.end_ns is not None
+        last_ping = [ts for ts, raw in h.frames if raw == '{"trnm":"PING"}'][-1]
+        assert gap.start_ns == last_ping  # the hole starts at the last frame, not when noticed
+        assert s.stats.pings_echoed == 6 and "disconnect" not in h.kinds()
+
+    run(main())
