@@ -117,19 +117,40 @@ def capture(
 @click.option(
     "--symbols", "n_symbols", default=20, show_default=True, type=int, help="How many symbols to simulate."
 )
-@click.option("--rate", default=2.0, show_default=True, type=float, help="Trades per second per symbol.")
+@click.option(
+    "--rate", default=2.0, show_default=True, type=float, help="Trades per second per stream (symbol × venue)."
+)
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--require-credentials",
+    is_flag=True,
+    help="Accept only the app key pair in KIWOOM_APPKEY/KIWOOM_SECRETKEY (environment or .env); "
+    "by default any credentials are accepted.",
+)
 @handle_errors
-def sim(host: str, port: int, n_symbols: int, rate: float, seed: int) -> None:
+def sim(host: str, port: int, n_symbols: int, rate: float, seed: int, require_credentials: bool) -> None:
     """Serve a synthetic Kiwoom-compatible market (REST + WebSocket) until interrupted."""
+    from recorder.rest import load_credentials
     from recorder.venue import VenueConfig, run_forever
+
+    creds = load_credentials() if require_credentials else None
 
     click.echo(
         f"serving a synthetic market on http://{host}:{port} "
         f"(WebSocket ws://{host}:{port}/api/dostk/websocket); Ctrl-C stops",
         err=True,
     )
-    run_forever(VenueConfig(host=host, port=port, n_symbols=n_symbols, trade_rate=rate, seed=seed))
+    run_forever(
+        VenueConfig(
+            host=host,
+            port=port,
+            n_symbols=n_symbols,
+            trade_rate=rate,
+            seed=seed,
+            appkey=creds.appkey if creds else None,
+            secretkey=creds.secretkey if creds else None,
+        )
+    )
 
 
 @main.command()

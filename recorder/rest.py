@@ -181,11 +181,13 @@ def load_credentials(env: Mapping[str, str] | None = None, dotenv_path: Path | N
         dotenv_path: the ``.env`` file; ``./.env`` by default. A missing file is empty.
 
     Raises:
-        ConfigError: a variable is missing or empty (the message names it, never a value).
+        ConfigError: a variable is missing or empty (the message names it, never a value),
+            or the file holding secrets can be read by other users.
     """
     env = os.environ if env is None else env
     path = Path(".env") if dotenv_path is None else dotenv_path
-    from_file = dotenv_values(path) if path.is_file() else {}
+    needed = any(not (env.get(n) or "").strip() for n in ("KIWOOM_APPKEY", "KIWOOM_SECRETKEY"))
+    from_file = _private_dotenv(path) if needed and path.is_file() else {}
     values: dict[str, str] = {}
     for name in ("KIWOOM_APPKEY", "KIWOOM_SECRETKEY"):
         value = (env.get(name) or "").strip() or (from_file.get(name) or "").strip()
@@ -193,6 +195,17 @@ def load_credentials(env: Mapping[str, str] | None = None, dotenv_path: Path | N
             raise ConfigError(f"{name} is not set (looked in the environment and {path})")
         values[name] = value
     return Credentials(values["KIWOOM_APPKEY"], values["KIWOOM_SECRETKEY"])
+
+
+def _private_dotenv(path: Path) -> dict[str, str | None]:
+    """Read a secrets file, refusing one that group or others may read (like ssh does)."""
+    mode = path.stat().st_mode
+    if mode & 0o077:
+        raise ConfigError(
+            f"{path} holds the app key and secret but other users may read it "
+            f"(mode {mode & 0o777:o}); run: chmod 600 {path}"
+        )
+    return dotenv_values(path)
 
 
 class KiwoomRest:

@@ -542,6 +542,7 @@ def test_load_credentials_from_env(tmp_path: Path) -> None:
 def test_load_credentials_from_dotenv(tmp_path: Path) -> None:
     path = tmp_path / ".env"
     path.write_text(f"KIWOOM_APPKEY={APPKEY}\nKIWOOM_SECRETKEY='{SECRET}'\n")
+    path.chmod(0o600)
     assert load_credentials({}, path) == CREDS
     assert load_credentials({"KIWOOM_APPKEY": "PSabFROMENV000000"}, path).appkey == "PSabFROMENV000000"
     assert load_credentials({"KIWOOM_APPKEY": " "}, path) == CREDS  # blank in the env: use the file
@@ -550,9 +551,21 @@ def test_load_credentials_from_dotenv(tmp_path: Path) -> None:
 def test_load_credentials_missing_names_variable(tmp_path: Path) -> None:
     path = tmp_path / ".env"
     path.write_text(f"KIWOOM_APPKEY={APPKEY}\n")
+    path.chmod(0o600)
     with pytest.raises(ConfigError, match="KIWOOM_SECRETKEY") as info:
         load_credentials({"KIWOOM_SECRETKEY": "  "}, path)
     assert APPKEY not in str(info.value)
+
+
+def test_dotenv_readable_by_others_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    path.write_text(f"KIWOOM_APPKEY={APPKEY}\nKIWOOM_SECRETKEY={SECRET}\n")
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600") as info:
+        load_credentials({}, path)
+    assert SECRET not in str(info.value) and APPKEY not in str(info.value)
+    # Credentials from the environment do not need the file at all.
+    assert load_credentials({"KIWOOM_APPKEY": APPKEY, "KIWOOM_SECRETKEY": SECRET}, path) == CREDS
 
 
 def test_reprs_are_masked() -> None:
