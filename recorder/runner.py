@@ -23,6 +23,7 @@ from recorder.store import default_writer_id
 log = logging.getLogger(__name__)
 
 MARKETS = ("kospi", "kosdaq", "all")
+MAX_CODES = 200
 SIM_CREDENTIALS = Credentials("sim-appkey-0000", "sim-secretkey-0000")
 
 
@@ -80,6 +81,11 @@ async def run_capture(
     symbols, market = _universe(req)
     if not symbols and market is None:
         raise ConfigError("nothing to capture: give --symbols, --universe, or --sim")
+    if len(symbols) > MAX_CODES:  # refuse before any network work (§3.4: 105115 otherwise)
+        raise ConfigError(
+            f"{len(symbols)} codes exceed Kiwoom's {MAX_CODES}-code limit per app key (kiwoom-protocol.md §3.4); "
+            "split them across app keys and processes, each with its own --writer-id"
+        )
     async with contextlib.AsyncExitStack() as stack:
         if req.sim:
             endpoints, creds = await _start_sim(stack, req)

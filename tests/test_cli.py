@@ -199,3 +199,12 @@ def test_ingest_then_rebuild_from_the_journal(tmp_path: Path, venue_thread: Any)
     assert rb.returncode == 0, rb.stderr
     assert {t: stored(cap, t) for t in ("trades", "orderbook")} == before
     assert before["trades"]
+
+
+def test_more_than_200_codes_is_refused_before_any_network_call(tmp_path: Path) -> None:
+    codes = ",".join(f"{100000 + i:06d}" for i in range(201))
+    r = subprocess.run([*RECORDER, "capture", "--symbols", codes, "--data-dir", str(tmp_path),
+                        "--rest-url", "http://127.0.0.1:9", "--ws-url", "ws://127.0.0.1:9/x"],
+                       env=env_with(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET), capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 2 and "201 codes exceed" in r.stderr and "--writer-id" in r.stderr
