@@ -74,6 +74,10 @@ class TokenStore:
         self._revoke_previous = revoke_previous
         self._tokens: dict[str, _Token] = {}
 
+    def issued(self) -> list[str]:
+        """Every token issued so far (tests grep outputs for them: none may leak)."""
+        return list(self._tokens)
+
     def issue(self, appkey: str) -> tuple[str, int]:
         """A new random token for ``appkey`` and its expiry (epoch ns)."""
         if self._revoke_previous:

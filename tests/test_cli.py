@@ -208,3 +208,16 @@ def test_more_than_200_codes_is_refused_before_any_network_call(tmp_path: Path) 
                        env=env_with(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET), capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 2 and "201 codes exceed" in r.stderr and "--writer-id" in r.stderr
+
+
+def test_no_secret_in_any_output_or_file_of_a_debug_run(tmp_path: Path, venue_thread: Any) -> None:
+    vt = venue_thread(VenueConfig(n_symbols=2, tick_interval=0.02, trade_rate=10.0, appkey=APPKEY, secretkey=SECRET))
+    r = subprocess.run([*RECORDER, "--log-level", "DEBUG", *capture_cmd(vt, tmp_path, "--duration", "1s")[len(RECORDER):]],
+                       env=env_with(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET), capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    tokens = vt.venue.tokens.issued()
+    assert tokens and "DEBUG" in r.stderr
+    blobs = [r.stdout, r.stderr] + [p.read_bytes().decode("utf-8", "replace") for p in tmp_path.rglob("*") if p.is_file()]
+    for secret in (APPKEY, SECRET, *tokens):
+        assert not any(secret in b for b in blobs), "a secret leaked"
