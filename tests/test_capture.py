@@ -14,12 +14,10 @@ import pytest
 
 import queries
 from recorder.capture import Capture, CaptureConfig
-from recorder.decode import Decoder
-from recorder.journal import EVENT, read_records
-from recorder.protocol import row_columns
 from recorder.rest import Credentials
 from recorder.store import journal_root
 from recorder.venue import Venue, VenueConfig
+from tests.helpers import decoded_rows, journaled_frames, stored_rows
 
 CREDS = Credentials("test-appkey-123456", "test-secret-abcdef")
 FAST_SESSION = {
@@ -63,44 +61,10 @@ async def _run(
     return venue, capture
 
 
-def journaled_frames(tmp: Path) -> list[tuple[int, int, str | bytes]]:
-    """(fno, recv_ts, frame) of every frame record of the test writer's journal."""
-    return [
-        (r.fno, r.recv_ts_ns, r.frame()) for r in read_records(journal_root(tmp, "t1")) if r.kind != EVENT
-    ]
-
-
-def stored_rows(tmp: Path, table: str) -> list[tuple]:
-    """Rows of ``table`` (ordered by seq) as tuples: symbol, venue, seq, ts in µs, then every value column."""
-    names = [c for c in row_columns(table)[5:]]
-    cols = ", ".join(["symbol", "venue", "seq", "epoch_us(ts) AS ts", *names])
-    return [
-        tuple(r.values()) for r in queries.sql(tmp, f"SELECT {cols} FROM {table} ORDER BY seq").to_pylist()
-    ]
-
-
-def decoded_rows(journal: list[tuple[int, int, str | bytes]], table: str) -> list[tuple]:
-    """What the journal decodes to, in the layout of :func:`stored_rows`."""
-    dec = Decoder()
-    for fno, recv, raw in journal:
-        dec.add(raw, recv, fno)
-    cols = dec.finish().tables[table].columns
-    names = row_columns(table)[5:]
-    rows = zip(
-        cols["symbol"],
-        cols["venue"],
-        cols["seq"],
-        [t // 1000 for t in cols["ts"]],
-        *(cols[n] for n in names),
-        strict=True,
-    )
-    return sorted(rows, key=lambda r: r[2])
-
-
 def check_transport(venue: Venue, tmp: Path, dropped: set[int]) -> list[tuple[int, int, str | bytes]]:
     """The journal holds, connection by connection, exactly what the venue wrote, in order:
     everything for connections that closed cleanly, a prefix for ones the venue aborted."""
-    journal = journaled_frames(tmp)
+    journal = journaled_frames(tmp, "t1")
     got = [raw.encode() if isinstance(raw, str) else raw for _, _, raw in journal]
     pos = 0
     for conn in sorted({f.conn_id for f in venue.frames}):
@@ -232,7 +196,7 @@ def test_kill_and_restart_recovers_journaled_frames_exactly_once(tmp_path: Path)
 
     asyncio.run(_run(tmp_path, VenueConfig(n_symbols=2, tick_interval=0.02, seed=6, trade_rate=20.0), second))
     rows = stored_rows(tmp_path, "trades")
-    assert rows == decoded_rows(journaled_frames(tmp_path), "trades")  # both runs, exactly once
+    assert rows == decoded_rows(journaled_frames(tmp_path, "t1"), "trades")  # both runs, exactly once
     assert set(rows_first) <= set(rows)
     restarts = queries.sql(tmp_path, "SELECT count(*) AS n FROM gaps WHERE kind = 'restart'").to_pylist()
     assert restarts == [{"n": 0}]  # the first run stopped cleanly: no downtime to report

@@ -13,11 +13,8 @@ from typing import Any
 import orjson
 
 import queries
-from recorder.decode import Decoder
-from recorder.journal import EVENT, read_records
-from recorder.protocol import row_columns
-from recorder.store import journal_root
 from recorder.venue import VenueConfig
+from tests.helpers import journal_rows, stored_rows
 
 RECORDER = [sys.executable, "-m", "recorder.cli"]
 APPKEY, SECRET = "cli-appkey-7f3a9c", "cli-secret-d41d8cd98f"
@@ -49,34 +46,6 @@ def capture_cmd(vt: Any, data_dir: Path, *extra: str) -> list[str]:
     ]
 
 
-def stored(data_dir: Path, table: str) -> list[tuple]:
-    cols = ", ".join(["symbol", "venue", "seq", "epoch_us(ts) AS ts", *row_columns(table)[5:]])
-    return [
-        tuple(r.values())
-        for r in queries.sql(data_dir, f"SELECT {cols} FROM {table} ORDER BY seq").to_pylist()
-    ]
-
-
-def journal_rows(data_dir: Path, table: str) -> list[tuple]:
-    dec = Decoder()
-    for r in read_records(journal_root(data_dir, "cli")):
-        if r.kind != EVENT:
-            dec.add(r.frame(), r.recv_ts_ns, r.fno)
-    res = dec.finish()
-    if table not in res.tables:
-        return []
-    cols = res.tables[table].columns
-    rows = zip(
-        cols["symbol"],
-        cols["venue"],
-        cols["seq"],
-        [t // 1000 for t in cols["ts"]],
-        *(cols[n] for n in row_columns(table)[5:]),
-        strict=True,
-    )
-    return sorted(rows, key=lambda r: r[2])
-
-
 def test_sigkill_then_restart_loses_and_duplicates_nothing(tmp_path: Path, venue_thread: Any) -> None:
     vt = venue_thread(VenueConfig(n_symbols=3, tick_interval=0.02, trade_rate=10.0, seed=11))
     env = env_with(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET)
@@ -96,9 +65,9 @@ def test_sigkill_then_restart_loses_and_duplicates_nothing(tmp_path: Path, venue
     )
     assert done.returncode == 0, done.stderr
     for table in ("trades", "orderbook"):
-        want = journal_rows(tmp_path, table)
+        want = journal_rows(tmp_path, "cli", table)
         assert len(want) > 40
-        assert stored(tmp_path, table) == want  # every journaled entry exactly once
+        assert stored_rows(tmp_path, table) == want  # every journaled entry exactly once
     gaps = queries.sql(tmp_path, "SELECT kind FROM gaps WHERE kind = 'restart'").num_rows
     assert gaps == 2  # both kills are on record
 
@@ -116,7 +85,7 @@ def test_sigterm_flushes_and_exits_zero(tmp_path: Path, venue_thread: Any) -> No
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert stored(tmp_path, "trades") == journal_rows(tmp_path, "trades")
+    assert stored_rows(tmp_path, "trades") == journal_rows(tmp_path, "cli", "trades")
     assert "captured" in out
 
 
@@ -192,32 +161,54 @@ def test_ingest_then_rebuild_from_the_journal(tmp_path: Path, venue_thread: Any)
         timeout=60,
         env=env_with(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
     )
-    before = {t: stored(cap, t) for t in ("trades", "orderbook")}
+    before = {t: stored_rows(cap, t) for t in ("trades", "orderbook")}
     rb = subprocess.run(
         [*RECORDER, "rebuild", "--data-dir", str(cap)], capture_output=True, text=True, timeout=60
     )
     assert rb.returncode == 0, rb.stderr
-    assert {t: stored(cap, t) for t in ("trades", "orderbook")} == before
+    assert {t: stored_rows(cap, t) for t in ("trades", "orderbook")} == before
     assert before["trades"]
 
 
 def test_more_than_200_codes_is_refused_before_any_network_call(tmp_path: Path) -> None:
     codes = ",".join(f"{100000 + i:06d}" for i in range(201))
-    r = subprocess.run([*RECORDER, "capture", "--symbols", codes, "--data-dir", str(tmp_path),
-                        "--rest-url", "http://127.0.0.1:9", "--ws-url", "ws://127.0.0.1:9/x"],
-                       env=env_with(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET), capture_output=True, text=True,
-                       timeout=30)
+    r = subprocess.run(
+        [
+            *RECORDER,
+            "capture",
+            "--symbols",
+            codes,
+            "--data-dir",
+            str(tmp_path),
+            "--rest-url",
+            "http://127.0.0.1:9",
+            "--ws-url",
+            "ws://127.0.0.1:9/x",
+        ],
+        env=env_with(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 2 and "201 codes exceed" in r.stderr and "--writer-id" in r.stderr
 
 
 def test_no_secret_in_any_output_or_file_of_a_debug_run(tmp_path: Path, venue_thread: Any) -> None:
-    vt = venue_thread(VenueConfig(n_symbols=2, tick_interval=0.02, trade_rate=10.0, appkey=APPKEY, secretkey=SECRET))
-    r = subprocess.run([*RECORDER, "--log-level", "DEBUG", *capture_cmd(vt, tmp_path, "--duration", "1s")[len(RECORDER):]],
-                       env=env_with(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET), capture_output=True, text=True,
-                       timeout=60)
+    vt = venue_thread(
+        VenueConfig(n_symbols=2, tick_interval=0.02, trade_rate=10.0, appkey=APPKEY, secretkey=SECRET)
+    )
+    r = subprocess.run(
+        [*RECORDER, "--log-level", "DEBUG", *capture_cmd(vt, tmp_path, "--duration", "1s")[len(RECORDER) :]],
+        env=env_with(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     tokens = vt.venue.tokens.issued()
     assert tokens and "DEBUG" in r.stderr
-    blobs = [r.stdout, r.stderr] + [p.read_bytes().decode("utf-8", "replace") for p in tmp_path.rglob("*") if p.is_file()]
+    blobs = [r.stdout, r.stderr] + [
+        p.read_bytes().decode("utf-8", "replace") for p in tmp_path.rglob("*") if p.is_file()
+    ]
     for secret in (APPKEY, SECRET, *tokens):
         assert not any(secret in b for b in blobs), "a secret leaked"

@@ -1,0 +1,55 @@
+"""Ground-truth helpers shared by the end-to-end tests: what the store holds versus what the
+journal says arrived, in one comparable row layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import queries
+from recorder.decode import Decoder
+from recorder.journal import EVENT, read_records
+from recorder.protocol import row_columns
+from recorder.store import journal_root
+
+
+def stored_rows(data_dir: Path, table: str) -> list[tuple]:
+    """Rows of ``table`` ordered by seq: symbol, venue, seq, ts (µs), then every value column."""
+    cols = ", ".join(["symbol", "venue", "seq", "epoch_us(ts) AS ts", *row_columns(table)[5:]])
+    return [
+        tuple(r.values())
+        for r in queries.sql(data_dir, f"SELECT {cols} FROM {table} ORDER BY seq").to_pylist()
+    ]
+
+
+def journaled_frames(data_dir: Path, writer: str) -> list[tuple[int, int, str | bytes]]:
+    """(fno, recv_ts, frame) of every frame record in a writer's journal."""
+    return [
+        (r.fno, r.recv_ts_ns, r.frame())
+        for r in read_records(journal_root(data_dir, writer))
+        if r.kind != EVENT
+    ]
+
+
+def decoded_rows(frames: list[tuple[int, int, str | bytes]], table: str) -> list[tuple]:
+    """What journaled frames decode to, in the layout of :func:`stored_rows`."""
+    dec = Decoder()
+    for fno, recv, raw in frames:
+        dec.add(raw, recv, fno)
+    res = dec.finish()
+    if table not in res.tables:
+        return []
+    cols = res.tables[table].columns
+    rows = zip(
+        cols["symbol"],
+        cols["venue"],
+        cols["seq"],
+        [t // 1000 for t in cols["ts"]],
+        *(cols[n] for n in row_columns(table)[5:]),
+        strict=True,
+    )
+    return sorted(rows, key=lambda r: r[2])
+
+
+def journal_rows(data_dir: Path, writer: str, table: str) -> list[tuple]:
+    """Every row the writer's journal decodes to: what the store must hold, exactly once."""
+    return decoded_rows(journaled_frames(data_dir, writer), table)
