@@ -31,7 +31,7 @@ from recorder.journal import (
     EVENT,
     JournalTail,
     JournalWriter,
-    read_checkpoint,
+    read_checkpoint_state,
     read_records,
     write_checkpoint,
 )
@@ -56,8 +56,8 @@ class CaptureConfig:
     credentials: Credentials
     symbols: Sequence[str] = ()
     universe: str | None = None  # kospi | kosdaq | all (ka10099)
-    nxt: bool = False
-    trading_date: str | None = None  # pin ts dates (replaying a recorded day); None = the receive date  # also register <code>_NX for universe symbols with nxtEnable == "Y" (§4.2)
+    nxt: bool = False  # also register <code>_NX for universe symbols with nxtEnable == "Y" (§4.2)
+    trading_date: str | None = None  # pin ts dates (replaying a recorded day); None = the receive date
     types: Sequence[str] = ("0B", "0D")
     duration_s: float | None = None
     writer: str = "local"
@@ -109,7 +109,6 @@ class _DecoderThread(threading.Thread):
         self.wake = threading.Event()
         self.target: int | None = None  # set at shutdown: the last fno to reach
         self.error: BaseException | None = None
-        self._files = 0
 
     def run(self) -> None:
         try:
@@ -130,11 +129,10 @@ class _DecoderThread(threading.Thread):
                 self._account(records[-1].recv_ts_ns)
                 records = self.tail.read_available(2000)
             self.pipe.drain()
-            self.sink.flush_due()
-            self._checkpoint()
-            if self.target is not None and self.pipe.last_fno >= self.target:
-                self.sink.close()
-                self._checkpoint(force=True)
+            done = self.target is not None and self.pipe.last_fno >= self.target
+            if done or self.sink.due():
+                self._flush_and_checkpoint()
+            if done:
                 self._account(self.stats.last_decoded_ns)
                 return
 
@@ -145,10 +143,12 @@ class _DecoderThread(threading.Thread):
         s.last_decoded_ns = last_recv_ns
         s.files = self.sink.files_written
 
-    def _checkpoint(self, force: bool = False) -> None:
-        if force or self.sink.files_written != self._files:
-            self._files = self.sink.files_written
-            write_checkpoint(self.root, self.pipe.checkpoint_fno())
+    def _flush_and_checkpoint(self) -> None:
+        """Flush every table, then checkpoint: the checkpoint and the saved pipeline state
+        then describe exactly the same frame, so recovery resumes without re-deciding
+        anything (a memory-pressure flush of one table does not checkpoint)."""
+        self.sink.flush_all()
+        write_checkpoint(self.root, self.pipe.last_fno, self.pipe.state())
 
 
 def recover(root: Path, data_dir: Path, writer: str, last_fno: int) -> int:
@@ -156,11 +156,13 @@ def recover(root: Path, data_dir: Path, writer: str, last_fno: int) -> int:
 
     Returns the number of records replayed.
     """
-    start = read_checkpoint(root) + 1
+    checkpoint, state = read_checkpoint_state(root)
+    start = checkpoint + 1
     if start > last_fno:
         return 0
     sink = Sink(data_dir, writer, resume=True)
     pipe = Pipeline(sink)
+    pipe.restore(state)  # the trading day and continuity expectations as of the checkpoint
     n = 0
     for rec in read_records(root, start):
         if rec.fno > last_fno:
@@ -172,7 +174,7 @@ def recover(root: Path, data_dir: Path, writer: str, last_fno: int) -> int:
             pipe.feed_frame(rec.frame(), rec.recv_ts_ns, rec.fno)
     pipe.drain()
     sink.close()
-    write_checkpoint(root, last_fno)
+    write_checkpoint(root, last_fno, pipe.state())
     log.info(
         "recovered %d journal records (frames %d..%d); %d rows were already in Parquet",
         n,
@@ -281,6 +283,11 @@ class Capture:
         return Sink(self.cfg.data_dir, self.cfg.writer, max_age_s=self.cfg.flush_age_s)
 
     def _recover(self) -> None:
+        # A compaction interrupted by a crash may have left a merged file next to its
+        # inputs: finish it before writing anything (we hold this writer's journal lock).
+        from recorder.maintenance import finish_compactions
+
+        finish_compactions(self.cfg.data_dir)
         last = self.journal.last_fno
         if self.journal.torn_tail is not None:
             log.warning("journal had a torn last record (a crash mid-write): %s", self.journal.torn_tail)

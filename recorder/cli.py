@@ -267,6 +267,7 @@ def query(
 
 
 # Commands that live in their own modules register here (one line each).
+from recorder.cli_store import compact, ls, verify; main.add_command(ls); main.add_command(verify); main.add_command(compact)  # noqa: E402, E501, E702, I001
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,6 +23,13 @@ class ContinuityChecker:
         self._last: dict[tuple[str, str], tuple[int, int]] = {}  # → (cum_volume, ts)
         self.breaks = 0
 
+    def state(self) -> list[list[Any]]:
+        """The expectations, JSON-ready (for a checkpoint)."""
+        return [[sym, venue, cum, ts] for (sym, venue), (cum, ts) in self._last.items()]
+
+    def restore(self, state: list[list[Any]]) -> None:
+        self._last = {(sym, venue): (int(cum), int(ts)) for sym, venue, cum, ts in state}
+
     def reset(self) -> None:
         """Forget every expectation (a new connection, a restart, a new trading day)."""
         self._last.clear()

@@ -579,11 +579,14 @@ class JournalTail:
         self.close()
 
 
-def write_checkpoint(root: Path, fno: int) -> None:
+def write_checkpoint(root: Path, fno: int, state: dict[str, Any] | None = None) -> None:
     """Record that every record with ``fno <= fno`` has fully reached Parquet.
 
-    Atomic: a temporary file is written, fsynced and renamed over ``CHECKPOINT``, so a
-    crash leaves the old value or the new one. Raises JournalError on any OSError.
+    ``state`` is whatever the reader needs to resume exactly at ``fno + 1`` (the decoding
+    pipeline's trading day and continuity expectations); it is stored with the number so
+    the two can never disagree. Atomic: a temporary file is written, fsynced and renamed
+    over ``CHECKPOINT``, so a crash leaves the old value or the new one. Raises
+    JournalError on any OSError.
     """
     target = Path(root) / "CHECKPOINT"
     tmp: str | None = None
@@ -591,6 +594,8 @@ def write_checkpoint(root: Path, fno: int) -> None:
         fd, tmp = tempfile.mkstemp(dir=root, prefix=".CHECKPOINT.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(b"%d\n" % fno)
+            if state is not None:
+                f.write(orjson.dumps(state) + b"\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -603,17 +608,25 @@ def write_checkpoint(root: Path, fno: int) -> None:
 
 def read_checkpoint(root: Path) -> int:
     """The fno stored by :func:`write_checkpoint`, or -1 when there is none."""
+    return read_checkpoint_state(root)[0]
+
+
+def read_checkpoint_state(root: Path) -> tuple[int, dict[str, Any] | None]:
+    """The fno and state stored by :func:`write_checkpoint`; ``(-1, None)`` when there is none."""
     path = Path(root) / "CHECKPOINT"
     try:
         text = path.read_bytes()
     except FileNotFoundError:
-        return -1
+        return -1, None
     except OSError as exc:
         raise _error("cannot read journal checkpoint", path, exc) from exc
+    first, _, rest = text.partition(b"\n")
     try:
-        return int(text)
-    except ValueError:
-        raise JournalError(f"journal checkpoint {path} is not an integer: {text[:40]!r}") from None
+        fno = int(first)
+        state = orjson.loads(rest) if rest.strip() else None
+    except (ValueError, orjson.JSONDecodeError):
+        raise JournalError(f"journal checkpoint {path} is damaged: {text[:40]!r}") from None
+    return fno, state
 
 
 def list_writers(journal_dir: Path) -> list[str]:

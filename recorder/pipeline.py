@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from recorder.continuity import ContinuityChecker
 from recorder.decode import SEQ_SHIFT, Decoded, Decoder, raw_text, trading_day
 from recorder.protocol import FrameKind, classify
-from recorder.continuity import ContinuityChecker
 from recorder.sink import Gap, Sink
 
 log = logging.getLogger(__name__)
@@ -162,6 +162,16 @@ class Pipeline:
                 self.stats.rows += cols.n
             self.stats.rejects += len(res.rejects)
             self.sink.add(res)
+
+    def state(self) -> dict[str, Any]:
+        """What a pipeline needs to continue exactly after :attr:`last_fno` (drain first)."""
+        return {"trading_day": self.decoder.trading_day, "continuity": self.continuity.state()}
+
+    def restore(self, state: dict[str, Any] | None) -> None:
+        """Continue from a :meth:`state` saved in a checkpoint (None: start afresh)."""
+        if state:
+            self.decoder.trading_day = state.get("trading_day")
+            self.continuity.restore(state.get("continuity") or [])
 
     def checkpoint_fno(self) -> int:
         """Every frame numbered at or below this has all its rows in part files (drains first)."""

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from recorder.decode import SEQ_SHIFT, Decoded, TableColumns, kst_date
 from recorder.errors import StoreError
-from recorder.schema import SCHEMAS, TIMESTAMP, timestamps
+from recorder.schema import MARKET_TABLES, SCHEMAS, TIMESTAMP, timestamps
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,26 @@ class Sink:
             self._buffer("rejects", t.append_column("date", pa.array([kst_date(r) for r in recv])))
         self._enforce_limits()
 
+    # --- added for recorder.arrow_decode: market rows that arrive already as Arrow tables
+    def add_tables(self, tables: dict[str, pa.Table]) -> None:
+        """Buffer market rows already built as Arrow tables (:mod:`recorder.arrow_decode`).
+
+        Each table must have exactly the fields of ``SCHEMAS[table]`` followed by a ``date``
+        string column (the KST date of ``ts``): the layout :meth:`_add_market` builds from a
+        decoder result. Empty tables are skipped.
+
+        Raises:
+            StoreError: for a table that is not a market table or has another layout.
+        """
+        for table, t in tables.items():
+            if table not in MARKET_TABLES or not t.schema.equals(_market_layout(table)):
+                raise StoreError(f"{table}: not a market table in the schema + date layout")
+            if len(t):
+                self._buffer(table, t)
+        self._enforce_limits()
+
+    # --- end of the arrow_decode addition
+
     def add_gaps(self, gaps: Iterable[Gap]) -> None:
         rows = list(gaps)
         if not rows:
@@ -178,6 +198,11 @@ class Sink:
     def _enforce_limits(self) -> None:
         while self._buffers and sum(b.nbytes for b in self._buffers.values()) > self.max_bytes:
             self._flush(max(self._buffers, key=lambda k: self._buffers[k].nbytes))
+
+    def due(self) -> bool:
+        """Has a table buffered rows for longer than ``max_age_s``?"""
+        now = self.clock()
+        return any(now - b.created >= self.max_age_s for b in self._buffers.values())
 
     def flush_due(self) -> int:
         """Flush tables whose oldest buffered row is older than ``max_age_s``; returns how many."""
@@ -263,6 +288,12 @@ class Sink:
             if m and m["writer"] == self.writer:
                 last = max(last, int(m["last"]))
         return last
+
+
+# Added with Sink.add_tables (recorder.arrow_decode).
+def _market_layout(table: str) -> pa.Schema:
+    """``SCHEMAS[table]`` plus the ``date`` partition column: what market buffers hold."""
+    return SCHEMAS[table].append(pa.field("date", pa.string()))
 
 
 def write_part(t: pa.Table, final: Path) -> None:

@@ -27,6 +27,7 @@ from recorder.journal import (
     Record,
     list_writers,
     read_checkpoint,
+    read_checkpoint_state,
     read_records,
     write_checkpoint,
 )
@@ -423,7 +424,7 @@ def test_checkpoint_round_trip_and_atomic_replace(tmp_path: Path) -> None:
     assert (tmp_path / "CHECKPOINT").stat().st_ino != inode  # replaced, not rewritten
     assert sorted(p.name for p in tmp_path.iterdir()) == ["CHECKPOINT"]
     (tmp_path / "CHECKPOINT").write_bytes(b"garbage")
-    with pytest.raises(JournalError, match="not an integer"):
+    with pytest.raises(JournalError, match="damaged"):
         read_checkpoint(tmp_path)
     with pytest.raises(JournalError, match="cannot write journal checkpoint"):
         write_checkpoint(tmp_path / "missing", 1)
@@ -436,3 +437,12 @@ def test_list_writers(tmp_path: Path) -> None:
     write_all(journal / "host-a", ["y"])
     (journal / "stray-file").write_bytes(b"")
     assert list_writers(journal) == ["host-a", "host-b"]
+
+
+def test_checkpoint_carries_the_reader_state(tmp_path: Path) -> None:
+    state = {"trading_day": 20654, "continuity": [["005930", "KRX", 1200, 5]]}
+    write_checkpoint(tmp_path, 41, state)
+    assert read_checkpoint_state(tmp_path) == (41, state)
+    assert read_checkpoint(tmp_path) == 41
+    write_checkpoint(tmp_path, 42)
+    assert read_checkpoint_state(tmp_path) == (42, None)
