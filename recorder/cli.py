@@ -118,7 +118,7 @@ def capture(
     "--symbols", "n_symbols", default=20, show_default=True, type=int, help="How many symbols to simulate."
 )
 @click.option(
-    "--rate", default=2.0, show_default=True, type=float, help="Trades per second per stream (symbol × venue)."
+    "--rate", default=2.0, show_default=True, type=float, help="Trades per second per symbol and venue."
 )
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(

@@ -83,8 +83,9 @@ async def run_capture(
         raise ConfigError("nothing to capture: give --symbols, --universe, or --sim")
     if len(symbols) > MAX_CODES:  # refuse before any network work (§3.4: 105115 otherwise)
         raise ConfigError(
-            f"{len(symbols)} codes exceed Kiwoom's {MAX_CODES}-code limit per app key (kiwoom-protocol.md §3.4); "
-            "split them across app keys and processes, each with its own --writer-id"
+            f"{len(symbols)} codes exceed Kiwoom's {MAX_CODES}-code limit per app key "
+            "(kiwoom-protocol.md §3.4); split them across app keys and processes, "
+            "each with its own --writer-id"
         )
     async with contextlib.AsyncExitStack() as stack:
         if req.sim:

@@ -220,17 +220,32 @@ def test_crash_recovery_equals_rebuild_for_a_pinned_trading_date(tmp_path: Path,
     vt = venue_thread(VenueConfig(n_symbols=2, tick_interval=0.02, trade_rate=10.0, seed=21))
     env = env_with(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET)
     pinned = ("--trading-date", "2026-07-20")
-    proc = subprocess.Popen(capture_cmd(vt, tmp_path, "--flush-age", "0.2s", *pinned), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        capture_cmd(vt, tmp_path, "--flush-age", "0.2s", *pinned),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     vt.call(vt.venue.wait_sent(len(vt.venue.sent) + 200))
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-    subprocess.run(capture_cmd(vt, tmp_path, "--duration", "1s", *pinned), env=env, check=True,
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        capture_cmd(vt, tmp_path, "--duration", "1s", *pinned),
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     dates = queries.sql(tmp_path, "SELECT DISTINCT date::VARCHAR AS d FROM trades").to_pylist()
     assert dates == [{"d": "2026-07-20"}]
     tables = ("trades", "orderbook", "gaps")
-    before = {t: queries.sql(tmp_path, f"SELECT * EXCLUDE (date) FROM {t} ORDER BY seq").to_pylist() for t in tables}
-    subprocess.run([*RECORDER, "rebuild", "--data-dir", str(tmp_path)], check=True, capture_output=True, timeout=60)
-    after = {t: queries.sql(tmp_path, f"SELECT * EXCLUDE (date) FROM {t} ORDER BY seq").to_pylist() for t in tables}
+    before = {
+        t: queries.sql(tmp_path, f"SELECT * EXCLUDE (date) FROM {t} ORDER BY seq").to_pylist() for t in tables
+    }
+    subprocess.run(
+        [*RECORDER, "rebuild", "--data-dir", str(tmp_path)], check=True, capture_output=True, timeout=60
+    )
+    after = {
+        t: queries.sql(tmp_path, f"SELECT * EXCLUDE (date) FROM {t} ORDER BY seq").to_pylist() for t in tables
+    }
     assert after == before and before["trades"]

@@ -51,14 +51,22 @@ def test_frames_route_to_rows_rejects_or_nothing(tmp_path: Path) -> None:
 
 def _trade_frame(symbol: str, cum: int, vol: int, hhmmss: str = "093000") -> bytes:
     values = {"20": hhmmss, "10": "+70000", "15": f"+{vol}", "13": str(cum)}
-    return orjson.dumps({"data": [{"values": values, "type": "0B", "name": "주식체결", "item": symbol}], "trnm": "REAL"})
+    return orjson.dumps(
+        {"data": [{"values": values, "type": "0B", "name": "주식체결", "item": symbol}], "trnm": "REAL"}
+    )
 
 
 def test_cumulative_volume_breaks_become_continuity_gaps(tmp_path: Path) -> None:
     sink = Sink(tmp_path, "w")
     pipe = Pipeline(sink, batch=3)
-    feed = [("005930", 100, 100), ("005930", 110, 10), ("005930_NX", 7, 7), ("005930", 150, 15),  # 25 missing
-            ("005930_NX", 9, 2), ("005930", 165, 15)]
+    feed = [
+        ("005930", 100, 100),
+        ("005930", 110, 10),
+        ("005930_NX", 7, 7),
+        ("005930", 150, 15),  # 25 missing
+        ("005930_NX", 9, 2),
+        ("005930", 165, 15),
+    ]
     for fno, (item, cum, vol) in enumerate(feed):
         pipe.feed_frame(_trade_frame(item, cum, vol), RECV + fno, fno)
     # A new connection: trades made while disconnected are the disconnect gap's business.
@@ -67,7 +75,9 @@ def test_cumulative_volume_breaks_become_continuity_gaps(tmp_path: Path) -> None
     pipe.feed_frame(_trade_frame("005930", 404, 5), RECV + 12, 12)  # went back by 1
     pipe.drain()
     sink.close()
-    gaps = queries.sql(tmp_path, "SELECT kind, detail, symbols, seq >> 16 AS fno FROM gaps ORDER BY seq").to_pylist()
+    gaps = queries.sql(
+        tmp_path, "SELECT kind, detail, symbols, seq >> 16 AS fno FROM gaps ORDER BY seq"
+    ).to_pylist()
     assert [(g["kind"], g["symbols"], g["fno"]) for g in gaps] == [
         ("continuity", ["005930"], 3),
         ("continuity", ["005930"], 12),
