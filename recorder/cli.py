@@ -11,7 +11,9 @@ import asyncio
 import datetime as dt
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -62,6 +64,22 @@ def main(log_level: str) -> None:
     "recording a replay of a past day. Default: the day each frame is received.",
 )
 @click.option("--flush-age", default="5m", show_default=True, help="Write buffered rows at least this often.")
+# Hidden options for the soak runs (soak/scenarios.py); not part of the CLI contract.
+@click.option(
+    "--throttle-writes",
+    type=float,
+    default=None,
+    hidden=True,
+    help="Soak testing: sleep this many seconds before each part-file write (a slow consumer).",
+)
+@click.option(
+    "--session-option",
+    "session_option",
+    multiple=True,
+    hidden=True,
+    metavar="KEY=NUMBER",
+    help="Soak testing: a recorder.session.Session setting, e.g. kicked_backoff_s=0.5.",
+)
 @handle_errors
 def capture(
     symbols: str | None,
@@ -78,6 +96,8 @@ def capture(
     writer_id: str | None,
     trading_date: str | None,
     flush_age: str,
+    throttle_writes: float | None,
+    session_option: tuple[str, ...],
 ) -> None:
     """Capture trades and order books until --duration/--until or SIGINT/SIGTERM."""
     from recorder import config
@@ -104,9 +124,36 @@ def capture(
         writer=writer_id,
         trading_date=trading_date,
         flush_age_s=config.parse_duration(flush_age),
+        session_options=_session_options(session_option),
+        sink_options={"write": _throttled_write(throttle_writes)} if throttle_writes else {},
     )
     result = asyncio.run(run_capture(req))
     click.echo(result.summary())
+
+
+def _session_options(pairs: tuple[str, ...]) -> dict[str, float]:
+    """``KEY=NUMBER`` pairs of the hidden ``--session-option`` (soak runs) → Session kwargs."""
+    out: dict[str, float] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            out[key.strip() or "?"] = int(value) if value.strip().lstrip("+-").isdigit() else float(value)
+        except ValueError:
+            raise ConfigError(f"--session-option {pair!r}: expected KEY=NUMBER") from None
+    return out
+
+
+def _throttled_write(seconds: float | None) -> Callable[[Any, Path], None]:
+    """A part-file writer that sleeps first: the slow consumer of the soak runs."""
+    import time
+
+    from recorder.sink import write_part
+
+    def write(table: Any, final: Path) -> None:
+        time.sleep(seconds or 0.0)
+        write_part(table, final)
+
+    return write
 
 
 @main.command()
@@ -268,6 +315,7 @@ def query(
 
 # Commands that live in their own modules register here (one line each).
 from recorder.cli_store import compact, ls, verify; main.add_command(ls); main.add_command(verify); main.add_command(compact)  # noqa: E402, E501, E702, I001
+from recorder.cli_replay import replay; main.add_command(replay)  # noqa: E402, E702, I001
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,12 @@ Every ``tick_interval`` the venue steps the feed (whether or not anyone is conne
 cumulative fields stay consistent across reconnects) and offers the entries to every
 logged-in connection, which sends those it subscribed to.
 
+A feed may also implement two optional hooks (:class:`FeedHooks`; the recorded feed of
+:mod:`recorder.replay_feed` does, the synthetic market does not): ``attach(venue)``, called
+once at construction, lets it read :meth:`Venue.backlog` for backpressure, and
+``on_subscribed(subscriptions, now_ns)``, called after every accepted REG, lets it start
+its clock once a client has registered.
+
 Ground truth for tests: with ``record_sent`` on, every frame written to a socket is kept
 in :attr:`Venue.frames` and every REAL entry in :attr:`Venue.sent`, in wire order. Tests
 wait for conditions with :meth:`Venue.wait_for` (an :class:`asyncio.Condition` notified
@@ -55,6 +61,18 @@ class Feed(Protocol):
 
     def symbols_info(self) -> list[dict[str, Any]]:
         """ka10099 rows (§5.2) for the symbols the feed knows."""
+        ...
+
+
+class FeedHooks(Protocol):
+    """Optional feed methods the venue calls when present (looked up with ``getattr``)."""
+
+    def attach(self, venue: Venue) -> None:
+        """Called once by :class:`Venue` ``__init__`` with the venue that steps this feed."""
+        ...
+
+    def on_subscribed(self, subscriptions: frozenset[tuple[str, str]], now_ns: int) -> None:
+        """Called after a REG is accepted, with that connection's ``(item, type)`` pairs."""
         ...
 
 
@@ -208,6 +226,9 @@ class Venue:
                 book_rate=config.book_rate,
             )
         self.feed: Feed = feed
+        attach = getattr(feed, "attach", None)  # FeedHooks, optional
+        if attach is not None:
+            attach(self)
         self.stats = VenueStats()
         self.tokens = TokenStore(self.clock, config.token_lifetime_s, config.revoke_previous_token)
         self.frames: list[SentFrame] = []
@@ -346,6 +367,20 @@ class Venue:
         self.frames.append(SentFrame(conn.id, index, self.clock(), data, len(entries)))
         self.sent.extend(SentEntry(conn.id, index, pos, e) for pos, e in enumerate(entries))
 
+    def on_subscribed(self, conn: Connection) -> None:
+        """A REG of ``conn`` was accepted: tell the feed (FeedHooks.on_subscribed), if it asks."""
+        hook = getattr(self.feed, "on_subscribed", None)
+        if hook is not None:
+            hook(conn.subscriptions, self.clock())
+
+    def backlog(self) -> int:
+        """The most frames queued on any logged-in connection (``send_queue_max`` bounds each).
+
+        A feed that can produce faster than clients read (a replay at full speed) keeps
+        this well below ``send_queue_max``; past it the venue drops the slow client.
+        """
+        return max((c.queued for c in self.connections.values() if c.logged_in), default=0)
+
     async def notify(self) -> None:
         """Wake every :meth:`wait_for`; called after each change of state."""
         async with self._cond:
@@ -372,6 +407,26 @@ class Venue:
     async def wait_closed(self, conn_id: int, timeout: float = 10.0) -> None:
         """Until connection ``conn_id`` has been torn down on the server side."""
         await self.wait_for(lambda: conn_id not in self.connections, timeout)
+
+    async def ping_barrier(self, timeout: float = 10.0) -> None:
+        """PING every logged-in connection and return once each has echoed it.
+
+        Clients read frames in order, so when this returns every client has read every
+        frame queued before the call (a test's proof that a recorder received everything).
+        Connections that close meanwhile are not waited for.
+        """
+        targets: dict[int, tuple[Connection, int]] = {}
+        for conn in self.connections.values():
+            if conn.logged_in and not conn.closing:
+                targets[conn.id] = (conn, conn.echoes + conn.pings_pending + 1)
+                conn.send_ping()
+        await self.wait_for(
+            lambda: all(
+                cid not in self.connections or conn.closing or conn.echoes >= want
+                for cid, (conn, want) in targets.items()
+            ),
+            timeout,
+        )
 
     def sent_entries(self, conn_id: int) -> list[dict[str, Any]]:
         """The REAL entries sent on ``conn_id``, in wire order (needs ``record_sent``)."""
@@ -417,6 +472,23 @@ class Venue:
         for conn in conns:
             self.stats.kicks += 1
             conn.kick()
+        await self._wait_gone(conns)
+
+    # Added for the soak runs (soak/scenarios.py, drops): the server-side heartbeat-miss
+    # close on demand, without waiting for ``heartbeat_miss_limit`` un-echoed PINGs.
+    async def heartbeat_close_all(self, conn_id: int | None = None) -> None:
+        """SYSTEM R10002 then close 1000, as when the server saw no PING echoes (§3.2).
+
+        The same frames as the close in ``Connection._ping_loop``; not counted in
+        ``stats.heartbeat_closes``, which counts only real misses.
+        """
+        from recorder.venue_ws import R10002
+
+        conns = self._targets(conn_id)
+        for conn in conns:
+            conn.send_system("R10002", R10002)
+            conn.close()
+        await self.notify()
         await self._wait_gone(conns)
 
     async def send_raw_all(self, data: str | bytes, conn_id: int | None = None) -> None:

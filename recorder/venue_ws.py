@@ -65,6 +65,7 @@ class Hub(Protocol):
     def on_login(self, conn: Connection) -> None: ...
     def take_reg_refusal(self) -> tuple[int, str] | None: ...
     def record(self, conn: Connection, index: int, data: str | bytes, entries: Sequence[Any]) -> None: ...
+    def on_subscribed(self, conn: Connection) -> None: ...
     async def notify(self) -> None: ...
 
 
@@ -79,6 +80,7 @@ class Connection:
         logged_in: LOGIN succeeded and the session has not been closed since.
         subscriptions: the ``(item, type)`` pairs REAL entries are sent for.
         close_code: the close code the server sent, if it started the close.
+        echoes: PING echoes received (solicited ones), for :meth:`Venue.ping_barrier`.
     """
 
     def __init__(self, hub: Hub, ws: web.WebSocketResponse, request: web.Request, conn_id: int) -> None:
@@ -98,7 +100,10 @@ class Connection:
         self._aborted = False
         self._reader: asyncio.Task[None] | None = None
         self._pinger: asyncio.Task[None] | None = None
-        self._ping_outstanding = False
+        # PINGs sent and not echoed yet: a count, because a barrier PING
+        # (Venue.ping_barrier) may overlap the periodic one; echoes come back in order.
+        self._ping_outstanding = 0
+        self.echoes = 0
         self._misses = 0
         self._reg_times: deque[int] = deque()
 
@@ -106,6 +111,16 @@ class Connection:
         return f"<Connection {self.id} logged_in={self.logged_in} items={len(self.subscriptions)}>"
 
     # ------------------------------------------------------------------ outgoing
+
+    @property
+    def queued(self) -> int:
+        """Frames waiting to be written (what ``send_queue_max`` bounds); feeds use it for backpressure."""
+        return self._out.qsize()
+
+    @property
+    def pings_pending(self) -> int:
+        """PINGs sent (or queued) and not echoed yet."""
+        return self._ping_outstanding
 
     def send(self, data: str | bytes, entries: Sequence[Any] = ()) -> None:
         """Queue one frame; dropped silently once the connection is closing."""
@@ -259,8 +274,12 @@ class Connection:
         await self._hub.notify()
         return True
 
+    def send_ping(self) -> None:
+        """Queue a PING now (besides the periodic ones); its echo increments :attr:`echoes`."""
+        self._send_ping()
+
     def _send_ping(self) -> None:
-        self._ping_outstanding = True
+        self._ping_outstanding += 1
         self._hub.stats.pings_sent += 1
         self.send(PING)
 
@@ -304,6 +323,8 @@ class Connection:
         elif trnm in ("REG", "REMOVE") and body is not None:
             code, msg = self._on_reg(trnm, body)
             self.send(orjson.dumps({"trnm": trnm, "return_code": code, "return_msg": msg}).decode())
+            if code == 0 and trnm == "REG":  # after the reply is queued: a feed starting now sends behind it
+                self._hub.on_subscribed(self)
         else:
             log.debug("connection %d: ignoring a %r frame", self.id, trnm)
         await self._hub.notify()
@@ -313,7 +334,8 @@ class Connection:
         if not self._ping_outstanding:
             self._hub.stats.pings_unsolicited += 1
             return
-        self._ping_outstanding = False
+        self._ping_outstanding -= 1
+        self.echoes += 1
         self._hub.stats.pings_echoed += 1
         if text != PING:
             self._hub.stats.pings_echoed_not_verbatim += 1
