@@ -21,7 +21,8 @@ date (KST) comes from the receive time, or from ``trading_date`` when the caller
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+import operator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -181,17 +182,89 @@ def row_columns(table: str) -> tuple[str, ...]:
 
 
 def _format_float(x: float) -> str:
+    """The shortest text that parses back to ``x``, without an exponent (values never have one)."""
     text = repr(x)
     if "e" in text or "E" in text:
         text = format(Decimal(text), "f")
     return text
 
 
-def _price_sign(value: int, reference: int | None) -> str:
-    """§4.3: prices carry their direction against the previous close, none when equal."""
-    if reference is None or value == reference:
-        return ""
-    return "+" if value > reference else "-"
+class _Encoder:
+    """A table's fields grouped by kind, with row positions, so that encoding a row is a few
+    C-level ``map``/``zip`` calls per kind instead of a Python step per field."""
+
+    def __init__(self, table: str) -> None:
+        rt = TABLE_TYPES[table]
+        plan = PLANS[rt.code]
+        self.code, self.name, self.time_fid = rt.code, rt.name, plan.time_fid
+        cols = plan.columns
+        groups: dict[Kind, list[tuple[int, str]]] = {k: [] for k in Kind}
+        for f in plan.ordered:
+            groups[f.kind].append((cols.index(f.column), f.fid))
+        self.prices, self.ints, self.floats, self.texts = (
+            _Group([i for i, _ in groups[k]], [fid for _, fid in groups[k]])
+            for k in (Kind.PRICE, Kind.INT, Kind.FLOAT, Kind.TEXT)
+        )
+        sv = groups[Kind.SIDE_VOLUME]
+        self.side_volume = (sv[0][0], sv[0][0] + 1, sv[0][1]) if sv else None  # volume, side, fid
+        self.trade_cols = (cols.index("price"), cols.index("change")) if table == "trades" else None
+
+    def prev_close(self, row: Sequence[Any]) -> int | None:
+        if self.trade_cols is None:
+            return None
+        price, change = row[self.trade_cols[0]], row[self.trade_cols[1]]
+        return price - change if price is not None and change is not None else None
+
+    def values(self, row: Sequence[Any], prev_close: int | None) -> dict[str, str]:
+        secs = (row[0] + KST_OFFSET_NS) % DAY_NS // NS
+        h, rem = divmod(secs, 3600)
+        values = {self.time_fid: f"{h:02d}{rem // 60:02d}{rem % 60:02d}"}
+        pc = prev_close if prev_close is not None else self.prev_close(row)
+        fids, prices = self.prices.present(row)
+        if pc is None:
+            values.update(zip(fids, map(str, prices), strict=True))
+        else:  # §4.3: prices carry their direction against the previous close, none when equal
+            signed = [("+" if v > pc else "-" if v < pc else "") + str(v) for v in prices]
+            values.update(zip(fids, signed, strict=True))
+        if self.side_volume is not None:
+            vol_i, side_i, fid = self.side_volume
+            side = row[side_i]
+            values[fid] = ("+" if side == "buy" else "-" if side == "sell" else "") + str(row[vol_i])
+        fids, ints = self.ints.present(row)
+        values.update(zip(fids, map(str, ints), strict=True))
+        fids, floats = self.floats.present(row)
+        values.update(zip(fids, map(_format_float, floats), strict=True))
+        fids, texts = self.texts.present(row)
+        values.update(zip(fids, texts, strict=True))
+        return values
+
+
+class _Group:
+    """Row positions and FIDs of one kind of field."""
+
+    def __init__(self, positions: list[int], fids: list[str]) -> None:
+        self.get = _getter(positions)
+        self.fids = tuple(fids)
+
+    def present(self, row: Sequence[Any]) -> tuple[Sequence[str], Sequence[Any]]:
+        """(fids, values) of the non-null values; the common no-null case costs no Python loop."""
+        vals = self.get(row)
+        if None not in vals:
+            return self.fids, vals
+        pairs = [(f, v) for f, v in zip(self.fids, vals, strict=True) if v is not None]
+        return [f for f, _ in pairs], [v for _, v in pairs]
+
+
+def _getter(positions: list[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    if not positions:
+        return lambda _row: ()
+    if len(positions) == 1:
+        p = positions[0]
+        return lambda row: (row[p],)
+    return operator.itemgetter(*positions)
+
+
+_ENCODERS = {table: _Encoder(table) for table in TABLE_TYPES}
 
 
 def encode_entry(table: str, row: Sequence[Any], *, prev_close: int | None = None) -> dict[str, Any]:
@@ -200,32 +273,9 @@ def encode_entry(table: str, row: Sequence[Any], *, prev_close: int | None = Non
     Prices get their direction sign against ``prev_close``; for trades it defaults to
     ``price - change``. Null fields are left out.
     """
-    rt = TABLE_TYPES[table]
-    plan = PLANS[rt.code]
-    ts, _recv, _seq, symbol, venue = row[:5]
-    kst = (ts + KST_OFFSET_NS) % DAY_NS // NS
-    values: dict[str, str] = {plan.time_fid: f"{kst // 3600:02d}{kst // 60 % 60:02d}{kst % 60:02d}"}
-    if prev_close is None and table == "trades":
-        cols = plan.columns
-        price, change = row[cols.index("price")], row[cols.index("change")]
-        prev_close = price - change if price is not None and change is not None else None
-    i = 5
-    for f in plan.ordered:
-        v = row[i]
-        i += 1
-        if f.kind is Kind.SIDE_VOLUME:
-            side = row[i]
-            i += 1
-            values[f.fid] = ("+" if side == "buy" else "-" if side == "sell" else "") + str(v)
-        elif v is None:
-            continue
-        elif f.kind is Kind.PRICE:
-            values[f.fid] = _price_sign(v, prev_close) + str(v)
-        elif f.kind is Kind.FLOAT:
-            values[f.fid] = _format_float(v)
-        else:
-            values[f.fid] = str(v)
-    return {"values": values, "type": rt.code, "name": rt.name, "item": symbol + VENUE_SUFFIX[venue]}
+    enc = _ENCODERS[table]
+    values = enc.values(row, prev_close)
+    return {"values": values, "type": enc.code, "name": enc.name, "item": row[3] + VENUE_SUFFIX[row[4]]}
 
 
 def encode_frame(rows: Iterable[tuple[str, Sequence[Any]]]) -> str:
