@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO_DIR ?= $(or $(TMPDIR),/tmp)/kiwoom-recorder-demo
 
-.PHONY: install test check lint demo bench clean
+.PHONY: install test check lint demo bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check recorder queries tests benchmarks
-	$(BIN)/mypy recorder queries
+	$(BIN)/ruff check recorder queries tests benchmarks soak
+	$(BIN)/mypy recorder queries soak
 
 check: lint test
 
@@ -39,6 +39,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_replay.py
 	$(BIN)/python benchmarks/bench_queries.py
+
+# Fault-injection runs of the real CLI against the embedded venue; each scenario prints one line
+# of figures (sent, recorded, missing, duplicated, gaps, rejects, peak RSS). Shortened versions
+# of every scenario run in `make test`.
+soak: $(STAMP)
+	$(BIN)/python -m soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

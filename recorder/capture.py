@@ -64,6 +64,9 @@ class CaptureConfig:
     flush_age_s: float = 300.0
     max_codes: int = 200
     session_options: dict[str, Any] = field(default_factory=dict)
+    # Extra keyword arguments for the live capture's Sink (added for the soak runs: a
+    # throttled ``write`` simulates a slow consumer). Recovery uses a plain Sink.
+    sink_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -105,9 +108,11 @@ class _DecoderThread(threading.Thread):
         super().__init__(name="recorder-decoder", daemon=True)
         self.root, self.sink, self.stats, self.on_error = root, sink, stats, on_error
         self.tail = JournalTail(root, start_fno)
-        self.pipe = Pipeline(sink, batch=200)
+        self.pipe = Pipeline(sink)
         self.wake = threading.Event()
-        self.target: int | None = None  # set at shutdown: the last fno to reach
+        # Set at shutdown, after the journal's last flush: read until nothing more is readable,
+        # then flush and stop. (Not "until fno N": a record whose write failed never arrives.)
+        self.draining = False
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -123,13 +128,13 @@ class _DecoderThread(threading.Thread):
         while True:
             self.wake.wait(0.25)
             self.wake.clear()
+            done = self.draining  # read before reading: everything flushed by then is read below
             records = self.tail.read_available(2000)
             while records:
                 self.pipe.feed_records(records)
                 self._account(records[-1].recv_ts_ns)
                 records = self.tail.read_available(2000)
             self.pipe.drain()
-            done = self.target is not None and self.pipe.last_fno >= self.target
             if done or self.sink.due():
                 self._flush_and_checkpoint()
             if done:
@@ -280,7 +285,8 @@ class Capture:
         return CaptureResult(self.stats, self.decoder.sink.files_written, self.journal.last_fno)
 
     def _sink(self) -> Sink:
-        return Sink(self.cfg.data_dir, self.cfg.writer, max_age_s=self.cfg.flush_age_s)
+        cfg = self.cfg
+        return Sink(cfg.data_dir, cfg.writer, max_age_s=cfg.flush_age_s, **cfg.sink_options)
 
     def _recover(self) -> None:
         # A compaction interrupted by a crash may have left a merged file next to its
@@ -364,7 +370,7 @@ class Capture:
             with contextlib.suppress(RecorderError):
                 self.journal.append_event(self.clock_ns(), {"kind": STOPPED, "detail": "clean shutdown"})
                 self.journal.flush()
-        self.decoder.target = self.journal.last_fno
+        self.decoder.draining = True
         self.decoder.wake.set()
         await asyncio.to_thread(self.decoder.join)
 

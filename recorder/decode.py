@@ -21,6 +21,7 @@ unparseable optional FID is stored with that field null and also noted in ``reje
 from __future__ import annotations
 
 import datetime as dt
+import math
 import operator
 import re
 from collections.abc import Callable, Sequence
@@ -42,9 +43,12 @@ MAX_ENTRIES = 1 << SEQ_SHIFT
 
 REJECT_COLUMNS = ("recv_ts", "seq", "reason", "raw")
 _I64_MAX = (1 << 63) - 1
+_I64_MIN = -(1 << 63)
+_PLUS_ZERO = (0.0).__add__
 _NUMERIC_CHARS = b"0123456789+-, ."
-_INT_RE = re.compile(r"\s*[+-]?\d+\s*")
-_FLOAT_RE = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)\s*")
+# The strict grammar: spaces (not other whitespace) around, ASCII digits only.
+_INT_RE = re.compile(r" *[+-]?[0-9]+ *")
+_FLOAT_RE = re.compile(r" *[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+) *")
 _CODE_RE = re.compile(r"[0-9A-Z]{6}")
 
 
@@ -302,7 +306,8 @@ class Decoder:
     def _add_entry(self, entry: Any, recv_ts_ns: int, seq: int, raw: str | bytes, pos: int) -> str:
         if not isinstance(entry, dict):
             return f"entry is {type(entry).__name__}, not an object"
-        plan = PLANS.get(entry.get("type"))  # type: ignore[arg-type]
+        kind = entry.get("type")
+        plan = PLANS.get(kind) if isinstance(kind, str) else None  # a list or dict is unhashable
         if plan is None:
             return f"unsupported real-time type {str(entry.get('type'))[:20]!r}"
         split = split_item(entry.get("item"))
@@ -388,7 +393,8 @@ def _fast_columns(group: _Group) -> list[list[Any]] | None:
         cols.append(ints[j::n_i])
     side_col = list(map(_side, group.sides)) if sh.side_volume is not None else None
     n_f = sh.n_float
-    float_cols = [list(map(float, floats[j::n_f])) for j in range(n_f)]
+    # float.__add__ makes floats of the integers orjson returns and turns -0.0 into 0.0.
+    float_cols = [list(map(_PLUS_ZERO, floats[j::n_f])) for j in range(n_f)]
     n_t = sh.n_text
     text_cols = [[t or None for t in group.texts[j::n_t]] for j in range(n_t)]
     if side_col is not None:
@@ -417,7 +423,10 @@ def _parse_numbers(joined: str, expected: int, *, integers: bool) -> list[Any] |
         nums = orjson.loads("[" + text.replace(",+", ",")[1:] + "]")
     except orjson.JSONDecodeError:
         return None
-    if len(nums) != expected or (integers and max(nums) > _I64_MAX):
+    # Out-of-range integers (orjson turns those beyond 64 bits into floats) go strict,
+    # where they are reported instead of being clamped or crashing the Parquet writer.
+    # -2**63 itself goes strict too: its absolute value (prices) does not fit in int64.
+    if len(nums) != expected or (integers and (max(nums) > _I64_MAX or min(nums) <= _I64_MIN)):
         return None
     return nums  # type: ignore[no-any-return]
 
@@ -472,11 +481,15 @@ def strict_value(f: Field, value: Any) -> tuple[Any, str]:
     if not value.isascii() or not pattern.fullmatch(value):
         return None, f"FID {f.fid} ({f.column}) unparseable: {value[:40]!r}"
     if f.kind is Kind.FLOAT:
-        return float(value), ""
+        # + 0.0 turns "-0" into 0.0: the fast path reads "-0" as the integer 0, and a rate
+        # of minus zero means nothing more than zero.
+        x = float(value) + 0.0
+        return (x, "") if math.isfinite(x) else (None, f"FID {f.fid} ({f.column}) is not finite")
     n = int(value)
-    if not -_I64_MAX - 1 <= n <= _I64_MAX:
+    unsigned = f.kind in (Kind.PRICE, Kind.SIDE_VOLUME)
+    if not (-_I64_MAX if unsigned else _I64_MIN) <= n <= _I64_MAX:
         return None, f"FID {f.fid} ({f.column}) out of int64 range"
-    return (abs(n) if f.kind in (Kind.PRICE, Kind.SIDE_VOLUME) else n), ""
+    return (abs(n) if unsigned else n), ""
 
 
 def strict_values(plan: _Plan, values: dict[str, Any]) -> tuple[list[Any] | None, list[str]]:

@@ -21,8 +21,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from recorder.arrow_decode import decode_frames
 from recorder.continuity import ContinuityChecker
-from recorder.decode import SEQ_SHIFT, Decoded, Decoder, raw_text, trading_day
+from recorder.decode import SEQ_SHIFT, Decoder, TableColumns, raw_text, trading_day
 from recorder.protocol import FrameKind, classify
 from recorder.sink import Gap, Sink
 
@@ -38,6 +42,8 @@ GAP_KINDS = frozenset(
 
 # Events after which cumulative volumes start afresh: a new connection, a restart, a new day.
 _RESETS = frozenset({"connected", "restart", TRADING_DAY})
+
+_CONTINUITY_COLUMNS = ("seq", "symbol", "venue", "cum_volume", "volume", "ts")
 
 _IGNORED = frozenset({FrameKind.LOGIN, FrameKind.PING, FrameKind.REG, FrameKind.REMOVE, FrameKind.SYSTEM})
 
@@ -62,17 +68,25 @@ class Pipeline:
         sink: where rows go.
         trading_day: pin the KST trading date (days since the epoch) of every ``ts``; None
             takes it from each frame's receive time.
-        batch: frames per decoder batch.
+        batch: REAL frames per decoding batch. Batches of at least ``arrow_min`` frames are
+            decoded by :mod:`recorder.arrow_decode` (Arrow kernels, both cores), smaller ones
+            and the frames Arrow leaves aside by the reference :class:`~recorder.decode.Decoder`;
+            the two agree row for row (a property test checks), so the choice is only speed.
     """
 
-    def __init__(self, sink: Sink, *, trading_day: int | None = None, batch: int = 1000) -> None:
+    def __init__(
+        self, sink: Sink, *, trading_day: int | None = None, batch: int = 10_000, arrow_min: int = 1000
+    ) -> None:
         self.sink = sink
         self.decoder = Decoder(trading_day=trading_day)
         self.batch = batch
+        self.arrow_min = arrow_min
         self.stats = PipelineStats()
         self.continuity = ContinuityChecker()
         self.last_fno = -1
-        self._pending = 0
+        self._frames: list[bytes] = []
+        self._recv: list[int] = []
+        self._fnos: list[int] = []
         self._extra_rejects: list[tuple[int, int, str, str]] = []
 
     def feed_frame(self, raw: str | bytes, recv_ts_ns: int, fno: int) -> None:
@@ -85,9 +99,10 @@ class Pipeline:
         msg = classify(raw)
         if msg.kind is FrameKind.REAL:
             self.stats.real_frames += 1
-            self.decoder.add(raw, recv_ts_ns, fno)
-            self._pending += 1
-            if self._pending >= self.batch:
+            self._frames.append(raw if isinstance(raw, bytes) else raw.encode())
+            self._recv.append(recv_ts_ns)
+            self._fnos.append(fno)
+            if len(self._frames) >= self.batch:
                 self.drain()
         elif msg.kind in _IGNORED:
             self.stats.control_frames += 1
@@ -96,6 +111,22 @@ class Pipeline:
         else:
             trnm = str((msg.body or {}).get("trnm"))[:20]
             self._reject(recv_ts_ns, fno, f"unexpected frame trnm {trnm!r}", raw_text(raw))
+
+    def feed_real_frames(self, frames: list[bytes], recv_ts_ns: list[int], fnos: list[int]) -> None:
+        """Frames that should all be REAL (NDJSON ingest), in bulk, without classifying each.
+
+        Anything that is not a decodable REAL frame becomes a ``rejects`` row with the reason,
+        as in :meth:`feed_frame`, except that a control frame (PING, LOGIN, ...) is rejected
+        too rather than ignored: it has no business in a file of market data.
+        """
+        self.stats.frames += len(frames)
+        self.stats.real_frames += len(frames)
+        self.last_fno = fnos[-1] if fnos else self.last_fno
+        self._frames.extend(frames)
+        self._recv.extend(recv_ts_ns)
+        self._fnos.extend(fnos)
+        if len(self._frames) >= self.batch:
+            self.drain()
 
     def feed_event(self, event: dict[str, Any], recv_ts_ns: int, fno: int) -> None:
         """One journaled session event; gap kinds become ``gaps`` rows."""
@@ -132,36 +163,68 @@ class Pipeline:
 
     def feed_records(self, records: Iterable[Any]) -> None:
         """Journal records (:class:`recorder.journal.Record`) in order."""
-        from recorder.journal import EVENT
+        from recorder.journal import EVENT, TEXT
 
         for rec in records:
             if rec.kind == EVENT:
                 self.feed_event(rec.event(), rec.recv_ts_ns, rec.fno)
+            elif rec.kind == TEXT:
+                self.feed_frame(rec.payload, rec.recv_ts_ns, rec.fno)  # UTF-8 bytes, as received
             else:
                 self.feed_frame(rec.frame(), rec.recv_ts_ns, rec.fno)
 
     def drain(self) -> None:
         """Decode what is pending and pass it to the sink."""
-        if self._pending:
-            res = self.decoder.finish()
-            self._pending = 0
-        else:
-            res = Decoded()
+        arrow = self._decode_pending()
+        res = self.decoder.finish()
         if self._extra_rejects:
             res.rejects.extend(self._extra_rejects)
             self._extra_rejects = []
-        trades = res.tables.get("trades")
-        if trades is not None:
-            breaks = self.continuity.check(trades.columns)
+        self._check_continuity(arrow.get("trades"), res.tables.get("trades"))
+        for table, t in arrow.items():
+            self._count(table, t.num_rows)
+        for table, cols in res.tables.items():
+            self._count(table, cols.n)
+        self.stats.rejects += len(res.rejects)
+        if arrow:
+            self.sink.add_tables(arrow)
+        if res.tables or res.rejects:
+            self.sink.add(res)
+
+    def _decode_pending(self) -> dict[str, pa.Table]:
+        """Arrow-decode a large batch; everything else goes to the reference decoder."""
+        frames, recv, fnos = self._frames, self._recv, self._fnos
+        self._frames, self._recv, self._fnos = [], [], []
+        if len(frames) < self.arrow_min:
+            for raw, ts, fno in zip(frames, recv, fnos, strict=True):
+                self.decoder.add(raw, ts, fno)
+            return {}
+        got = decode_frames(frames, recv, fnos, trading_day=self.decoder.trading_day)
+        for i in got.fallback:
+            self.decoder.add(frames[i], recv[i], fnos[i])
+        return got.tables
+
+    def _check_continuity(self, arrow: pa.Table | None, cols: TableColumns | None) -> None:
+        """Cumulative-volume continuity over this batch's trades, whichever decoder made them."""
+        merged: dict[str, list[Any]] = {name: [] for name in _CONTINUITY_COLUMNS}
+        if arrow is not None and arrow.num_rows:
+            for name in _CONTINUITY_COLUMNS:
+                col = arrow.column(name)
+                if name == "ts":  # stored as µs; the checker speaks epoch ns like the decoder
+                    col = pc.multiply(col.cast(pa.int64()), 1000)
+                merged[name] = col.to_pylist()
+        if cols is not None:
+            for name in _CONTINUITY_COLUMNS:
+                merged[name].extend(cols.columns[name])
+        if merged["seq"]:
+            breaks = self.continuity.check(merged)
             if breaks:
                 self.sink.add_gaps(breaks)
                 self.stats.gaps += len(breaks)
-        if res.tables or res.rejects:
-            for table, cols in res.tables.items():
-                setattr(self.stats, table, getattr(self.stats, table) + cols.n)
-                self.stats.rows += cols.n
-            self.stats.rejects += len(res.rejects)
-            self.sink.add(res)
+
+    def _count(self, table: str, n: int) -> None:
+        setattr(self.stats, table, getattr(self.stats, table) + n)
+        self.stats.rows += n
 
     def state(self) -> dict[str, Any]:
         """What a pipeline needs to continue exactly after :attr:`last_fno` (drain first)."""

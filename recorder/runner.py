@@ -46,6 +46,7 @@ class CaptureRequest:
     flush_age_s: float = 300.0
     sim_symbols: int = 5
     session_options: dict[str, Any] = field(default_factory=dict)
+    sink_options: dict[str, Any] = field(default_factory=dict)  # soak hook: CaptureConfig.sink_options
 
 
 @dataclass
@@ -107,6 +108,7 @@ async def run_capture(
             writer=req.writer or default_writer_id(),
             flush_age_s=req.flush_age_s,
             session_options=req.session_options,
+            sink_options=req.sink_options,
         )
         cap = Capture(cfg, stop=stop)
         install_signal_handlers(cap.stop)

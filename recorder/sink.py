@@ -88,6 +88,9 @@ class Sink:
         max_age_s: flush a table whose oldest buffered row is this old (by ``clock``).
         resume: skip rows that part files of this writer already hold (crash recovery).
         clock: monotonic seconds.
+        write: writes one part file atomically; default :func:`write_part`. (Added for the
+            soak runs: a slow consumer is injected here, see ``recorder capture
+            --throttle-writes``.)
     """
 
     def __init__(
@@ -100,6 +103,7 @@ class Sink:
         max_age_s: float = 900.0,
         resume: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        write: Callable[[pa.Table, Path], None] | None = None,  # soak hook; None = write_part
     ) -> None:
         if not WRITER_RE.fullmatch(writer):
             raise StoreError(f"writer id {writer!r} must be letters, digits, '.', '_' and '-'")
@@ -108,6 +112,7 @@ class Sink:
         self.max_rows, self.max_bytes, self.max_age_s = max_rows, max_bytes, max_age_s
         self.resume = resume
         self.clock = clock
+        self._write = write if write is not None else write_part  # soak hook (slow consumer)
         self._buffers: dict[str, _Buffer] = {}
         self._done: dict[tuple[str, str, str | None], int] = {}  # partition → last fno on disk
         self.files_written = 0
@@ -262,7 +267,7 @@ class Sink:
         final = partition_dir(self.root, *key) / part_name(
             self.writer, mm["min"] >> SEQ_SHIFT, mm["max"] >> SEQ_SHIFT
         )
-        write_part(part, final)
+        self._write(part, final)
         self.files_written += 1
         self.rows_written[key[0]] += len(part)
 

@@ -85,8 +85,8 @@ def entries(draw: st.DrawFn, odd: bool = False) -> dict:
 
 
 def _same(a: object, b: object) -> bool:
-    if isinstance(a, float) and isinstance(b, float):
-        return a == b or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, float) and isinstance(b, float):  # the sign of zero must agree too
+        return (a == b and math.copysign(1, a) == math.copysign(1, b)) or (math.isnan(a) and math.isnan(b))
     return a == b and type(a) is type(b)
 
 

@@ -84,3 +84,41 @@ def test_cumulative_volume_breaks_become_continuity_gaps(tmp_path: Path) -> None
     ]
     assert "25 shares of trades missing" in gaps[0]["detail"]
     assert "went back by 1" in gaps[1]["detail"]
+
+
+def _market_frames(n_steps: int, seed: int) -> list[bytes]:
+    from recorder.market import SyntheticMarket
+
+    market = SyntheticMarket(
+        SyntheticMarket.universe(6, seed), seed=seed, venues=("KRX", "NXT"), trade_rate=5.0
+    )
+    frames, now = [], RECV
+    for step in range(n_steps):
+        now += 200_000_000
+        entries = market.step(now)
+        if step == n_steps // 2:  # lose one trade: a continuity break both paths must see
+            entries = [e for e in entries if e["type"] != "0B"][:1] + [
+                e for e in entries if e["type"] == "0B"
+            ][1:]
+        for i in range(0, len(entries), 3):
+            frames.append(orjson.dumps({"data": entries[i : i + 3], "trnm": "REAL"}))
+    frames[5] = b"{not json"
+    frames[9] = frames[9].replace(b'"0B"', b'"0w"', 1)
+    return frames
+
+
+def test_arrow_and_reference_paths_build_identical_stores(tmp_path: Path) -> None:
+    frames = _market_frames(200, seed=3)
+    assert len(frames) > 1000
+    for name, arrow_min in (("arrow", 1), ("reference", 10**9)):
+        sink = Sink(tmp_path / name, "w")
+        pipe = Pipeline(sink, batch=700, arrow_min=arrow_min)
+        for fno, raw in enumerate(frames):
+            pipe.feed_frame(raw, RECV + fno, fno)
+        pipe.drain()
+        sink.close()
+    for table in ("trades", "orderbook", "rejects", "gaps"):
+        q = f"SELECT * EXCLUDE (date) FROM {table} ORDER BY seq"
+        a, r = queries.sql(tmp_path / "arrow", q), queries.sql(tmp_path / "reference", q)
+        assert a.equals(r), table
+        assert a.num_rows > 0, table

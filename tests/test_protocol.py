@@ -328,3 +328,32 @@ def test_protocol_modules_import_no_io_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"10": "-9223372036854775808"}, "FID 10 (price) out of int64 range"),  # abs() would not fit
+        ({"10": "-43109310289925652480"}, "FID 10 (price) out of int64 range"),
+        ({"15": "+9223372036854775808"}, "FID 15 (volume) out of int64 range"),
+    ],
+)
+def test_out_of_range_integers_are_rejected_not_clamped(changes: dict, reason: str) -> None:
+    rows, rejects = rows_of({"data": [_entry(**changes)], "trnm": "REAL"})
+    assert rows == [] and reason in rejects[0][2]
+
+
+def test_signed_fields_take_the_whole_int64_range_and_rates_have_no_negative_zero() -> None:
+    (r,), rejects = rows_of(
+        {"data": [_entry(**{"26": "-9223372036854775808", "12": "-0.00"})], "trnm": "REAL"}
+    )
+    assert rejects == [] and r["volume_change"] == -(2**63)
+    assert str(r["change_pct"]) == "0.0"
+    (r,), _ = rows_of({"data": [_entry(**{"31": "1" * 400})], "trnm": "REAL"})
+    assert r["turnover"] is None  # inf is not a rate: null, and noted in rejects
+
+
+@pytest.mark.parametrize("kind", [["0B"], {"t": "0B"}, 11, None])
+def test_a_type_that_is_not_a_string_is_a_reject_not_a_crash(kind: object) -> None:
+    rows, rejects = rows_of({"data": [_entry() | {"type": kind}], "trnm": "REAL"})
+    assert rows == [] and "unsupported real-time type" in rejects[0][2]

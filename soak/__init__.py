@@ -1,0 +1,12 @@
+"""Soak runs: scripted fault injection against ``recorder capture``, each ending with a
+ground-truth comparison against what the embedded venue says it sent.
+
+``python -m soak [--minutes N] [--scenario NAME]`` runs the scenarios of
+:mod:`soak.scenarios` and prints one line of figures per scenario; the exit code is non-zero
+when any scenario fails its check. ``tests/test_soak.py`` runs shortened versions.
+
+Modules: :mod:`soak.harness` (the venue on its own thread, the CLI in a subprocess, RSS
+polling), :mod:`soak.truth` (venue frames ↔ journal ↔ store), :mod:`soak.frames` (the
+hypothesis grammar of malformed frames, with the outcome each frame must have) and
+:mod:`soak.scenarios`.
+"""
