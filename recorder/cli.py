@@ -17,7 +17,16 @@ from typing import Any
 
 import click
 
-from recorder.cli_common import DATA_DIR, EXIT_AUTH, EXIT_CONFIG, EXIT_FAILURE, check_date, handle_errors
+from recorder.cli_common import (
+    DATA_DIR,
+    EXIT_AUTH,
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    REQUIRE_CREDENTIALS,
+    check_date,
+    handle_errors,
+    venue_credentials,
+)
 from recorder.errors import ConfigError
 
 __all__ = ["EXIT_AUTH", "EXIT_CONFIG", "EXIT_FAILURE", "main"]
@@ -168,19 +177,13 @@ def _throttled_write(seconds: float | None) -> Callable[[Any, Path], None]:
     "--rate", default=2.0, show_default=True, type=float, help="Trades per second per symbol and venue."
 )
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option(
-    "--require-credentials",
-    is_flag=True,
-    help="Accept only the app key pair in KIWOOM_APPKEY/KIWOOM_SECRETKEY (environment or .env); "
-    "by default any credentials are accepted.",
-)
+@REQUIRE_CREDENTIALS
 @handle_errors
 def sim(host: str, port: int, n_symbols: int, rate: float, seed: int, require_credentials: bool) -> None:
     """Serve a synthetic Kiwoom-compatible market (REST + WebSocket) until interrupted."""
-    from recorder.rest import load_credentials
     from recorder.venue import VenueConfig, run_forever
 
-    creds = load_credentials() if require_credentials else None
+    creds = venue_credentials(require_credentials)
 
     click.echo(
         f"serving a synthetic market on http://{host}:{port} "
@@ -194,8 +197,8 @@ def sim(host: str, port: int, n_symbols: int, rate: float, seed: int, require_cr
             n_symbols=n_symbols,
             trade_rate=rate,
             seed=seed,
-            appkey=creds.appkey if creds else None,
-            secretkey=creds.secretkey if creds else None,
+            appkey=creds[0],
+            secretkey=creds[1],
         )
     )
 
@@ -313,9 +316,12 @@ def query(
         write_result(queries.sql(data_dir, sql_text, values or None), fmt, out)
 
 
-# Commands that live in their own modules register here (one line each).
-from recorder.cli_store import compact, ls, verify; main.add_command(ls); main.add_command(verify); main.add_command(compact)  # noqa: E402, E501, E702, I001
-from recorder.cli_replay import replay; main.add_command(replay)  # noqa: E402, E702, I001
+# Commands that live in their own modules register here.
+from recorder.cli_replay import replay  # noqa: E402
+from recorder.cli_store import compact, ls, verify  # noqa: E402
+
+for _command in (replay, ls, verify, compact):
+    main.add_command(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

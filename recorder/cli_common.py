@@ -47,6 +47,24 @@ DATA_DIR = click.option(
 )
 
 
+REQUIRE_CREDENTIALS = click.option(
+    "--require-credentials",
+    is_flag=True,
+    help="Accept only the app key pair in KIWOOM_APPKEY/KIWOOM_SECRETKEY (environment or .env); "
+    "by default the venue accepts any credentials.",
+)
+
+
+def venue_credentials(require: bool) -> tuple[str | None, str | None]:
+    """The (appkey, secretkey) a venue should insist on: ours, or (None, None) for any."""
+    if not require:
+        return None, None
+    from recorder.rest import load_credentials
+
+    creds = load_credentials()
+    return creds.appkey, creds.secretkey
+
+
 def check_date(date: str) -> None:
     """Raise ConfigError unless ``date`` is YYYY-MM-DD."""
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from recorder.cli_common import DATA_DIR, handle_errors
+from recorder.cli_common import DATA_DIR, REQUIRE_CREDENTIALS, handle_errors, venue_credentials
 from recorder.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ def parse_speed(text: str) -> float | None:
     help="Without --serve: REAL frames, one per line (the default).",
 )
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
+@REQUIRE_CREDENTIALS
 @handle_errors
 def replay(
     data_dir: Path,
@@ -74,6 +75,7 @@ def replay(
     settle: float,
     fmt: str | None,
     out: Path | None,
+    require_credentials: bool,
 ) -> None:
     """Replay recorded trades and order books in time order, as REAL frames.
 
@@ -91,7 +93,8 @@ def replay(
     items = config.parse_symbols(symbols) if symbols else None
     type_list = [t for t in types.split(",") if t.strip()]
     if serve:
-        _serve(data_dir, date, end_date, items, type_list, pace, host, port, settle)
+        creds = venue_credentials(require_credentials)
+        _serve(data_dir, date, end_date, items, type_list, pace, host, port, settle, creds)
         return
     from recorder.replay_feed import write_ndjson
 
@@ -116,6 +119,7 @@ def _serve(
     host: str,
     port: int,
     settle: float,
+    creds: tuple[str | None, str | None],
 ) -> None:
     from recorder.replay_feed import RecordedFeed
     from recorder.venue import VenueConfig, run_forever
@@ -130,4 +134,7 @@ def _serve(
             err=True,
         )
         # A finer tick than the synthetic market's: pacing is only as fine as the steps.
-        run_forever(VenueConfig(host=host, port=port, tick_interval=0.01), feed=feed)
+        run_forever(
+            VenueConfig(host=host, port=port, tick_interval=0.01, appkey=creds[0], secretkey=creds[1]),
+            feed=feed,
+        )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 import queries
 from recorder.venue import VenueConfig
@@ -249,3 +250,13 @@ def test_crash_recovery_equals_rebuild_for_a_pinned_trading_date(tmp_path: Path,
         t: queries.sql(tmp_path, f"SELECT * EXCLUDE (date) FROM {t} ORDER BY seq").to_pylist() for t in tables
     }
     assert after == before and before["trades"]
+
+
+def test_venues_can_insist_on_our_own_key_pair(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from recorder.cli_common import venue_credentials
+
+    monkeypatch.chdir(tmp_path)  # no .env here
+    monkeypatch.setenv("KIWOOM_APPKEY", APPKEY)
+    monkeypatch.setenv("KIWOOM_SECRETKEY", SECRET)
+    assert venue_credentials(False) == (None, None)
+    assert venue_credentials(True) == (APPKEY, SECRET)

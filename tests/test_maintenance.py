@@ -51,11 +51,15 @@ QUERIES = {
 
 
 def snapshot(data: Path) -> dict[str, list[dict]]:
+    """Ad-hoc queries and every named query (bars, spread, coverage, ...) over the store."""
     con = queries.connect(data)
     try:
-        return {name: con.sql(q).to_arrow_table().to_pylist() for name, q in QUERIES.items()}
+        out = {name: con.sql(q).to_arrow_table().to_pylist() for name, q in QUERIES.items()}
     finally:
         con.close()
+    for name in queries.named():
+        out[f"named:{name}"] = queries.run(name, data, start="2026-07-01", end="2026-07-31").to_pylist()
+    return out
 
 
 # --------------------------------------------------------------------------- building stores
@@ -341,6 +345,7 @@ def test_verify_cli_exit_codes(store: Path, tmp_path: Path) -> None:
 
 def test_compact_keeps_query_results_and_leaves_one_file_per_writer(store: Path) -> None:
     before, before_files = snapshot(store), files_per_partition(store)
+    assert all(before[name] for name in before if name.startswith("named:"))  # not vacuous
     res = maintenance.compact(store)
     assert snapshot(store) == before
     after = files_per_partition(store)
