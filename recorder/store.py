@@ -12,9 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
-
-from recorder.decode import KST, SEQ_SHIFT, trading_day
+from recorder.decode import KST, trading_day
 from recorder.errors import ConfigError, StoreError
 from recorder.pipeline import Pipeline, PipelineStats
 from recorder.schema import TABLES
@@ -178,11 +176,3 @@ def _remove_parts(data_dir: Path, writer: str) -> int:
             raise StoreError(f"cannot remove {p}: {exc}") from exc
         n += 1
     return n
-
-
-def fno_of_seq(seq: int) -> int:
-    return seq >> SEQ_SHIFT
-
-
-def dumps_line(obj: object) -> bytes:
-    return orjson.dumps(obj) + b"\n"
