@@ -173,27 +173,49 @@ def backoff_delay(attempt: int, rng: random.Random, *, base: float = 0.25, cap: 
     return min(cap, base * 2.0**attempt * (1.0 + 0.25 * rng.random()))
 
 
-def load_credentials(env: Mapping[str, str] | None = None, dotenv_path: Path | None = None) -> Credentials:
-    """Read KIWOOM_APPKEY and KIWOOM_SECRETKEY from ``env``, else from a ``.env`` file.
+def default_config_file(env: Mapping[str, str] | None = None) -> Path:
+    """``$KIWOOM_RECORDER_CONFIG``, else ``kiwoom-recorder/credentials`` under the XDG config home."""
+    env = os.environ if env is None else env
+    if env.get("KIWOOM_RECORDER_CONFIG"):
+        return Path(env["KIWOOM_RECORDER_CONFIG"])
+    base = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "kiwoom-recorder" / "credentials"
+
+
+def load_credentials(
+    env: Mapping[str, str] | None = None,
+    dotenv_path: Path | None = None,
+    config_path: Path | None = None,
+) -> Credentials:
+    """Read KIWOOM_APPKEY and KIWOOM_SECRETKEY: the environment, then ``.env``, then the config file.
 
     Args:
-        env: the environment; ``os.environ`` by default. It wins over the file.
+        env: the environment; ``os.environ`` by default. It wins over the files.
         dotenv_path: the ``.env`` file; ``./.env`` by default. A missing file is empty.
+        config_path: the per-user config file (dotenv syntax); :func:`default_config_file`
+            by default. A missing file is empty.
 
     Raises:
         ConfigError: a variable is missing or empty (the message names it, never a value),
-            or the file holding secrets can be read by other users.
+            or a file holding secrets can be read by other users.
     """
     env = os.environ if env is None else env
-    path = Path(".env") if dotenv_path is None else dotenv_path
-    needed = any(not (env.get(n) or "").strip() for n in ("KIWOOM_APPKEY", "KIWOOM_SECRETKEY"))
-    from_file = _private_dotenv(path) if needed and path.is_file() else {}
-    values: dict[str, str] = {}
-    for name in ("KIWOOM_APPKEY", "KIWOOM_SECRETKEY"):
-        value = (env.get(name) or "").strip() or (from_file.get(name) or "").strip()
-        if not value:
-            raise ConfigError(f"{name} is not set (looked in the environment and {path})")
-        values[name] = value
+    names = ("KIWOOM_APPKEY", "KIWOOM_SECRETKEY")
+    values = {n: (env.get(n) or "").strip() for n in names}
+    sources = [
+        Path(".env") if dotenv_path is None else dotenv_path,
+        default_config_file(env) if config_path is None else config_path,
+    ]
+    for path in sources:
+        if all(values.values()):
+            break
+        if path.is_file():
+            found = _private_dotenv(path)
+            values = {n: values[n] or (found.get(n) or "").strip() for n in names}
+    for name in names:
+        if not values[name]:
+            where = " and ".join(str(p) for p in sources)
+            raise ConfigError(f"{name} is not set (looked in the environment, {where})")
     return Credentials(values["KIWOOM_APPKEY"], values["KIWOOM_SECRETKEY"])
 
 

@@ -121,6 +121,7 @@ class VenueThread:
 def soak_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIWOOM_")}
     env.update(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET)
+    env["KIWOOM_RECORDER_CONFIG"] = "/nonexistent/kiwoom-recorder/credentials"  # never the real ~/.config
     return env
 
 

@@ -24,6 +24,7 @@ DATA = Path(__file__).parent / "data"
 
 def env_with(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIWOOM_")}
+    env["KIWOOM_RECORDER_CONFIG"] = "/nonexistent/kiwoom-recorder/credentials"  # never the real ~/.config
     env.update(extra)
     return env
 

@@ -534,18 +534,26 @@ def test_bad_base_url_is_config_error() -> None:
 # --------------------------------------------------------------------------- credentials, reprs
 
 
+NO_CONFIG = Path("/nonexistent/kiwoom-recorder/credentials")  # hermetic: never the real ~/.config
+
+
 def test_load_credentials_from_env(tmp_path: Path) -> None:
     env = {"KIWOOM_APPKEY": APPKEY, "KIWOOM_SECRETKEY": SECRET}
-    assert load_credentials(env, tmp_path / "absent.env") == CREDS
+    assert load_credentials(env, tmp_path / "absent.env", NO_CONFIG) == CREDS
 
 
 def test_load_credentials_from_dotenv(tmp_path: Path) -> None:
     path = tmp_path / ".env"
     path.write_text(f"KIWOOM_APPKEY={APPKEY}\nKIWOOM_SECRETKEY='{SECRET}'\n")
     path.chmod(0o600)
-    assert load_credentials({}, path) == CREDS
-    assert load_credentials({"KIWOOM_APPKEY": "PSabFROMENV000000"}, path).appkey == "PSabFROMENV000000"
-    assert load_credentials({"KIWOOM_APPKEY": " "}, path) == CREDS  # blank in the env: use the file
+    assert load_credentials({}, path, NO_CONFIG) == CREDS
+    assert (
+        load_credentials({"KIWOOM_APPKEY": "PSabFROMENV000000"}, path, NO_CONFIG).appkey
+        == "PSabFROMENV000000"
+    )
+    assert (
+        load_credentials({"KIWOOM_APPKEY": " "}, path, NO_CONFIG) == CREDS
+    )  # blank in the env: use the file
 
 
 def test_load_credentials_missing_names_variable(tmp_path: Path) -> None:
@@ -553,8 +561,19 @@ def test_load_credentials_missing_names_variable(tmp_path: Path) -> None:
     path.write_text(f"KIWOOM_APPKEY={APPKEY}\n")
     path.chmod(0o600)
     with pytest.raises(ConfigError, match="KIWOOM_SECRETKEY") as info:
-        load_credentials({"KIWOOM_SECRETKEY": "  "}, path)
+        load_credentials({"KIWOOM_SECRETKEY": "  "}, path, NO_CONFIG)
     assert APPKEY not in str(info.value)
+
+
+def test_config_file_is_the_last_resort_and_must_be_private(tmp_path: Path) -> None:
+    cfg = tmp_path / "credentials"
+    cfg.write_text(f"KIWOOM_APPKEY={APPKEY}\nKIWOOM_SECRETKEY={SECRET}\n")
+    cfg.chmod(0o600)
+    assert load_credentials({}, tmp_path / "absent.env", cfg) == CREDS
+    assert load_credentials({"KIWOOM_RECORDER_CONFIG": str(cfg)}, tmp_path / "absent.env") == CREDS
+    cfg.chmod(0o640)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        load_credentials({}, tmp_path / "absent.env", cfg)
 
 
 def test_dotenv_readable_by_others_is_refused(tmp_path: Path) -> None:
@@ -562,10 +581,10 @@ def test_dotenv_readable_by_others_is_refused(tmp_path: Path) -> None:
     path.write_text(f"KIWOOM_APPKEY={APPKEY}\nKIWOOM_SECRETKEY={SECRET}\n")
     path.chmod(0o644)
     with pytest.raises(ConfigError, match="chmod 600") as info:
-        load_credentials({}, path)
+        load_credentials({}, path, NO_CONFIG)
     assert SECRET not in str(info.value) and APPKEY not in str(info.value)
     # Credentials from the environment do not need the file at all.
-    assert load_credentials({"KIWOOM_APPKEY": APPKEY, "KIWOOM_SECRETKEY": SECRET}, path) == CREDS
+    assert load_credentials({"KIWOOM_APPKEY": APPKEY, "KIWOOM_SECRETKEY": SECRET}, path, NO_CONFIG) == CREDS
 
 
 def test_reprs_are_masked() -> None:
