@@ -147,7 +147,7 @@ class _Plan:
 PLANS = {code: _Plan(rt) for code, rt in REAL_TYPES.items()}
 
 
-def _getter(positions: list[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+def tuple_getter(positions: list[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
     """An itemgetter that always returns a tuple (itemgetter of one index returns a scalar)."""
     if not positions:
         return lambda _seq: ()
@@ -181,9 +181,9 @@ class _Shape:
             len(floats),
             len(texts),
         )
-        self.get_int = _getter([pos[f] for f in int_like])
-        self.get_float = _getter([pos[f] for f in floats])
-        self.get_text = _getter([pos[f] for f in texts])
+        self.get_int = tuple_getter([pos[f] for f in int_like])
+        self.get_float = tuple_getter([pos[f] for f in floats])
+        self.get_text = tuple_getter([pos[f] for f in texts])
         self.side_pos = pos.get(self.side_volume) if self.side_volume else None
         # Output column → index into the fast path's column list; absent → None.
         flat = [*prices, *([self.side_volume, "side"] if self.side_volume else []), *ints, *floats, *texts]

@@ -21,15 +21,14 @@ date (KST) comes from the receive time, or from ``trading_date`` when the caller
 from __future__ import annotations
 
 import enum
-import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
-from recorder.decode import DAY_NS, KST_OFFSET_NS, NS, PLANS, Decoded, Decoder
+from recorder.decode import DAY_NS, KST_OFFSET_NS, NS, PLANS, Decoded, Decoder, tuple_getter
 from recorder.fields import TABLE_TYPES, VENUE_SUFFIX, Kind, columns
 
 # --------------------------------------------------------------------------- frames out
@@ -243,7 +242,7 @@ class _Group:
     """Row positions and FIDs of one kind of field."""
 
     def __init__(self, positions: list[int], fids: list[str]) -> None:
-        self.get = _getter(positions)
+        self.get = tuple_getter(positions)
         self.fids = tuple(fids)
 
     def present(self, row: Sequence[Any]) -> tuple[Sequence[str], Sequence[Any]]:
@@ -253,15 +252,6 @@ class _Group:
             return self.fids, vals
         pairs = [(f, v) for f, v in zip(self.fids, vals, strict=True) if v is not None]
         return [f for f, _ in pairs], [v for _, v in pairs]
-
-
-def _getter(positions: list[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
-    if not positions:
-        return lambda _row: ()
-    if len(positions) == 1:
-        p = positions[0]
-        return lambda row: (row[p],)
-    return operator.itemgetter(*positions)
 
 
 _ENCODERS = {table: _Encoder(table) for table in TABLE_TYPES}

@@ -42,7 +42,7 @@ class VenueThread:
     """A :class:`Venue` served from a background thread, so the real CLI can run in a
     subprocess against it while this process awaits the venue's ground truth.
 
-    (The same idea as ``tests/conftest.py``; the soak package does not import tests.)
+    The tests' ``venue_thread`` fixture uses it too.
     """
 
     def __init__(self, config: VenueConfig) -> None:
@@ -118,11 +118,35 @@ class VenueThread:
             self.loop.close()
 
 
-def soak_env() -> dict[str, str]:
+def hermetic_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any Kiwoom setting or credentials file, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIWOOM_")}
-    env.update(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET)
     env["KIWOOM_RECORDER_CONFIG"] = "/nonexistent/kiwoom-recorder/credentials"  # never the real ~/.config
+    env.update(extra)
     return env
+
+
+def soak_env() -> dict[str, str]:
+    return hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET)
+
+
+def capture_command(venue: Venue, data_dir: Path, writer: str, *extra: str) -> list[str]:
+    """``recorder capture`` of every item ``venue`` trades, into ``data_dir`` as ``writer``."""
+    return [
+        *RECORDER,
+        "capture",
+        "--ws-url",
+        venue.ws_url,
+        "--rest-url",
+        venue.rest_url,
+        "--data-dir",
+        str(data_dir),
+        "--symbols",
+        ",".join(venue.feed.items),  # type: ignore[attr-defined]
+        "--writer-id",
+        writer,
+        *extra,
+    ]
 
 
 @dataclass
@@ -148,22 +172,7 @@ class CaptureProc:
         return self.log_dir / f"{self.name}.err"
 
     def command(self) -> list[str]:
-        v = self.vt.venue
-        return [
-            *RECORDER,
-            "capture",
-            "--ws-url",
-            v.ws_url,
-            "--rest-url",
-            v.rest_url,
-            "--data-dir",
-            str(self.data_dir),
-            "--symbols",
-            ",".join(v.feed.items),  # type: ignore[attr-defined]
-            "--writer-id",
-            WRITER,
-            *self.extra,
-        ]
+        return capture_command(self.vt.venue, self.data_dir, WRITER, *self.extra)
 
     def start(self) -> CaptureProc:
         self.log_dir.mkdir(parents=True, exist_ok=True)

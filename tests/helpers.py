@@ -4,11 +4,14 @@ journal says arrived, in one comparable row layout."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import queries
+from recorder.capture import CaptureConfig
 from recorder.decode import Decoder
 from recorder.journal import EVENT, read_records
 from recorder.protocol import row_columns
+from recorder.rest import Credentials
 from recorder.store import journal_root
 
 
@@ -53,3 +56,31 @@ def decoded_rows(frames: list[tuple[int, int, str | bytes]], table: str) -> list
 def journal_rows(data_dir: Path, writer: str, table: str) -> list[tuple]:
     """Every row the writer's journal decodes to: what the store must hold, exactly once."""
     return decoded_rows(journaled_frames(data_dir, writer), table)
+
+
+CREDS = Credentials("test-appkey-123456", "test-secret-abcdef")
+# Backoffs and pacing short enough for tests; REG batches of 2 so one refusal hits few items.
+FAST_SESSION = {
+    "reg_batch": 2,
+    "reg_per_s": 50.0,
+    "backoff_base_s": 0.01,
+    "backoff_cap_s": 0.05,
+    "kicked_backoff_s": 0.05,
+    "reg_retry_s": 0.05,
+}
+
+
+def capture_config(
+    venue: Any, data_dir: Path, writer: str, symbols: Any = None, **options: Any
+) -> CaptureConfig:
+    """An in-process capture of ``venue`` (every item it trades unless ``symbols``) into ``data_dir``."""
+    return CaptureConfig(
+        data_dir=data_dir,
+        ws_url=venue.ws_url,
+        rest_url=venue.rest_url,
+        credentials=CREDS,
+        symbols=symbols if symbols is not None else venue.feed.items,
+        writer=writer,
+        session_options=FAST_SESSION,
+        **options,
+    )

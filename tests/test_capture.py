@@ -13,21 +13,11 @@ import orjson
 import pytest
 
 import queries
-from recorder.capture import Capture, CaptureConfig
-from recorder.rest import Credentials
+from recorder.capture import Capture
 from recorder.store import journal_root
 from recorder.venue import Venue, VenueConfig
-from tests.helpers import decoded_rows, journaled_frames, stored_rows
+from tests.helpers import CREDS, capture_config, decoded_rows, journaled_frames, stored_rows
 
-CREDS = Credentials("test-appkey-123456", "test-secret-abcdef")
-FAST_SESSION = {
-    "reg_batch": 2,
-    "reg_per_s": 50.0,
-    "backoff_base_s": 0.01,
-    "backoff_cap_s": 0.05,
-    "kicked_backoff_s": 0.05,
-    "reg_retry_s": 0.05,
-}
 KEY_COLUMNS = ("symbol", "venue", "ts", "seq")
 
 
@@ -38,18 +28,7 @@ async def _run(
     await venue.start()
     try:
         items = cfg.pop("items", None)
-        capture = Capture(
-            CaptureConfig(
-                data_dir=tmp,
-                ws_url=venue.ws_url,
-                rest_url=venue.rest_url,
-                credentials=CREDS,
-                symbols=items or venue.feed.items,
-                writer="t1",
-                session_options=FAST_SESSION,
-                **cfg,
-            )
-        )
+        capture = Capture(capture_config(venue, tmp, "t1", items, **cfg))
         task = asyncio.create_task(capture.run())
         try:
             await script(venue, capture)

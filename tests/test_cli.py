@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 
 import queries
 from recorder.venue import VenueConfig
+from soak.harness import capture_command, hermetic_env
 from tests.helpers import journal_rows, stored_rows
 
 RECORDER = [sys.executable, "-m", "recorder.cli"]
@@ -22,35 +22,13 @@ APPKEY, SECRET = "cli-appkey-7f3a9c", "cli-secret-d41d8cd98f"
 DATA = Path(__file__).parent / "data"
 
 
-def env_with(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KIWOOM_")}
-    env["KIWOOM_RECORDER_CONFIG"] = "/nonexistent/kiwoom-recorder/credentials"  # never the real ~/.config
-    env.update(extra)
-    return env
-
-
 def capture_cmd(vt: Any, data_dir: Path, *extra: str) -> list[str]:
-    v = vt.venue
-    return [
-        *RECORDER,
-        "capture",
-        "--ws-url",
-        v.ws_url,
-        "--rest-url",
-        v.rest_url,
-        "--data-dir",
-        str(data_dir),
-        "--symbols",
-        ",".join(v.feed.items),
-        "--writer-id",
-        "cli",
-        *extra,
-    ]
+    return capture_command(vt.venue, data_dir, "cli", *extra)
 
 
 def test_sigkill_then_restart_loses_and_duplicates_nothing(tmp_path: Path, venue_thread: Any) -> None:
     vt = venue_thread(VenueConfig(n_symbols=3, tick_interval=0.02, trade_rate=10.0, seed=11))
-    env = env_with(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET)
+    env = hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET)
     for round_ in range(2):
         proc = subprocess.Popen(
             capture_cmd(vt, tmp_path, "--flush-age", "0.3s"),
@@ -78,7 +56,7 @@ def test_sigterm_flushes_and_exits_zero(tmp_path: Path, venue_thread: Any) -> No
     vt = venue_thread(VenueConfig(n_symbols=2, tick_interval=0.02, trade_rate=10.0))
     proc = subprocess.Popen(
         capture_cmd(vt, tmp_path),
-        env=env_with(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
+        env=hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -96,7 +74,7 @@ def test_wrong_secret_exits_fast_naming_the_cause(tmp_path: Path, venue_thread: 
     started = time.monotonic()
     r = subprocess.run(
         capture_cmd(vt, tmp_path),
-        env=env_with(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
+        env=hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
         capture_output=True,
         text=True,
         timeout=30,
@@ -115,7 +93,7 @@ def test_wrong_secret_exits_fast_naming_the_cause(tmp_path: Path, venue_thread: 
 def test_missing_credentials_name_the_variable(tmp_path: Path) -> None:
     r = subprocess.run(
         [*RECORDER, "capture", "--symbols", "005930", "--data-dir", str(tmp_path)],
-        env=env_with(),
+        env=hermetic_env(),
         capture_output=True,
         text=True,
         timeout=30,
@@ -161,7 +139,7 @@ def test_ingest_then_rebuild_from_the_journal(tmp_path: Path, venue_thread: Any)
         check=True,
         capture_output=True,
         timeout=60,
-        env=env_with(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
+        env=hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
     )
     before = {t: stored_rows(cap, t) for t in ("trades", "orderbook")}
     rb = subprocess.run(
@@ -187,7 +165,7 @@ def test_more_than_200_codes_is_refused_before_any_network_call(tmp_path: Path) 
             "--ws-url",
             "ws://127.0.0.1:9/x",
         ],
-        env=env_with(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
+        env=hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
         capture_output=True,
         text=True,
         timeout=30,
@@ -201,7 +179,7 @@ def test_no_secret_in_any_output_or_file_of_a_debug_run(tmp_path: Path, venue_th
     )
     r = subprocess.run(
         [*RECORDER, "--log-level", "DEBUG", *capture_cmd(vt, tmp_path, "--duration", "1s")[len(RECORDER) :]],
-        env=env_with(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
+        env=hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
         capture_output=True,
         text=True,
         timeout=60,
@@ -220,7 +198,7 @@ def test_crash_recovery_equals_rebuild_for_a_pinned_trading_date(tmp_path: Path,
     """Recovery restores the checkpointed pipeline state (trading day, continuity), so the
     store after kill -9 and restart is exactly what a rebuild from the journal gives."""
     vt = venue_thread(VenueConfig(n_symbols=2, tick_interval=0.02, trade_rate=10.0, seed=21))
-    env = env_with(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET)
+    env = hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET)
     pinned = ("--trading-date", "2026-07-20")
     proc = subprocess.Popen(
         capture_cmd(vt, tmp_path, "--flush-age", "0.2s", *pinned),

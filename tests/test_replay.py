@@ -23,7 +23,7 @@ import pytest
 import websockets.asyncio.client
 from click.testing import CliRunner
 
-from recorder.capture import Capture, CaptureConfig
+from recorder.capture import Capture
 from recorder.cli import main
 from recorder.decode import KST, NS, trading_day
 from recorder.market import SyntheticMarket
@@ -31,13 +31,11 @@ from recorder.pipeline import Pipeline
 from recorder.protocol import build_login, build_reg, decode_rows, row_columns
 from recorder.replay import ReplayRow, aiter_rows, iter_batches, iter_rows, select
 from recorder.replay_feed import RecordedFeed, write_ndjson
-from recorder.rest import Credentials
 from recorder.schema import MARKET_TABLES
 from recorder.sink import Sink, read_table
 from recorder.venue import Venue, VenueConfig
+from tests.helpers import CREDS, capture_config
 
-CREDS = Credentials("test-appkey-123456", "test-secret-abcdef")
-FAST_SESSION = {"reg_batch": 2, "reg_per_s": 50.0, "backoff_base_s": 0.01, "backoff_cap_s": 0.05}
 RECEIVE_SIDE = ("recv_ts", "seq")
 DAY1, DAY2 = "2026-07-20", "2026-07-21"
 
@@ -123,17 +121,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         async with Venue(cfg) as venue:
             items = venue.feed.items  # type: ignore[attr-defined]
             assert any(i.endswith("_NX") for i in items)
-            cap = Capture(
-                CaptureConfig(
-                    data_dir=root,
-                    ws_url=venue.ws_url,
-                    rest_url=venue.rest_url,
-                    credentials=CREDS,
-                    symbols=items,
-                    writer="a",
-                    session_options=FAST_SESSION,
-                )
-            )
+            cap = Capture(capture_config(venue, root, "a"))
             task = asyncio.create_task(cap.run())
             await venue.wait_sent(400, timeout=30)
             cap.stop.set()
@@ -159,18 +147,7 @@ def test_served_replay_recaptures_identical_tables(recorded: tuple[Path, str], t
             venue = Venue(VenueConfig(tick_interval=0.01, send_queue_max=50), feed=feed)
             await venue.start()
             try:
-                cap = Capture(
-                    CaptureConfig(
-                        data_dir=store_b,
-                        ws_url=venue.ws_url,
-                        rest_url=venue.rest_url,
-                        credentials=CREDS,
-                        symbols=feed.items,
-                        trading_date=day,
-                        writer="b",
-                        session_options=FAST_SESSION,
-                    )
-                )
+                cap = Capture(capture_config(venue, store_b, "b", feed.items, trading_date=day))
                 task = asyncio.create_task(cap.run())
                 await feed.wait_replayed(timeout=60)
                 cap.stop.set()

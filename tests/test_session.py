@@ -97,6 +97,18 @@ class Conn:
 Script = Callable[[Conn], Awaitable[None]]
 
 
+def staying(done: asyncio.Event) -> Script:
+    """A healthy connection: LOGIN, one REG acknowledged, ``done`` set, then read until closed."""
+
+    async def stay(c: Conn) -> None:
+        await c.login()
+        await c.ack_regs(1)
+        done.set()
+        await c.drain()
+
+    return stay
+
+
 class FakeKiwoom:
     """A WebSocket server whose n-th connection runs ``scripts[n]`` (the last one repeats)."""
 
@@ -346,11 +358,7 @@ def test_reconnects_after_clean_close_and_tcp_abort() -> None:
         await c.ack_regs(1)
         c.ws.transport.abort()
 
-    async def stay(c: Conn) -> None:
-        await c.login()
-        await c.ack_regs(1)
-        done.set()
-        await c.drain()
+    stay = staying(done)
 
     async def main() -> None:
         h = Harness()
@@ -393,11 +401,7 @@ def test_kicked_by_r10001_waits_long_and_never_echoes_system() -> None:
         after_system.append(await c.recv())
         await c.ws.close(1000, "Bye")
 
-    async def stay(c: Conn) -> None:
-        await c.login()
-        await c.ack_regs(1)
-        done.set()
-        await c.drain()
+    stay = staying(done)
 
     async def main() -> None:
         h = Harness()
@@ -621,11 +625,7 @@ def test_login_timeout_and_early_close_are_retried() -> None:
         await c.recv()
         await c.ws.close(1000)  # seen during rapid reconnects (§3.1 item 4): not an auth failure
 
-    async def stay(c: Conn) -> None:
-        await c.login()
-        await c.ack_regs(1)
-        done.set()
-        await c.drain()
+    stay = staying(done)
 
     async def main() -> None:
         h = Harness()
@@ -766,11 +766,7 @@ def test_silent_connection_is_replaced_with_a_stale_gap_but_pings_keep_it_alive(
         # Then silence, like a half-open connection, until the client gives up on it.
         await c.ws.wait_closed()
 
-    async def stay(c: Conn) -> None:
-        await c.login()
-        await c.ack_regs(1)
-        done.set()
-        await c.drain()
+    stay = staying(done)
 
     async def main() -> None:
         h = Harness()
