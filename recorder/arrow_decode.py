@@ -24,6 +24,7 @@ keys (which Arrow refuses).
 
 from __future__ import annotations
 
+import array
 import functools
 import operator
 import os
@@ -31,6 +32,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
@@ -89,7 +91,7 @@ _last_byte = operator.itemgetter(slice(-1, None))
 _Pieces = list[tuple[list[int], pa.Table]]  # (indices of frames, their rows as parsed)
 
 
-def _read(buf: bytes) -> pa.Table:
+def _read(buf: pa.Buffer | bytes) -> pa.Table:
     # One block per core keeps both cores busy on batches of a few MB; very large blocks
     # are slower (measured), hence the cap.
     block = min(_MAX_BLOCK, max(_MIN_BLOCK, len(buf) // (os.cpu_count() or 1) + 1))
@@ -146,12 +148,7 @@ def _candidates(frames: Sequence[bytes], bad: list[int]) -> tuple[list[int], Seq
         idx = [i for i, f in enumerate(frames) if f[:1] == b"{" and f[-1:] == b"}"]
         bad.extend(sorted(set(range(n)) - set(idx)))
     buf = _join(frames, idx)
-    # Arrow's JSON parser does not check UTF-8 in strings it skips (nor in those it keeps);
-    # orjson does. Arrow's validation is fast (SIMD), Python's decode is not.
-    offsets = pa.array([0, len(buf)], pa.int64()).buffers()[1]
-    try:
-        pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, pa.py_buffer(buf)]).validate(full=True)
-    except pa.ArrowInvalid:
+    if not _is_utf8(buf):
         utf8 = []
         for i in idx:
             try:
@@ -162,6 +159,19 @@ def _candidates(frames: Sequence[bytes], bad: list[int]) -> tuple[list[int], Seq
         idx = utf8
         buf = _join(frames, idx)
     return idx, frames, buf
+
+
+def _is_utf8(buf: pa.Buffer | bytes) -> bool:
+    """Arrow's JSON parser does not check UTF-8 in strings it skips (nor in those it keeps);
+    orjson does. Arrow's validation is fast (SIMD), Python's decode is not."""
+    data = pa.py_buffer(buf) if not isinstance(buf, pa.Buffer) else buf
+    offsets = pa.py_buffer(memoryview(array.array("q", (0, len(data)))).cast("B"))
+    data = pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, data])
+    try:
+        data.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- values
@@ -352,6 +362,68 @@ def decode_frames(
     tables, frame_bad = _decode(parsed, fno, recv, trading_day)
     bad.extend(idx[i] for i in frame_bad)
     return ArrowDecoded(tables, sorted(bad))
+
+
+def parse_block(buf: pa.Buffer | bytes) -> tuple[pa.Table | None, int]:
+    """Parse a block of NDJSON in one go when every line is plainly one frame.
+
+    Returns (the parsed rows, or None when the block is not plain; its number of lines,
+    that is of ``\\n``).
+
+    Plain: every line (``\\n``-terminated, the last one too) starts with ``{`` and ends
+    with ``}``, with nothing around them and no blank lines, the block is valid UTF-8, it
+    parses, and it yields one row per line. Then row ``i`` is line ``i``, as
+    :func:`_parse` argues for frames, and :func:`decode_block` decodes it without the
+    lines ever being split out of the block. Any other block (rare in real files) is
+    decoded line by line with :func:`decode_frames`, which sorts out which lines are bad.
+
+    Holds the GIL only briefly (NumPy and Arrow do the work), so ingest parses the next
+    block on another thread while the current one is decoded.
+    """
+    a = np.frombuffer(buf, np.uint8)
+    ends = np.flatnonzero(a == _NL)
+    lines = len(ends)
+    plain = (
+        lines > 0
+        and ends[-1] == len(a) - 1
+        and a[0] == _OPEN
+        and bool((a[ends - 1] == _CLOSE).all())
+        and bool((a[ends[:-1] + 1] == _OPEN).all())
+    )
+    if not plain or not _is_utf8(buf):
+        return None, lines
+    try:
+        t = _read(buf)
+    except pa.ArrowException:
+        return None, lines
+    return (t if t.num_rows == lines else None), lines
+
+
+_NL, _OPEN, _CLOSE = ord("\n"), ord("{"), ord("}")
+
+
+def decode_block(
+    parsed: pa.Table, first_fno: int, recv_ts_ns: int, *, trading_day: int | None = None
+) -> ArrowDecoded:
+    """:func:`decode_frames` for a block that :func:`parse_block` parsed.
+
+    Line ``i`` of the block is frame number ``first_fno + i`` and every line was received
+    at ``recv_ts_ns``. ``fallback`` holds line indices within the block.
+    """
+    out = ArrowDecoded()
+    parts: dict[str, list[pa.Table]] = {}
+    start = 0
+    recv = pa.scalar(recv_ts_ns, pa.int64())
+    for batch in parsed.to_batches():  # one per parsed block: no copy into one chunk
+        n = batch.num_rows
+        fno = pa.arange(first_fno + start, first_fno + start + n)
+        tables, bad = _decode(pa.Table.from_batches([batch]), fno, pa.repeat(recv, n), trading_day)
+        for name, t in tables.items():
+            parts.setdefault(name, []).append(t)
+        out.fallback.extend(start + i for i in bad)
+        start += n
+    out.tables = {name: ts[0] if len(ts) == 1 else pa.concat_tables(ts) for name, ts in parts.items()}
+    return out
 
 
 def _decode(

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import orjson
 
-from recorder import maintenance
-from recorder import verify as verify_store
 from recorder.cli_common import DATA_DIR, check_date, handle_errors
 from recorder.schema import MARKET_TABLES, TABLES
+
+if TYPE_CHECKING:
+    from recorder.maintenance import Inventory
+
+# The store modules (DuckDB, the decoder) are imported by the command that needs them, so
+# that every other ``recorder`` command starts fast.
 
 
 @click.command("ls")
@@ -20,6 +24,10 @@ from recorder.schema import MARKET_TABLES, TABLES
 @handle_errors
 def ls(data_dir: Path, fmt: str) -> None:
     """Inventory: dates, symbols, files, rows and bytes per table; journal size per writer."""
+    import orjson
+
+    from recorder import maintenance
+
     inv = maintenance.inventory(data_dir)
     if fmt == "json":
         click.echo(orjson.dumps(inv.to_dict(), option=orjson.OPT_INDENT_2).decode())
@@ -27,7 +35,7 @@ def ls(data_dir: Path, fmt: str) -> None:
     click.echo(format_inventory(inv))
 
 
-def format_inventory(inv: maintenance.Inventory) -> str:
+def format_inventory(inv: Inventory) -> str:
     """The inventory as an aligned text table: one line per table and date, then the journals."""
     head = f"{'TABLE':<10} {'DATE':<10} {'SYMBOLS':>7} {'FILES':>7} {'ROWS':>13} {'BYTES':>15}"
     lines = [head]
@@ -67,6 +75,8 @@ def verify(data_dir: Path, scratch_dir: Path | None) -> None:
 
     Exit status: 0 clean, 1 problems found, 2 the store or a file cannot be read.
     """
+    from recorder import verify as verify_store
+
     rep = verify_store.verify(data_dir, scratch_dir=scratch_dir)
     for kind, lines in (("problem", rep.problems), ("warning", rep.warnings), ("info", rep.info)):
         for line in lines:
@@ -92,6 +102,8 @@ def compact(
     data_dir: Path, dates: tuple[str, ...], tables: tuple[str, ...], writers: tuple[str, ...]
 ) -> None:
     """Merge each writer's part files of each partition into one file, crash-safely."""
+    from recorder import maintenance
+
     for d in dates:
         check_date(d)
     r = maintenance.compact(data_dir, dates=dates, tables=tables, writers=writers)

@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recorder.arrow_decode import decode_frames
+from recorder.arrow_decode import decode_block, decode_frames
 from recorder.continuity import ContinuityChecker
 from recorder.decode import SEQ_SHIFT, Decoder, TableColumns, raw_text, trading_day
 from recorder.protocol import FrameKind, classify
@@ -128,6 +128,25 @@ class Pipeline:
         if len(self._frames) >= self.batch:
             self.drain()
 
+    def feed_block(self, buf: pa.Buffer | bytes, parsed: pa.Table, first_fno: int, recv_ts_ns: int) -> None:
+        """A block of NDJSON REAL frames that :func:`~recorder.arrow_decode.parse_block` parsed.
+
+        Line ``i`` of ``buf`` is frame ``first_fno + i``; the outcome is the same as
+        :meth:`feed_real_frames` of its lines, without splitting them out unless some
+        need the reference decoder.
+        """
+        self.drain()  # what is pending comes first, in frame order
+        n = parsed.num_rows
+        self.stats.frames += n
+        self.stats.real_frames += n
+        self.last_fno = first_fno + n - 1
+        got = decode_block(parsed, first_fno, recv_ts_ns, trading_day=self.decoder.trading_day)
+        if got.fallback:
+            lines = bytes(buf).split(b"\n")
+            for i in got.fallback:
+                self.decoder.add(lines[i], recv_ts_ns, first_fno + i)
+        self._emit(got.tables)
+
     def feed_event(self, event: dict[str, Any], recv_ts_ns: int, fno: int) -> None:
         """One journaled session event; gap kinds become ``gaps`` rows."""
         self.stats.events += 1
@@ -175,7 +194,10 @@ class Pipeline:
 
     def drain(self) -> None:
         """Decode what is pending and pass it to the sink."""
-        arrow = self._decode_pending()
+        self._emit(self._decode_pending())
+
+    def _emit(self, arrow: dict[str, pa.Table]) -> None:
+        """Pass Arrow-decoded rows and whatever the reference decoder holds to the sink."""
         res = self.decoder.finish()
         if self._extra_rejects:
             res.rejects.extend(self._extra_rejects)

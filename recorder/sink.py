@@ -24,6 +24,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 PART_RE = re.compile(r"part-(?P<writer>.+)-(?P<first>\d{12})-(?P<last>\d{12})\.parquet")
 SORT_TIME = {"trades": "ts", "orderbook": "ts", "gaps": "start_ts", "rejects": "recv_ts"}
+_WRITERS = os.cpu_count() or 1  # threads writing the partitions of one flush
 WRITER_RE = re.compile(r"[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*")
 
 
@@ -237,50 +239,64 @@ class Sink:
         return sum(b.rows for b in self._buffers.values())
 
     def _flush(self, table: str) -> None:
-        """Sort the table's rows by partition then (time, seq) and write one file per partition."""
+        """Sort the table's rows by partition then (time, seq) and write one file per partition.
+
+        Only the key columns are sorted; each partition then takes its rows and is written
+        on its own thread (Arrow's take and Parquet writer release the GIL), so a flush of
+        many symbols keeps every core busy.
+        """
         buf = self._buffers.pop(table)
         market = "symbol" in SCHEMAS[table].names
-        keys = [
-            ("date", "ascending"),
-            *([("symbol", "ascending")] if market else []),
-            (SORT_TIME[table], "ascending"),
-            ("seq", "ascending"),
-        ]
-        t = pa.concat_tables(buf.chunks).sort_by(keys).combine_chunks()
+        parts = ["date", "symbol"] if market else ["date"]
+        keys = [(name, "ascending") for name in (*parts, SORT_TIME[table], "seq")]
+        t = pa.concat_tables(buf.chunks)
+        order = pc.sort_indices(t.select([k for k, _ in keys]), sort_keys=keys)
         key = pc.binary_join_element_wise(t["date"], t["symbol"], "/") if market else t["date"]
+        key = key.take(order)
         bounds = pc.indices_nonzero(pc.not_equal(key[1:], key[:-1])).to_pylist()
         starts = [0, *(i + 1 for i in bounds)]
         names = key.take(starts).to_pylist()
-        drop = ["date", "symbol"] if market else ["date"]
-        for (a, b), name in zip(itertools.pairwise([*starts, len(t)]), names, strict=True):
-            date, _, symbol = name.partition("/")
-            self._write_partition(
-                (table, date, symbol if market else None), t.slice(a, b - a).drop_columns(drop)
-            )
+        body = t.drop_columns(parts).combine_chunks()
+        del t, key
 
-    def _write_partition(self, key: tuple[str, str, str | None], part: pa.Table) -> None:
+        def write(span: tuple[int, int], name: str) -> tuple[int, int]:
+            date, _, symbol = name.partition("/")
+            a, b = span
+            return self._write_partition((table, date, symbol if market else None), body.take(order[a:b]))
+
+        spans = list(itertools.pairwise([*starts, len(order)]))
+        if len(spans) == 1:
+            results = [write(spans[0], names[0])]
+        else:
+            with ThreadPoolExecutor(min(len(spans), _WRITERS), thread_name_prefix="sink-write") as pool:
+                results = list(pool.map(write, spans, names))
+        for written, skipped in results:
+            self.files_written += bool(written)
+            self.rows_written[table] += written
+            self.rows_skipped += skipped
+
+    def _write_partition(self, key: tuple[str, str, str | None], part: pa.Table) -> tuple[int, int]:
+        """Write one partition's rows (less those on disk when resuming): (rows written, skipped)."""
+        skipped = 0
         if self.resume:
-            part = self._skip_written(key, part)
+            part, skipped = self._skip_written(key, part)
             if len(part) == 0:
-                return
+                return 0, skipped
         mm = pc.min_max(part["seq"]).as_py()
         final = partition_dir(self.root, *key) / part_name(
             self.writer, mm["min"] >> SEQ_SHIFT, mm["max"] >> SEQ_SHIFT
         )
         self._write(part, final)
-        self.files_written += 1
-        self.rows_written[key[0]] += len(part)
+        return len(part), skipped
 
-    def _skip_written(self, key: tuple[str, str, str | None], t: pa.Table) -> pa.Table:
+    def _skip_written(self, key: tuple[str, str, str | None], t: pa.Table) -> tuple[pa.Table, int]:
         done = self._done.get(key)
         if done is None:
             done = self._done[key] = self._last_fno_on_disk(key)
         if done < 0:
-            return t
-        before = len(t)
-        t = t.filter(pc.greater_equal(t["seq"], (done + 1) << SEQ_SHIFT))
-        self.rows_skipped += before - len(t)
-        return t
+            return t, 0
+        kept = t.filter(pc.greater_equal(t["seq"], (done + 1) << SEQ_SHIFT))
+        return kept, len(t) - len(kept)
 
     def _last_fno_on_disk(self, key: tuple[str, str, str | None]) -> int:
         try:

@@ -8,10 +8,16 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+
+from recorder.arrow_decode import parse_block
 from recorder.decode import KST, trading_day
 from recorder.errors import ConfigError, StoreError
 from recorder.pipeline import Pipeline, PipelineStats
@@ -21,6 +27,8 @@ from recorder.sink import PART_RE, Sink
 log = logging.getLogger(__name__)
 
 JOURNAL_DIR = "_journal"
+_NL = ord("\n")
+_LOOKAHEAD = 3  # blocks in flight: the one being decoded and those parsed ahead of it
 
 
 def default_writer_id() -> str:
@@ -42,22 +50,52 @@ class IngestResult:
     seconds: float
 
 
-def _ndjson_chunks(path: Path, chunk_bytes: int = 16 << 20) -> Iterator[tuple[list[int], list[bytes]]]:
-    """(line numbers, lines) of the non-blank lines, a few tens of MB at a time."""
-    lineno = 0
-    tail = b""
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(chunk_bytes)
-            if not block:
-                break
-            lines = (tail + block).split(b"\n")
-            tail = lines.pop()
-            numbers, kept = _numbered(lines, lineno)
-            lineno += len(lines)
-            yield numbers, kept
-    if tail.strip():
-        yield [lineno + 1], [tail.strip()]
+def _ndjson_blocks(path: Path, block_bytes: int = 16 << 20) -> Iterator[pa.Buffer]:
+    """The file in blocks of whole lines, each ending with ``\\n``, zero-copy from a memory map.
+
+    A last line without its newline gets one (that block only is copied), so every block
+    can take the fast path of :func:`recorder.arrow_decode.parse_block`.
+    """
+    if path.stat().st_size == 0:
+        return
+    with pa.memory_map(str(path)) as mm:
+        whole = mm.read_buffer()  # buffers sliced from it keep the mapping alive
+    a = np.frombuffer(whole, np.uint8)
+    pos, size = 0, len(a)
+    while pos < size:
+        end = min(pos + block_bytes, size)
+        cut = _after_last_newline(a, pos, end)
+        if cut == pos:  # no newline in a whole block: one line longer than a block
+            cut = _after_first_newline(a, end, size)
+        if cut < 0:  # the rest of the file is one line without its newline
+            yield pa.py_buffer(whole[pos:].to_pybytes() + b"\n")
+            return
+        yield whole.slice(pos, cut - pos)
+        pos = cut
+
+
+_STEP = 1 << 16  # bytes searched for a newline at a time
+
+
+def _after_last_newline(a: np.ndarray, start: int, end: int) -> int:
+    """The index after the last ``\\n`` in ``a[start:end]``, or ``start`` if there is none."""
+    hi = end
+    while hi > start:
+        lo = max(start, hi - _STEP)
+        hits = np.flatnonzero(a[lo:hi] == _NL)
+        if len(hits):
+            return lo + int(hits[-1]) + 1
+        hi = lo
+    return start
+
+
+def _after_first_newline(a: np.ndarray, start: int, end: int) -> int:
+    """The index after the first ``\\n`` in ``a[start:end]``, or -1 if there is none."""
+    for lo in range(start, end, _STEP):
+        hits = np.flatnonzero(a[lo : min(lo + _STEP, end)] == _NL)
+        if len(hits):
+            return lo + int(hits[0]) + 1
+    return -1
 
 
 def _numbered(lines: list[bytes], before: int) -> tuple[list[int], list[bytes]]:
@@ -67,7 +105,12 @@ def _numbered(lines: list[bytes], before: int) -> tuple[list[int], list[bytes]]:
 
 
 def ingest_ndjson(
-    path: Path, data_dir: Path, *, date: str | None = None, writer: str | None = None
+    path: Path,
+    data_dir: Path,
+    *,
+    date: str | None = None,
+    writer: str | None = None,
+    block_bytes: int = 16 << 20,
 ) -> IngestResult:
     """Raw REAL frames, one JSON object per line, → the store through the capture's decoder.
 
@@ -77,6 +120,7 @@ def ingest_ndjson(
         date: the KST trading date of the frames' HHMMSS times; default: today in KST.
         writer: part-file writer id; default ``ingest-<hash of the file>``, so ingesting the
             same file twice is refused instead of duplicating rows.
+        block_bytes: the file is decoded in blocks of about this size (whole lines).
 
     Raises:
         ConfigError: the file was already ingested into this store.
@@ -91,12 +135,30 @@ def ingest_ndjson(
     recv_ts = time.time_ns()
     sink = Sink(data_dir, writer)
     pipe = Pipeline(sink, trading_day=day)
-    lines = 0
-    for numbers, chunk in _ndjson_chunks(path):
-        lines += len(chunk)
-        # Every line goes to the decoder as a REAL frame: it checks each one and rejects,
-        # whole and with the reason, any line that is not (ingest takes REAL frames only).
-        pipe.feed_real_frames(chunk, [recv_ts] * len(chunk), numbers)
+    lines = before = 0
+    # The next block is parsed (NumPy and Arrow, GIL released) while this one is decoded.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-parse") as pool:
+        ahead: deque[tuple[pa.Buffer, Future[tuple[pa.Table | None, int]]]] = deque()
+        blocks = _ndjson_blocks(path, block_bytes)
+        while True:
+            while len(ahead) < _LOOKAHEAD and (block := next(blocks, None)) is not None:
+                ahead.append((block, pool.submit(parse_block, block)))
+            if not ahead:
+                break
+            block, parsed = ahead.popleft()
+            table, n = parsed.result()
+            # Frame numbers are line numbers, so rejects point at the line.
+            if table is not None:
+                pipe.feed_block(block, table, before + 1, recv_ts)
+                lines += n
+            else:
+                # Every line goes to the decoder as a REAL frame: it checks each one and
+                # rejects, whole and with the reason, any line that is not (ingest takes
+                # REAL frames only).
+                numbers, kept = _numbered(bytes(block).split(b"\n")[:n], before)
+                pipe.feed_real_frames(kept, [recv_ts] * len(kept), numbers)
+                lines += len(kept)
+            before += n
     pipe.drain()
     sink.close()
     return IngestResult(lines, pipe.stats, sink.files_written, time.perf_counter() - started)
