@@ -111,7 +111,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--entries", type=int, default=200_000)
     ap.add_argument("--symbols", type=int, default=40)
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="recorder-bench-") as tmp:
         work = Path(tmp)
@@ -123,9 +123,14 @@ def main() -> None:
             f"input: {n:,} entries ({trades:,} 0B, {books:,} 0D) in {lines:,} frames, "
             f"{args.symbols} symbols on KRX+NXT, {size / 1e6:.0f} MB NDJSON, {os.cpu_count()} CPUs"
         )
-        t_parse = min(parse_only(frames)[1] for _ in range(args.repeat))
-        t_ingest = min(ingest_cli(frames, work / "store") for _ in range(args.repeat))
-        t_naive = min(naive(frames, work / "naive.parquet") for _ in range(args.repeat))
+        os.sync()  # the file's writeback would otherwise land on whichever run comes first
+        # Runs alternate, so that every path sees the machine in the same state; best of each.
+        times: dict[str, list[float]] = {"parse": [], "ingest": [], "naive": []}
+        for _ in range(args.repeat):
+            times["parse"].append(parse_only(frames)[1])
+            times["ingest"].append(ingest_cli(frames, work / "store"))
+            times["naive"].append(naive(frames, work / "naive.parquet"))
+        t_parse, t_ingest, t_naive = (min(times[k]) for k in ("parse", "ingest", "naive"))
         rate = {k: n / t for k, t in (("parse", t_parse), ("ingest", t_ingest), ("naive", t_naive))}
         print(f"parse-only (orjson.loads)   {rate['parse']:>10,.0f} entries/s")
         print(

@@ -7,7 +7,6 @@ exit non-zero; no traceback, and never a secret.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import sys
@@ -109,6 +108,8 @@ def capture(
     session_option: tuple[str, ...],
 ) -> None:
     """Capture trades and order books until --duration/--until or SIGINT/SIGTERM."""
+    import asyncio
+
     from recorder import config
     from recorder.runner import CaptureRequest, run_capture
 
