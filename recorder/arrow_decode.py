@@ -31,6 +31,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -40,8 +41,6 @@ import pyarrow.json as pj
 from recorder.decode import DAY_NS, KST_OFFSET_NS, MAX_ENTRIES, NS, SEQ_SHIFT, kst_date
 from recorder.fields import REAL_TYPES, SUFFIX_VENUE, Field, Kind, RealType
 from recorder.schema import SCHEMAS, TIMESTAMP
-
-_ZERO = pa.scalar(0.0)  # adding it turns -0.0 into 0.0 (IEEE 754)
 
 _ITEM_RE = "^[0-9A-Z]{6}(_NX|_AL)?$"
 _HHMMSS_RE = "^([01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]$"
@@ -78,9 +77,6 @@ _VALUES = pa.struct([(fid, pa.string()) for fid in _ALL_FIDS])
 _ENTRY = pa.struct([("values", _VALUES), ("type", pa.string()), ("item", pa.string())])
 _PARSE_SCHEMA = pa.schema([("data", pa.list_(_ENTRY)), ("trnm", pa.string())])
 _PARSE_OPTIONS = pj.ParseOptions(explicit_schema=_PARSE_SCHEMA, unexpected_field_behavior="ignore")
-_SUFFIXES = pa.array(list(SUFFIX_VENUE))
-_VENUES = pa.array(list(SUFFIX_VENUE.values()))
-_SIGNS, _SIDES = pa.array(["+", "-"]), pa.array(["buy", "sell"])
 _JSON_SPACE = b" \t\r\n"
 _first_byte = operator.itemgetter(slice(0, 1))
 _last_byte = operator.itemgetter(slice(-1, None))
@@ -91,15 +87,18 @@ _last_byte = operator.itemgetter(slice(-1, None))
 _Pieces = list[tuple[list[int], pa.Table]]  # (indices of frames, their rows as parsed)
 
 
-def _read(buf: pa.Buffer | bytes) -> pa.Table:
-    # One block per core keeps both cores busy on batches of a few MB; very large blocks
-    # are slower (measured), hence the cap.
-    block = min(_MAX_BLOCK, max(_MIN_BLOCK, len(buf) // (os.cpu_count() or 1) + 1))
-    return pj.read_json(
-        pa.BufferReader(buf),
-        read_options=pj.ReadOptions(use_threads=True, block_size=block),
-        parse_options=_PARSE_OPTIONS,
-    )
+def _read(buf: pa.Buffer | bytes, *, threads: bool = True) -> pa.Table:
+    """Parse NDJSON; ``threads=False`` parses it as one block on the calling thread."""
+    if not threads:
+        # Cheaper in CPU than Arrow's threaded reader (about 15%, measured): for callers
+        # that parse several buffers at once on their own threads.
+        options = pj.ReadOptions(use_threads=False, block_size=len(buf) + 1)
+    else:
+        # One block per core keeps both cores busy on batches of a few MB; very large
+        # blocks are slower (measured), hence the cap.
+        block = min(_MAX_BLOCK, max(_MIN_BLOCK, len(buf) // (os.cpu_count() or 1) + 1))
+        options = pj.ReadOptions(use_threads=True, block_size=block)
+    return pj.read_json(pa.BufferReader(buf), read_options=options, parse_options=_PARSE_OPTIONS)
 
 
 def _parse(
@@ -176,9 +175,36 @@ def _is_utf8(buf: pa.Buffer | bytes) -> bool:
 
 # --------------------------------------------------------------------------- values
 
-_ZERO = pa.scalar(0, pa.int32())
-_ONE = pa.scalar(1, pa.int32())
-_NULL_STRING = pa.scalar(None, pa.string())
+
+class _Constants(NamedTuple):
+    """Arrow scalars and arrays the kernels take, built on first use: building any makes
+    pyarrow import pandas when it is installed (a tenth of a second), which ingest would
+    rather do while its first blocks are being parsed than at import."""
+
+    zero: pa.Scalar
+    one: pa.Scalar
+    float_zero: pa.Scalar  # adding it turns -0.0 into 0.0 (IEEE 754)
+    null_string: pa.Scalar
+    suffixes: pa.Array
+    venues: pa.Array
+    signs: pa.Array
+    sides: pa.Array
+
+
+@functools.cache
+def _k() -> _Constants:
+    return _Constants(
+        zero=pa.scalar(0, pa.int32()),
+        one=pa.scalar(1, pa.int32()),
+        float_zero=pa.scalar(0.0),
+        null_string=pa.scalar(None, pa.string()),
+        suffixes=pa.array(list(SUFFIX_VENUE)),
+        venues=pa.array(list(SUFFIX_VENUE.values())),
+        signs=pa.array(["+", "-"]),
+        sides=pa.array(["buy", "sell"]),
+    )
+
+
 # Bytes after which a cast may accept what the grammar does not (hex, exponents, inf, nan).
 _NOT_FAST = {kind: (b"x", b"X") for kind in Kind} | {
     Kind.FLOAT: (b"x", b"X", b"e", b"E", b"i", b"I", b"n", b"N")
@@ -208,7 +234,7 @@ def _data(col: pa.Array) -> bytes:
 
 
 def _nonempty(col: pa.Array) -> pa.Array:
-    return _false_if_null(pc.greater(pc.binary_length(col), _ZERO))
+    return _false_if_null(pc.greater(pc.binary_length(col), _k().zero))
 
 
 def _fast_numbers(col: pa.Array, kind: Kind) -> pa.Array | None:
@@ -275,7 +301,7 @@ def _numbers(col: pa.Array, to: pa.DataType, *, signed: bool) -> tuple[pa.Array,
     else:
         source = body = pc.ascii_ltrim(core, "+-")
     digits = pc.replace_substring(body, ".", "", max_replacements=1) if floating else body
-    one_sign = pc.less_equal(pc.subtract(pc.binary_length(core), pc.binary_length(body)), _ONE)
+    one_sign = pc.less_equal(pc.subtract(pc.binary_length(core), pc.binary_length(body)), _k().one)
     ok = _false_if_null(pc.and_(pc.ascii_is_decimal(digits), one_sign))
     try:
         values = pc.cast(_mask(source, ok), to)
@@ -364,7 +390,7 @@ def decode_frames(
     return ArrowDecoded(tables, sorted(bad))
 
 
-def parse_block(buf: pa.Buffer | bytes) -> tuple[pa.Table | None, int]:
+def parse_block(buf: pa.Buffer | bytes, *, threads: bool = True) -> tuple[pa.Table | None, int]:
     """Parse a block of NDJSON in one go when every line is plainly one frame.
 
     Returns (the parsed rows, or None when the block is not plain; its number of lines,
@@ -378,7 +404,8 @@ def parse_block(buf: pa.Buffer | bytes) -> tuple[pa.Table | None, int]:
     decoded line by line with :func:`decode_frames`, which sorts out which lines are bad.
 
     Holds the GIL only briefly (NumPy and Arrow do the work), so ingest parses the next
-    block on another thread while the current one is decoded.
+    blocks on other threads while the current one is decoded; it passes ``threads=False``
+    (see :func:`_read`).
     """
     a = np.frombuffer(buf, np.uint8)
     ends = np.flatnonzero(a == _NL)
@@ -393,7 +420,7 @@ def parse_block(buf: pa.Buffer | bytes) -> tuple[pa.Table | None, int]:
     if not plain or not _is_utf8(buf):
         return None, lines
     try:
-        t = _read(buf)
+        t = _read(buf, threads=threads)
     except pa.ArrowException:
         return None, lines
     return (t if t.num_rows == lines else None), lines
@@ -466,7 +493,9 @@ def _decode(
         "recv_ts": _timestamps(recv_e),
         "seq": pc.add(pc.shift_left(pc.array_take(fno, parent), SEQ_SHIFT), position),
         "symbol": pc.utf8_slice_codeunits(item, 0, 6),
-        "venue": pc.array_take(_VENUES, pc.index_in(pc.utf8_slice_codeunits(item, 6), value_set=_SUFFIXES)),
+        "venue": pc.array_take(
+            _k().venues, pc.index_in(pc.utf8_slice_codeunits(item, 6), value_set=_k().suffixes)
+        ),
         "date": pc.array_take(names, pc.index_in(kday, value_set=days)),
     }
     rows = {code: pc.indices_nonzero(pc.and_(ok, is_type[code])) for code in _PLANS}
@@ -510,12 +539,12 @@ def _ts(hhmmss: pa.Array, recv: pa.Array, recv_e: pa.Array, parent: pa.Array, da
 def _column(col: pa.Array, kind: Kind) -> tuple[pa.Array, pa.Array | None]:
     """One FID's values for the rows of its type → (stored values, positions of bad values)."""
     if kind is Kind.TEXT:
-        return pc.if_else(pc.equal(col, ""), _NULL_STRING, col), None
+        return pc.if_else(pc.equal(col, ""), _k().null_string, col), None
     if kind is Kind.FLOAT:
         fast = _fast_numbers(col, kind)
         values, bad = (fast, None) if fast is not None else _numbers(col, pa.float64(), signed=False)
         # Like the reference, a rate of "-0" or "-0.00" is stored as 0.0, not -0.0.
-        return pc.add(values, _ZERO), bad
+        return pc.add(values, _k().float_zero), bad
     fast = _fast_numbers(col, kind)
     if fast is not None:
         return fast, None
@@ -548,5 +577,5 @@ def _columns(
             bad_entries.append(rows.take(pc.indices_nonzero(out[f.column].is_null())))
     if "volume" in out:  # FID 15 of 0B: its sign is the side
         signs = pc.utf8_slice_codeunits(pc.ascii_ltrim(values.field("15").take(rows), " "), 0, 1)
-        out["side"] = pc.array_take(_SIDES, pc.index_in(signs, value_set=_SIGNS))
+        out["side"] = pc.array_take(_k().sides, pc.index_in(signs, value_set=_k().signs))
     return out

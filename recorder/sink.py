@@ -215,13 +215,11 @@ class Sink:
         """Flush tables whose oldest buffered row is older than ``max_age_s``; returns how many."""
         now = self.clock()
         due = [k for k, b in self._buffers.items() if now - b.created >= self.max_age_s]
-        for table in due:
-            self._flush(table)
+        self._flush(*due)
         return len(due)
 
     def flush_all(self) -> None:
-        for table in list(self._buffers):
-            self._flush(table)
+        self._flush(*self._buffers)
 
     def close(self) -> None:
         """Flush everything. Safe to call twice."""
@@ -238,41 +236,21 @@ class Sink:
     def buffered_rows(self) -> int:
         return sum(b.rows for b in self._buffers.values())
 
-    def _flush(self, table: str) -> None:
-        """Sort the table's rows by partition then (time, seq) and write one file per partition.
+    def _flush(self, *tables: str) -> None:
+        """Write the rows of ``tables``: one file per partition, rows sorted by (time, seq).
 
-        Only the key columns are sorted; each partition then takes its rows and is written
-        on its own thread (Arrow's take and Parquet writer release the GIL), so a flush of
-        many symbols keeps every core busy.
+        Tables are sorted, and then partitions written, on parallel threads (Arrow's take
+        and the Parquet writer release the GIL), so a flush keeps every core busy.
         """
-        buf = self._buffers.pop(table)
-        market = "symbol" in SCHEMAS[table].names
-        parts = ["date", "symbol"] if market else ["date"]
-        keys = [(name, "ascending") for name in (*parts, SORT_TIME[table], "seq")]
-        t = pa.concat_tables(buf.chunks)
-        order = pc.sort_indices(t.select([k for k, _ in keys]), sort_keys=keys)
-        key = pc.binary_join_element_wise(t["date"], t["symbol"], "/") if market else t["date"]
-        key = key.take(order)
-        bounds = pc.indices_nonzero(pc.not_equal(key[1:], key[:-1])).to_pylist()
-        starts = [0, *(i + 1 for i in bounds)]
-        names = key.take(starts).to_pylist()
-        body = t.drop_columns(parts).combine_chunks()
-        del t, key
-
-        def write(span: tuple[int, int], name: str) -> tuple[int, int]:
-            date, _, symbol = name.partition("/")
-            a, b = span
-            return self._write_partition((table, date, symbol if market else None), body.take(order[a:b]))
-
-        spans = list(itertools.pairwise([*starts, len(order)]))
-        if len(spans) == 1:
-            results = [write(spans[0], names[0])]
-        else:
-            with ThreadPoolExecutor(min(len(spans), _WRITERS), thread_name_prefix="sink-write") as pool:
-                results = list(pool.map(write, spans, names))
-        for written, skipped in results:
+        if not tables:
+            return
+        buffers = [(table, self._buffers.pop(table)) for table in tables]
+        with ThreadPoolExecutor(_WRITERS, thread_name_prefix="sink-flush") as pool:
+            parts = [p for ps in pool.map(_partitions, *zip(*buffers, strict=True)) for p in ps]
+            results = list(pool.map(self._write_partition, *zip(*parts, strict=True))) if parts else []
+        for (key, _), (written, skipped) in zip(parts, results, strict=True):
             self.files_written += bool(written)
-            self.rows_written[table] += written
+            self.rows_written[key[0]] += written
             self.rows_skipped += skipped
 
     def _write_partition(self, key: tuple[str, str, str | None], part: pa.Table) -> tuple[int, int]:
@@ -309,6 +287,26 @@ class Sink:
             if m and m["writer"] == self.writer:
                 last = max(last, int(m["last"]))
         return last
+
+
+def _partitions(table: str, buf: _Buffer) -> list[tuple[tuple[str, str, str | None], pa.Table]]:
+    """A table's buffered rows as (partition key, its rows sorted by (time, seq)) pairs."""
+    market = "symbol" in SCHEMAS[table].names
+    parts = ["date", "symbol"] if market else ["date"]
+    keys = [(name, "ascending") for name in (*parts, SORT_TIME[table], "seq")]
+    t = pa.concat_tables(buf.chunks)
+    order = pc.sort_indices(t.select([k for k, _ in keys]), sort_keys=keys)
+    key = pc.binary_join_element_wise(t["date"], t["symbol"], "/") if market else t["date"]
+    key = key.take(order)
+    bounds = pc.indices_nonzero(pc.not_equal(key[1:], key[:-1])).to_pylist()
+    starts = [0, *(i + 1 for i in bounds)]
+    names = key.take(starts).to_pylist()
+    body = t.drop_columns(parts).take(order)
+    out = []
+    for (a, b), name in zip(itertools.pairwise([*starts, len(order)]), names, strict=True):
+        date, _, symbol = name.partition("/")
+        out.append(((table, date, symbol if market else None), body.slice(a, b - a)))
+    return out
 
 
 # Added with Sink.add_tables (recorder.arrow_decode).

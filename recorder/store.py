@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 JOURNAL_DIR = "_journal"
 _NL = ord("\n")
-_LOOKAHEAD = 3  # blocks in flight: the one being decoded and those parsed ahead of it
+_PARSERS = os.cpu_count() or 1  # threads parsing blocks, one block each
+_LOOKAHEAD = _PARSERS + 2  # blocks in flight: the one being decoded and those parsed ahead
 
 
 def default_writer_id() -> str:
@@ -136,13 +137,13 @@ def ingest_ndjson(
     sink = Sink(data_dir, writer)
     pipe = Pipeline(sink, trading_day=day)
     lines = before = 0
-    # The next block is parsed (NumPy and Arrow, GIL released) while this one is decoded.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-parse") as pool:
+    # The next blocks are parsed (NumPy and Arrow, GIL released) while this one is decoded.
+    with ThreadPoolExecutor(max_workers=_PARSERS, thread_name_prefix="ingest-parse") as pool:
         ahead: deque[tuple[pa.Buffer, Future[tuple[pa.Table | None, int]]]] = deque()
         blocks = _ndjson_blocks(path, block_bytes)
         while True:
             while len(ahead) < _LOOKAHEAD and (block := next(blocks, None)) is not None:
-                ahead.append((block, pool.submit(parse_block, block)))
+                ahead.append((block, pool.submit(parse_block, block, threads=False)))
             if not ahead:
                 break
             block, parsed = ahead.popleft()
