@@ -430,12 +430,19 @@ _NL, _OPEN, _CLOSE = ord("\n"), ord("{"), ord("}")
 
 
 def decode_block(
-    parsed: pa.Table, first_fno: int, recv_ts_ns: int, *, trading_day: int | None = None
+    parsed: pa.Table,
+    first_fno: int,
+    recv_ts_ns: int,
+    *,
+    trading_day: int | None = None,
+    parallel: bool = True,
 ) -> ArrowDecoded:
     """:func:`decode_frames` for a block that :func:`parse_block` parsed.
 
     Line ``i`` of the block is frame number ``first_fno + i`` and every line was received
-    at ``recv_ts_ns``. ``fallback`` holds line indices within the block.
+    at ``recv_ts_ns``. ``fallback`` holds line indices within the block. ``parallel=False``
+    decodes on the calling thread only: for callers that keep every core busy already
+    (ingest's parser threads), where a pool only adds overhead (measured).
     """
     out = ArrowDecoded()
     parts: dict[str, list[pa.Table]] = {}
@@ -444,7 +451,8 @@ def decode_block(
     for batch in parsed.to_batches():  # one per parsed block: no copy into one chunk
         n = batch.num_rows
         fno = pa.arange(first_fno + start, first_fno + start + n)
-        tables, bad = _decode(pa.Table.from_batches([batch]), fno, pa.repeat(recv, n), trading_day)
+        batch_table = pa.Table.from_batches([batch])
+        tables, bad = _decode(batch_table, fno, pa.repeat(recv, n), trading_day, parallel=parallel)
         for name, t in tables.items():
             parts.setdefault(name, []).append(t)
         out.fallback.extend(start + i for i in bad)
@@ -454,7 +462,7 @@ def decode_block(
 
 
 def _decode(
-    parsed: pa.Table, fno: pa.Array, recv: pa.Array, day: int | None
+    parsed: pa.Table, fno: pa.Array, recv: pa.Array, day: int | None, *, parallel: bool = True
 ) -> tuple[dict[str, pa.Table], list[int]]:
     """Rows of the clean frames of ``parsed`` (one row per frame) and the others' positions."""
     data = parsed.column("data").chunk(0)
@@ -500,7 +508,10 @@ def _decode(
     }
     rows = {code: pc.indices_nonzero(pc.and_(ok, is_type[code])) for code in _PLANS}
     bad_entries = [pc.indices_nonzero(pc.invert(ok))]
-    columns = {code: _columns(rt, values, rows[code], bad_entries) for code, (rt, _) in _PLANS.items()}
+    columns = {
+        code: _columns(rt, values, rows[code], bad_entries, parallel=parallel)
+        for code, (rt, _) in _PLANS.items()
+    }
     # A frame is decoded here only if all of its entries are clean.
     frame_bad = pc.unique(pc.array_take(parent, pa.concat_arrays(bad_entries)))
     frame_good = pc.and_(frame_ok, pc.invert(pc.is_in(pa.arange(0, len(data)), value_set=frame_bad)))
@@ -552,7 +563,12 @@ def _column(col: pa.Array, kind: Kind) -> tuple[pa.Array, pa.Array | None]:
 
 
 def _columns(
-    rt: RealType, values: pa.StructArray, rows: pa.Array, bad_entries: list[pa.Array]
+    rt: RealType,
+    values: pa.StructArray,
+    rows: pa.Array,
+    bad_entries: list[pa.Array],
+    *,
+    parallel: bool = True,
 ) -> dict[str, pa.Array]:
     """The value columns of one type for ``rows`` (entry indices); notes entries with bad values."""
     fields = [f for f in rt.fields if f.kind is not Kind.TIME]
@@ -561,12 +577,11 @@ def _columns(
         return [_column(values.field(f.fid).take(rows), f.kind) for f in chunk]
 
     # A few chunks per worker keep the pool's per-task cost small and the load even.
-    k = 4 * _WORKERS
+    k = 4 * _WORKERS if parallel else 1
     chunks = [fields[i::k] for i in range(k)]
+    done = _POOL.map(job, chunks) if parallel else map(job, chunks)
     results = {
-        f.column: r
-        for chunk, rs in zip(chunks, _POOL.map(job, chunks), strict=True)
-        for f, r in zip(chunk, rs, strict=True)
+        f.column: r for chunk, rs in zip(chunks, done, strict=True) for f, r in zip(chunk, rs, strict=True)
     }
     out: dict[str, pa.Array] = {}
     for f in fields:

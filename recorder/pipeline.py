@@ -140,7 +140,10 @@ class Pipeline:
         self.stats.frames += n
         self.stats.real_frames += n
         self.last_fno = first_fno + n - 1
-        got = decode_block(parsed, first_fno, recv_ts_ns, trading_day=self.decoder.trading_day)
+        # Ingest's parser threads keep the cores busy: decode on this thread alone.
+        got = decode_block(
+            parsed, first_fno, recv_ts_ns, trading_day=self.decoder.trading_day, parallel=False
+        )
         if got.fallback:
             lines = bytes(buf).split(b"\n")
             for i in got.fallback:
