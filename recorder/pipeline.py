@@ -44,6 +44,14 @@ GAP_KINDS = frozenset(
 _RESETS = frozenset({"connected", "restart", TRADING_DAY})
 
 _CONTINUITY_COLUMNS = ("seq", "symbol", "venue", "cum_volume", "volume", "ts")
+_CONTINUITY_TYPES = {
+    "seq": pa.int64(),
+    "symbol": pa.string(),
+    "venue": pa.string(),
+    "cum_volume": pa.int64(),
+    "volume": pa.int64(),
+    "ts": pa.int64(),
+}
 
 _IGNORED = frozenset({FrameKind.LOGIN, FrameKind.PING, FrameKind.REG, FrameKind.REMOVE, FrameKind.SYSTEM})
 
@@ -231,18 +239,23 @@ class Pipeline:
 
     def _check_continuity(self, arrow: pa.Table | None, cols: TableColumns | None) -> None:
         """Cumulative-volume continuity over this batch's trades, whichever decoder made them."""
-        merged: dict[str, list[Any]] = {name: [] for name in _CONTINUITY_COLUMNS}
+        parts = []
         if arrow is not None and arrow.num_rows:
-            for name in _CONTINUITY_COLUMNS:
-                col = arrow.column(name)
-                if name == "ts":  # stored as µs; the checker speaks epoch ns like the decoder
-                    col = pc.multiply(col.cast(pa.int64()), 1000)
-                merged[name] = col.to_pylist()
-        if cols is not None:
-            for name in _CONTINUITY_COLUMNS:
-                merged[name].extend(cols.columns[name])
-        if merged["seq"]:
-            breaks = self.continuity.check(merged)
+            # ts is stored as µs; the checker speaks epoch ns like the decoder.
+            ts = pc.multiply(arrow.column("ts").cast(pa.int64()), 1000)
+            parts.append(arrow.select(_CONTINUITY_COLUMNS[:-1]).append_column("ts", ts))
+        if cols is not None and cols.n:
+            parts.append(
+                pa.table(
+                    {
+                        name: pa.array(cols.columns[name], _CONTINUITY_TYPES[name])
+                        for name in _CONTINUITY_COLUMNS
+                    }
+                )
+            )
+        if parts:
+            both = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
+            breaks = self.continuity.check(both)
             if breaks:
                 self.sink.add_gaps(breaks)
                 self.stats.gaps += len(breaks)
