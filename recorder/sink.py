@@ -24,7 +24,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,19 +239,23 @@ class Sink:
     def _flush(self, *tables: str) -> None:
         """Write the rows of ``tables``: one file per partition, rows sorted by (time, seq).
 
-        Tables are sorted, and then partitions written, on parallel threads (Arrow's take
-        and the Parquet writer release the GIL), so a flush keeps every core busy.
+        Each table is sorted on a thread of its own and its partitions are written as soon
+        as it is, on the same threads (Arrow's take and the Parquet writer release the
+        GIL), so a flush keeps every core busy.
         """
         if not tables:
             return
-        buffers = [(table, self._buffers.pop(table)) for table in tables]
+        writes: list[tuple[str, Future[tuple[int, int]]]] = []
         with ThreadPoolExecutor(_WRITERS, thread_name_prefix="sink-flush") as pool:
-            parts = [p for ps in pool.map(_partitions, *zip(*buffers, strict=True)) for p in ps]
-            results = list(pool.map(self._write_partition, *zip(*parts, strict=True))) if parts else []
-        for (key, _), (written, skipped) in zip(parts, results, strict=True):
-            self.files_written += bool(written)
-            self.rows_written[key[0]] += written
-            self.rows_skipped += skipped
+            sorting = [pool.submit(_partitions, table, self._buffers.pop(table)) for table in tables]
+            for done in as_completed(sorting):
+                for key, part in done.result():
+                    writes.append((key[0], pool.submit(self._write_partition, key, part)))
+            for table, write in writes:  # on an error, leaving the pool still waits for the rest
+                written, skipped = write.result()
+                self.files_written += bool(written)
+                self.rows_written[table] += written
+                self.rows_skipped += skipped
 
     def _write_partition(self, key: tuple[str, str, str | None], part: pa.Table) -> tuple[int, int]:
         """Write one partition's rows (less those on disk when resuming): (rows written, skipped)."""
