@@ -8,6 +8,12 @@ would produce rows and no rejects; every other frame is handed back in
 rejects. For the frames it decodes, the tables are identical to what ``Decoder`` plus
 ``Sink._add_market`` build (a property test checks).
 
+Ingest takes a shorter road for files: :func:`parse_block` parses a block of whole NDJSON
+lines as it lies in the memory-mapped file, when every line in it is plainly one object,
+and :func:`decode_block` decodes it; no line is ever copied out. Blocks that are not
+plain (blank or indented lines, CRLF, invalid UTF-8) go line by line through
+:func:`decode_frames`. A test holds ingest to the reference decoder line for line.
+
 A frame is clean when it is one JSON object (``{`` ... ``}`` once outer whitespace is
 stripped) of valid UTF-8, ``trnm`` is ``"REAL"``, ``data`` is a list of fewer than 65536
 entries, and every entry is a 0B/0D object with a stock item, a 6-digit HHMMSS time and
