@@ -18,6 +18,7 @@ A write error raises :class:`~recorder.errors.StoreError`; it is never swallowed
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -300,17 +301,16 @@ def _partitions(table: str, buf: _Buffer) -> list[tuple[tuple[str, str, str | No
     keys = [(name, "ascending") for name in (*parts, SORT_TIME[table], "seq")]
     t = pa.concat_tables(buf.chunks)
     order = pc.sort_indices(t.select([k for k, _ in keys]), sort_keys=keys)
-    key = pc.binary_join_element_wise(t["date"], t["symbol"], "/") if market else t["date"]
-    key = key.take(order)
-    bounds = pc.indices_nonzero(pc.not_equal(key[1:], key[:-1])).to_pylist()
+    sorted_parts = t.select(parts).take(order)
+    changed = [pc.not_equal(c[1:], c[:-1]) for c in sorted_parts.columns]
+    bounds = pc.indices_nonzero(functools.reduce(pc.or_, changed)).to_pylist()
     starts = [0, *(i + 1 for i in bounds)]
-    names = key.take(starts).to_pylist()
+    names = sorted_parts.take(starts).to_pylist()
     body = t.drop_columns(parts).take(order)
-    out = []
-    for (a, b), name in zip(itertools.pairwise([*starts, len(order)]), names, strict=True):
-        date, _, symbol = name.partition("/")
-        out.append(((table, date, symbol if market else None), body.slice(a, b - a)))
-    return out
+    return [
+        ((table, name["date"], name.get("symbol")), body.slice(a, b - a))
+        for (a, b), name in zip(itertools.pairwise([*starts, len(order)]), names, strict=True)
+    ]
 
 
 # Added with Sink.add_tables (recorder.arrow_decode).
