@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 PART_RE = re.compile(r"part-(?P<writer>.+)-(?P<first>\d{12})-(?P<last>\d{12})\.parquet")
 SORT_TIME = {"trades": "ts", "orderbook": "ts", "gaps": "start_ts", "rejects": "recv_ts"}
-_WRITERS = os.cpu_count() or 1  # threads writing the partitions of one flush
+_WRITERS = min(os.cpu_count() or 1, 8)  # threads writing the partitions of one flush
 WRITER_RE = re.compile(r"[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*")
 
 

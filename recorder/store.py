@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 JOURNAL_DIR = "_journal"
 _NL = ord("\n")
-_PARSERS = os.cpu_count() or 1  # threads parsing blocks, one block each
+# Threads parsing blocks, one block each. Each block in flight holds about 60 MB once
+# parsed, hence the cap: memory stays bounded on machines with many cores.
+_PARSERS = min(os.cpu_count() or 1, 8)
 _LOOKAHEAD = _PARSERS + 2  # blocks in flight: the one being decoded and those parsed ahead
 
 
