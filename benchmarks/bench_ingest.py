@@ -29,7 +29,7 @@ from pathlib import Path
 import orjson
 
 from recorder.decode import KST
-from recorder.market import SyntheticMarket
+from recorder.market import SyntheticMarket, real_frames
 
 
 def generate(path: Path, entries: int, symbols: int, seed: int = 7) -> tuple[int, int, int]:
@@ -47,11 +47,8 @@ def generate(path: Path, entries: int, symbols: int, seed: int = 7) -> tuple[int
     with open(path, "wb") as f:
         while n < entries:
             now += 100_000_000
-            batch = market.step(now)
-            while batch:
-                k = rng.randint(1, 4)
-                data, batch = batch[:k], batch[k:]
-                f.write(orjson.dumps({"data": data, "trnm": "REAL"}) + b"\n")
+            for frame, data in real_frames(market.step(now), rng):
+                f.write(frame + b"\n")
                 lines += 1
                 n += len(data)
                 trades += sum(e["type"] == "0B" for e in data)

@@ -28,12 +28,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
 import pyarrow as pa
 import pyarrow.dataset as ds
 
 from recorder.decode import KST, NS, trading_day
-from recorder.market import SyntheticMarket
+from recorder.market import SyntheticMarket, real_frames
 from recorder.pipeline import Pipeline
 from recorder.replay import KEYS, iter_batches, iter_rows, partitions, select
 from recorder.replay_feed import RecordedFeed, write_ndjson
@@ -53,14 +52,9 @@ def build(root: Path, day: str, rows: int, symbols: int, seed: int = 7) -> int:
     n = fno = 0
     while n < rows:
         now += NS // 10
-        batch = market.step(now)
-        k = 0
-        while batch:
-            size = rng.randint(1, 4)
-            data, batch = batch[:size], batch[size:]
-            pipe.feed_frame(orjson.dumps({"data": data, "trnm": "REAL"}), now + 3_000_000 + k * 1000, fno)
+        for k, (frame, data) in enumerate(real_frames(market.step(now), rng)):
+            pipe.feed_frame(frame, now + 3_000_000 + k * 1000, fno)
             fno += 1
-            k += 1
             n += len(data)
     pipe.drain()
     sink.close()

@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from recorder.fields import ORDERBOOK, TRADES, Kind
 from recorder.market_symbols import (
@@ -90,6 +92,21 @@ def pct(x: float) -> str:
     """A signed rate with 2 decimals (``+0.49``, ``-96.64``); zero is ``0.00`` (§4.3)."""
     text = f"{x:+.2f}"
     return "0.00" if text in ("+0.00", "-0.00") else text
+
+
+def real_frames(
+    entries: Sequence[dict[str, Any]], rng: random.Random, most: int = 4
+) -> Iterator[tuple[bytes, Sequence[dict[str, Any]]]]:
+    """``entries`` cut in order into REAL frames of 1..``most`` entries, as Kiwoom batches them.
+
+    Yields (the frame as sent, its entries). §4.1: one frame may mix types and symbols;
+    ``trnm`` comes last, as seen live. Draws one ``rng.randint(1, most)`` per frame.
+    """
+    i = 0
+    while i < len(entries):
+        batch = entries[i : i + rng.randint(1, most)]
+        i += len(batch)
+        yield orjson.dumps({"data": batch, "trnm": "REAL"}), batch
 
 
 @dataclass(slots=True)

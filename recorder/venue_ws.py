@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 from aiohttp import WSMsgType, web
 
+from recorder.market import real_frames
+
 if TYPE_CHECKING:
     from recorder.venue import VenueConfig, VenueStats
 
@@ -166,12 +168,8 @@ class Connection:
             return
         subs = self.subscriptions
         mine = [e for e in entries if (e["item"], e["type"]) in subs]
-        i = 0
-        while i < len(mine):
-            n = rng.randint(1, self._cfg.batch_max)
-            batch = mine[i : i + n]
-            i += n
-            self.send(orjson.dumps({"data": batch, "trnm": "REAL"}).decode(), batch)
+        for frame, batch in real_frames(mine, rng, self._cfg.batch_max):
+            self.send(frame.decode(), batch)
 
     async def _write_loop(self) -> None:
         index = 0

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import queries
 from recorder.arrow_decode import parse_block
 from recorder.decode import KST, trading_day
-from recorder.market import SyntheticMarket
+from recorder.market import SyntheticMarket, real_frames
 from recorder.pipeline import Pipeline
 from recorder.sink import Sink
 from recorder.store import _ndjson_blocks, _numbered, ingest_ndjson
@@ -34,12 +34,8 @@ def market_frames(n: int, seed: int = 3) -> list[bytes]:
     frames: list[bytes] = []
     while len(frames) < n:
         now += 200_000_000
-        batch = market.step(now)
-        while batch and len(frames) < n:
-            k = rng.randint(1, 3)
-            frames.append(orjson.dumps({"data": batch[:k], "trnm": "REAL"}))
-            batch = batch[k:]
-    return frames
+        frames.extend(frame for frame, _ in real_frames(market.step(now), rng, 3))
+    return frames[:n]
 
 
 FRAMES = market_frames(60)

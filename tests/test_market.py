@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 from collections import defaultdict
 from typing import Any
 
@@ -16,6 +17,7 @@ from recorder.market import (
     SyntheticMarket,
     hhmmss_kst,
     pct,
+    real_frames,
     signed_price,
     tick_down,
     tick_size,
@@ -238,3 +240,14 @@ def test_invariants_hold_for_any_seed(seed: int, n: int, rate: float) -> None:
             assert sum(int(v[str(f)]) for f in range(91, 101)) == int(v["126"])
             asks = [abs(int(v[str(41 + i)])) for i in range(10)]
             assert all(a % tick_size(a) == 0 for a in asks)
+
+
+@given(n=st.integers(0, 40), most=st.integers(1, 5), seed=st.integers(0, 1000))
+def test_real_frames_cut_entries_in_order_into_frames_of_1_to_most(n: int, most: int, seed: int) -> None:
+    entries = [{"type": "0B", "item": f"{i:06d}", "values": {}} for i in range(n)]
+    frames = list(real_frames(entries, random.Random(seed), most))
+    assert [e for _, batch in frames for e in batch] == entries
+    for raw, batch in frames:
+        assert 1 <= len(batch) <= most
+        assert orjson.loads(raw) == {"data": list(batch), "trnm": "REAL"}
+        assert raw.endswith(b'"trnm":"REAL"}')  # trnm last, as Kiwoom sends it

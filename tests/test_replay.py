@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from recorder.capture import Capture
 from recorder.cli import main
 from recorder.decode import KST, NS, trading_day
-from recorder.market import SyntheticMarket
+from recorder.market import SyntheticMarket, real_frames
 from recorder.pipeline import Pipeline
 from recorder.protocol import build_login, build_reg, decode_rows, row_columns
 from recorder.replay import ReplayRow, aiter_rows, iter_batches, iter_rows, select
@@ -71,14 +71,9 @@ def build_store(
         if hole and hole[0] < i <= hole[0] + hole[1]:
             continue
         now = t0 + i * NS // 10
-        batch = market.step(now)
-        k = 0
-        while batch:
-            n = rng.randint(1, 4)
-            data, batch = batch[:n], batch[n:]
-            pipe.feed_frame(orjson.dumps({"data": data, "trnm": "REAL"}), now + 2_000_000 + k * 1000, fno)
+        for k, (frame, _) in enumerate(real_frames(market.step(now), rng)):
+            pipe.feed_frame(frame, now + 2_000_000 + k * 1000, fno)
             fno += 1
-            k += 1
     pipe.drain()
     sink.close()
 
