@@ -5,7 +5,9 @@ ad-hoc SQL and named queries.
 Parquet in place (nothing is copied): filters on ``date`` and ``symbol`` prune folders, so
 ``WHERE date = '2026-07-20' AND symbol = '005930'`` opens only that folder's files.
 ``symbol`` is read as VARCHAR (``005930`` is not a number) and ``date`` as DATE. The session
-time zone is Asia/Seoul, so times show and bucket in KST.
+time zone is Asia/Seoul, so times show and bucket in KST. The macro
+``book_seconds(ts, next_ts, bucket, width)`` gives the seconds an order-book snapshot stands
+within its time bucket (the time weighting of ``spread`` and ``imbalance``).
 
 Named queries (``bars``, ``spread``, ``imbalance``, ``coverage``, ``vwap``) are ``.sql``
 files in this package with bound ``$name`` parameters (see :mod:`queries.named`)::
@@ -76,6 +78,7 @@ def connect(
     data_dir = Path(data_dir)
     con = con or duckdb.connect()
     con.execute("SET TimeZone = 'Asia/Seoul'")  # show and bucket times in KST, the market's clock
+    con.execute(_BOOK_SECONDS)
     for table, glob in _GLOBS.items():
         if _has_parts(data_dir, table):
             path = (data_dir / glob).as_posix().replace("'", "''")
@@ -96,6 +99,15 @@ def connect(
             con.register(f"_empty_{table}", empty)
             con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _empty_{table}")
     return con
+
+
+# A 0D snapshot shows the whole book, which stands from its ts until the next snapshot of the
+# same stream (next_ts), but only within the snapshot's own bucket: capped at the bucket's end,
+# and standing until then when there is no next snapshot (the day's last).
+_BOOK_SECONDS = """
+CREATE OR REPLACE MACRO book_seconds(ts, next_ts, bucket, width) AS
+    (epoch_us(least(coalesce(next_ts, bucket + width), bucket + width)) - epoch_us(ts)) / 1e6
+"""
 
 
 def _connect_or_raise(data_dir: Path | str) -> duckdb.DuckDBPyConnection:

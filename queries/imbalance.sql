@@ -47,8 +47,7 @@ weighted AS (
         *,
         (bid_qty_1 - ask_qty_1) / nullif(bid_qty_1 + ask_qty_1, 0) AS imb_1,
         (bid_10 - ask_10) / nullif(bid_10 + ask_10, 0) AS imb_10,
-        (epoch_us(least(coalesce(next_ts, bucket + $interval::INTERVAL), bucket + $interval::INTERVAL))
-            - epoch_us(ts)) / 1e6 AS w
+        book_seconds(ts, next_ts, bucket, $interval::INTERVAL) AS w  -- see queries.connect
     FROM books
     WHERE ask_px_1 > 0 AND bid_px_1 > 0
 )

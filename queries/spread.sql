@@ -4,8 +4,9 @@
 -- Parameters as in bars: start/end KST dates (inclusive), symbol and venue (NULL = all),
 -- interval the bucket width.
 --
--- Time weighting. A 0D row is a full snapshot of the book, and the book it shows stands
--- until the next snapshot of the same symbol and venue. Each snapshot is weighted by the
+-- Time weighting (the macro book_seconds, defined by queries.connect). A 0D row is a full
+-- snapshot of the book, and the book it shows stands until the next snapshot of the same
+-- symbol and venue. Each snapshot is weighted by the
 -- seconds from its ts to the next snapshot's ts, capped at the end of the snapshot's own
 -- bucket (a book standing across a bucket boundary counts only in its own bucket; the next
 -- bucket starts measuring at its first snapshot). The last snapshot of a day, which has no
@@ -48,8 +49,7 @@ weighted AS (
     SELECT
         *,
         (ask_px_1 + bid_px_1) / 2 AS mid,
-        (epoch_us(least(coalesce(next_ts, bucket + $interval::INTERVAL), bucket + $interval::INTERVAL))
-            - epoch_us(ts)) / 1e6 AS w
+        book_seconds(ts, next_ts, bucket, $interval::INTERVAL) AS w  -- see queries.connect
     FROM books
     WHERE ask_px_1 > 0 AND bid_px_1 > 0
 )

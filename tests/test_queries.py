@@ -490,3 +490,16 @@ def test_cli_sql_with_bound_param_and_parquet_out(store: Path, tmp_path: Path) -
     assert orjson.loads(r.stdout)["n"] == len(
         pq.read_table(next(store.glob("trades/*/symbol=005930/*.parquet")))
     )
+
+
+def test_book_seconds_stands_until_the_next_snapshot_within_its_bucket(tmp_path: Path) -> None:
+    con = queries.connect(tmp_path)
+    got = con.execute(
+        """
+        SELECT book_seconds(TIMESTAMPTZ '2026-07-20 10:00:05+09', next_ts,
+                            TIMESTAMPTZ '2026-07-20 10:00:00+09', INTERVAL 1 MINUTE)
+        FROM (VALUES (TIMESTAMPTZ '2026-07-20 10:00:20+09'), (NULL), (TIMESTAMPTZ '2026-07-20 10:01:30+09'))
+            AS t(next_ts)
+        """
+    ).fetchall()
+    assert [r[0] for r in got] == [15.0, 55.0, 55.0]  # the next one; none (day's last); capped
