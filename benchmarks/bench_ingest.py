@@ -28,8 +28,8 @@ from pathlib import Path
 
 import orjson
 
-from recorder.decode import KST
-from recorder.market import SyntheticMarket, real_frames
+from recorder.kiwoom.decode import KST
+from recorder.sim.market import SyntheticMarket, real_frames
 
 
 def generate(path: Path, entries: int, symbols: int, seed: int = 7) -> tuple[int, int, int]:

@@ -3,7 +3,7 @@
 Generates one KST trading day (09:00-15:30) of trades for N symbols (about T trades per
 symbol, 80 % on KRX and 20 % on NXT, with consistent cum_volume), then stores it three ways:
 
-- uncompacted: written through :class:`recorder.sink.Sink` in F flushes, as a capture with
+- uncompacted: written through :class:`recorder.store.sink.Sink` in F flushes, as a capture with
   a flush age would, so each ``date=/symbol=`` partition holds F part files;
 - compacted: the same rows, one part file per partition (what a compaction produces);
 - single file: the same rows in one Parquet file (with ``date`` and ``symbol`` columns,
@@ -38,10 +38,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import queries
-from recorder.decode import KST, SEQ_SHIFT, Decoded, TableColumns
-from recorder.market import SyntheticMarket
-from recorder.schema import SCHEMAS
-from recorder.sink import Sink, write_part
+from recorder.kiwoom.decode import KST, SEQ_SHIFT, Decoded, TableColumns
+from recorder.sim.market import SyntheticMarket
+from recorder.kiwoom.schema import SCHEMAS
+from recorder.store.sink import Sink, write_part
 
 NS = 1_000_000_000
 DAY = "2026-07-20"

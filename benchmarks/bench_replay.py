@@ -31,12 +31,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from recorder.decode import KST, NS, trading_day
-from recorder.market import SyntheticMarket, real_frames
-from recorder.pipeline import Pipeline
-from recorder.replay import KEYS, iter_batches, iter_rows, partitions, select
-from recorder.replay_feed import RecordedFeed, write_ndjson
-from recorder.sink import Sink
+from recorder.kiwoom.decode import KST, NS, trading_day
+from recorder.sim.market import SyntheticMarket, real_frames
+from recorder.store.pipeline import Pipeline
+from recorder.replay.rows import KEYS, iter_batches, iter_rows, partitions, select
+from recorder.replay.feed import RecordedFeed, write_ndjson
+from recorder.store.sink import Sink
 
 
 def build(root: Path, day: str, rows: int, symbols: int, seed: int = 7) -> int:

@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from queries.named import NamedQuery, NamedQueryError, Param, QueryError, get, named
 from recorder.errors import StoreError
-from recorder.schema import SCHEMAS
+from recorder.kiwoom.schema import SCHEMAS
 
 __all__ = [
     "NamedQuery",
@@ -72,7 +72,7 @@ def connect(
         union_by_name: unify the columns of all part files by name. Off by default because
             DuckDB then opens *every* part file's footer whenever a view is bound, whatever
             the filters, which defeats partition pruning (the store is one schema, derived
-            from ``recorder.fields``). Turn it on for a store that mixes files written by
+            from ``recorder.kiwoom.fields``). Turn it on for a store that mixes files written by
             versions with different columns.
     """
     data_dir = Path(data_dir)

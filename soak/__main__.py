@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("recorder.journal").setLevel(logging.ERROR)  # torn tails after kills are expected
+    logging.getLogger("recorder.store.journal").setLevel(logging.ERROR)  # torn tails after kills are expected
 
     work = args.work or Path(tempfile.mkdtemp(prefix="kiwoom-soak-"))
     names = args.scenario or list(SCENARIOS)

@@ -1,6 +1,6 @@
 """Malformed input for the ``malformed`` scenario: a hypothesis grammar over Kiwoom's frame
 format (kiwoom-protocol.md §4), where every generated frame carries the outcome the store
-must show for it, worked out from the spec's rules (§4.3, ``recorder.fields``), not from
+must show for it, worked out from the spec's rules (§4.3, ``recorder.kiwoom.fields``), not from
 the decoder:
 
 - a frame that is not a REAL frame with a ``data`` list (not JSON, not an object, no or an
@@ -28,8 +28,8 @@ import orjson
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from recorder.fields import ORDERBOOK, TRADES, Field, Kind, RealType
-from recorder.protocol import FrameKind, classify
+from recorder.kiwoom.fields import ORDERBOOK, TRADES, Field, Kind, RealType
+from recorder.kiwoom.frames import FrameKind, classify
 
 CONTROL_TRNM = frozenset({"LOGIN", "PING", "REG", "REMOVE", "REAL", "SYSTEM"})
 CONTROL_KINDS = frozenset(

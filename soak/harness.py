@@ -24,12 +24,12 @@ from typing import Any, TypeVar
 
 import psutil
 
-from recorder.venue import Venue, VenueConfig
+from recorder.sim.venue import Venue, VenueConfig
 
 T = TypeVar("T")
 
 APPKEY, SECRET = "soak-appkey-5e1f0a27", "soak-secret-9b2c7d41e8"
-RECORDER = [sys.executable, "-m", "recorder.cli"]
+RECORDER = [sys.executable, "-m", "recorder.cli.main"]
 WRITER = "soak"
 MB = 1 << 20
 

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import queries
-from recorder.decode import SEQ_SHIFT, Decoder
-from recorder.journal import EVENT, read_records
-from recorder.protocol import row_columns
-from recorder.store import journal_root
-from recorder.venue import SentEntry, SentFrame
+from recorder.kiwoom.decode import SEQ_SHIFT, Decoder
+from recorder.store.journal import EVENT, read_records
+from recorder.kiwoom.frames import row_columns
+from recorder.store.ingest import journal_root
+from recorder.sim.venue import SentEntry, SentFrame
 from soak.harness import WRITER
 
 log = logging.getLogger(__name__)

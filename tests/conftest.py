@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from recorder.venue import VenueConfig
+from recorder.sim.venue import VenueConfig
 from soak.harness import VenueThread
 
 

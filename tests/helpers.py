@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import queries
-from recorder.capture import CaptureConfig
-from recorder.decode import Decoder
-from recorder.journal import EVENT, read_records
-from recorder.protocol import row_columns
-from recorder.rest import Credentials
-from recorder.store import journal_root
+from recorder.capture.live import CaptureConfig
+from recorder.kiwoom.decode import Decoder
+from recorder.store.journal import EVENT, read_records
+from recorder.kiwoom.frames import row_columns
+from recorder.client.rest import Credentials
+from recorder.store.ingest import journal_root
 
 
 def stored_rows(data_dir: Path, table: str) -> list[tuple]:

@@ -1,0 +1,383 @@
+"""Live capture: sessions → journal → (decoder thread) → Parquet, with recovery and shutdown.
+
+The event loop thread reads the socket and appends every frame to the journal before
+anything else looks at it (ARCHITECTURE.md invariant 1). A decoder thread follows the
+journal (:class:`recorder.store.journal.JournalTail`), decodes and writes part files, and
+advances the checkpoint after each flush. Memory therefore stays bounded however slow the
+Parquet side is: frames wait on disk, not in a queue.
+
+On start, frames journaled by an earlier run but not yet in Parquet (a crash, ``kill -9``)
+are recovered first, exactly once, and a ``restart`` gap covers the time the recorder was
+down. Shutdown (duration reached, ``--until``, SIGINT/SIGTERM) closes the sessions, lets
+the decoder reach the last journaled frame, flushes every buffer and checkpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recorder.errors import ConfigError, RecorderError, StoreError
+from recorder.store.journal import (
+    EVENT,
+    JournalTail,
+    JournalWriter,
+    read_checkpoint_state,
+    read_records,
+    write_checkpoint,
+)
+from recorder.store.pipeline import TRADING_DAY, Pipeline
+from recorder.client.rest import Credentials, KiwoomRest
+from recorder.client.session import Session, SessionEvent
+from recorder.store.sink import Sink
+from recorder.store.ingest import journal_root
+
+log = logging.getLogger(__name__)
+
+STOPPED = "stopped"  # the event a clean shutdown journals last
+
+
+@dataclass
+class CaptureConfig:
+    """What to capture and where. Mirrors the options of ``recorder capture``."""
+
+    data_dir: Path
+    ws_url: str
+    rest_url: str
+    credentials: Credentials
+    symbols: Sequence[str] = ()
+    universe: str | None = None  # kospi | kosdaq | all (ka10099)
+    nxt: bool = False  # also register <code>_NX for universe symbols with nxtEnable == "Y" (§4.2)
+    trading_date: str | None = None  # pin ts dates (replaying a recorded day); None = the receive date
+    types: Sequence[str] = ("0B", "0D")
+    duration_s: float | None = None
+    writer: str = "local"
+    flush_age_s: float = 300.0
+    max_codes: int = 200
+    session_options: dict[str, Any] = field(default_factory=dict)
+    # Extra keyword arguments for the live capture's Sink (added for the soak runs: a
+    # throttled ``write`` simulates a slow consumer). Recovery uses a plain Sink.
+    sink_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CaptureStats:
+    """Live figures for the progress display, updated by both threads."""
+
+    started_ns: int = 0
+    frames: int = 0
+    rows: dict[str, int] = field(default_factory=lambda: {"trades": 0, "orderbook": 0})
+    rejects: int = 0
+    gaps: int = 0
+    recovered_frames: int = 0
+    symbols_live: int = 0
+    last_recv_ns: int = 0
+    last_decoded_ns: int = 0
+    files: int = 0
+    pings: int = 0
+    reconnects: int = 0
+
+
+@dataclass
+class CaptureResult:
+    stats: CaptureStats
+    files: int
+    journal_last_fno: int
+
+
+class _DecoderThread(threading.Thread):
+    """Follows the journal, decodes, writes Parquet, checkpoints. Errors stop the capture."""
+
+    def __init__(
+        self,
+        root: Path,
+        start_fno: int,
+        sink: Sink,
+        stats: CaptureStats,
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        super().__init__(name="recorder-decoder", daemon=True)
+        self.root, self.sink, self.stats, self.on_error = root, sink, stats, on_error
+        self.tail = JournalTail(root, start_fno)
+        self.pipe = Pipeline(sink)
+        self.wake = threading.Event()
+        # Set at shutdown, after the journal's last flush: read until nothing more is readable,
+        # then flush and stop. (Not "until fno N": a record whose write failed never arrives.)
+        self.draining = False
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # reported to the capture, which exits non-zero
+            self.error = exc
+            self.on_error(exc)
+        finally:
+            self.tail.close()
+
+    def _loop(self) -> None:
+        while True:
+            self.wake.wait(0.25)
+            self.wake.clear()
+            done = self.draining  # read before reading: everything flushed by then is read below
+            records = self.tail.read_available(2000)
+            while records:
+                self.pipe.feed_records(records)
+                self._account(records[-1].recv_ts_ns)
+                records = self.tail.read_available(2000)
+            self.pipe.drain()
+            if done or self.sink.due():
+                self._flush_and_checkpoint()
+            if done:
+                self._account(self.stats.last_decoded_ns)
+                return
+
+    def _account(self, last_recv_ns: int) -> None:
+        s, p = self.stats, self.pipe.stats
+        s.rows = {"trades": p.trades, "orderbook": p.orderbook, "pending": self.sink.buffered_rows}
+        s.rejects, s.gaps = p.rejects, p.gaps
+        s.last_decoded_ns = last_recv_ns
+        s.files = self.sink.files_written
+
+    def _flush_and_checkpoint(self) -> None:
+        """Flush every table, then checkpoint: the checkpoint and the saved pipeline state
+        then describe exactly the same frame, so recovery resumes without re-deciding
+        anything (a memory-pressure flush of one table does not checkpoint)."""
+        self.sink.flush_all()
+        write_checkpoint(self.root, self.pipe.last_fno, self.pipe.state())
+
+
+def recover(root: Path, data_dir: Path, writer: str, last_fno: int) -> int:
+    """Decode journaled frames that never reached Parquet (after a crash); exactly once.
+
+    Returns the number of records replayed.
+    """
+    checkpoint, state = read_checkpoint_state(root)
+    start = checkpoint + 1
+    if start > last_fno:
+        return 0
+    sink = Sink(data_dir, writer, resume=True)
+    pipe = Pipeline(sink)
+    pipe.restore(state)  # the trading day and continuity expectations as of the checkpoint
+    n = 0
+    for rec in read_records(root, start):
+        if rec.fno > last_fno:
+            break
+        n += 1
+        if rec.kind == EVENT:
+            pipe.feed_event(rec.event(), rec.recv_ts_ns, rec.fno)
+        else:
+            pipe.feed_frame(rec.frame(), rec.recv_ts_ns, rec.fno)
+    pipe.drain()
+    sink.close()
+    write_checkpoint(root, last_fno, pipe.state())
+    log.info(
+        "recovered %d journal records (frames %d..%d); %d rows were already in Parquet",
+        n,
+        start,
+        last_fno,
+        sink.rows_skipped,
+    )
+    return n
+
+
+def _last_record(root: Path, last_fno: int) -> Any:
+    if last_fno < 0:
+        return None
+    last = None
+    for rec in read_records(root, last_fno):
+        last = rec
+    return last
+
+
+class Capture:
+    """One capture run. Use :func:`run_capture`, or drive ``await Capture(cfg).run(stop)``."""
+
+    def __init__(
+        self,
+        cfg: CaptureConfig,
+        *,
+        stop: asyncio.Event | None = None,
+        transport: Any = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.cfg = cfg
+        self.transport = transport
+        self.clock_ns = clock_ns
+        self.stats = CaptureStats(started_ns=clock_ns())
+        self.root = journal_root(cfg.data_dir, cfg.writer)
+        self.journal = JournalWriter(self.root)
+        self.fatal: BaseException | None = None
+        self.stop = stop if stop is not None else asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.sessions: list[Session] = []
+
+    # -------------------------------------------------------------- journal side (event loop)
+
+    def _on_frame(self, session_id: int) -> Callable[[int, str | bytes], None]:
+        def on_frame(recv_ts_ns: int, raw: str | bytes) -> None:
+            if self.fatal is not None:
+                raise self.fatal
+            try:
+                self.journal.append_frame(recv_ts_ns, raw, session_id)
+                self.journal.flush()
+            except RecorderError as exc:
+                self._fail(exc)
+                raise
+            self.stats.frames += 1
+            self.stats.last_recv_ns = recv_ts_ns
+            self.decoder.wake.set()
+
+        return on_frame
+
+    def _on_event(self, session_id: int) -> Callable[[SessionEvent], None]:
+        def on_event(ev: SessionEvent) -> None:
+            event = dataclasses.asdict(ev)
+            event["symbols"] = list(ev.symbols)
+            try:
+                self.journal.append_event(self.clock_ns(), event, session_id)
+                self.journal.flush()
+            except RecorderError as exc:
+                self._fail(exc)
+                raise
+            if ev.kind in ("disconnect", "kicked"):
+                self.stats.reconnects += 1
+            self.decoder.wake.set()
+
+        return on_event
+
+    def _fail(self, exc: BaseException) -> None:
+        """Called from either thread: remember the first fatal error and stop the capture."""
+        if self.fatal is None:
+            self.fatal = exc
+            log.error("capture stopping: %s", exc)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.stop.set)
+
+    # -------------------------------------------------------------- lifecycle
+
+    async def run(self) -> CaptureResult:
+        """Recover, capture until ``self.stop`` is set (or the duration ends), then flush."""
+        cfg = self.cfg
+        self._loop = asyncio.get_running_loop()
+        self.journal.open()
+        try:
+            await asyncio.to_thread(self._recover)
+            self.decoder = _DecoderThread(self.root, self._tail_start, self._sink(), self.stats, self._fail)
+            self.decoder.start()
+            try:
+                await self._capture(cfg)
+            finally:
+                await self._shutdown()
+        finally:
+            self.journal.close()
+        if self.fatal is not None:
+            raise self.fatal
+        return CaptureResult(self.stats, self.decoder.sink.files_written, self.journal.last_fno)
+
+    def _sink(self) -> Sink:
+        cfg = self.cfg
+        return Sink(cfg.data_dir, cfg.writer, max_age_s=cfg.flush_age_s, **cfg.sink_options)
+
+    def _recover(self) -> None:
+        # A compaction interrupted by a crash may have left a merged file next to its
+        # inputs: finish it before writing anything (we hold this writer's journal lock).
+        from recorder.store.compact import finish_compactions
+
+        finish_compactions(self.cfg.data_dir)
+        last = self.journal.last_fno
+        if self.journal.torn_tail is not None:
+            log.warning("journal had a torn last record (a crash mid-write): %s", self.journal.torn_tail)
+        self.stats.recovered_frames = recover(self.root, self.cfg.data_dir, self.cfg.writer, last)
+        self._tail_start = last + 1  # the decoder follows from here, restart gap included
+        prev = _last_record(self.root, last)
+        if prev is not None and not (prev.kind == EVENT and prev.event().get("kind") == STOPPED):
+            now = self.clock_ns()
+            gap = {
+                "kind": "restart",
+                "start_ns": prev.recv_ts_ns,
+                "end_ns": now,
+                "detail": "the recorder was not running (crash or kill); restarted",
+                "symbols": [],
+            }
+            self.journal.append_event(now, gap)
+            self.journal.flush()
+        # Journaled, so recovery and rebuild date the frames the same way; None unpins.
+        self.journal.append_event(self.clock_ns(), {"kind": TRADING_DAY, "date": self.cfg.trading_date})
+        self.journal.flush()
+
+    async def _capture(self, cfg: CaptureConfig) -> None:
+        async with KiwoomRest(cfg.rest_url, cfg.credentials, transport=self.transport) as rest:
+            await rest.token()  # fail fast on bad credentials (AuthError), before any socket
+            items = await self._items(rest)
+            self.stats.symbols_live = len(items)
+            session = Session(
+                cfg.ws_url,
+                rest.token,
+                items,
+                cfg.types,
+                on_frame=self._on_frame(0),
+                on_event=self._on_event(0),
+                max_codes=cfg.max_codes,
+                **cfg.session_options,
+            )
+            self.sessions = [session]
+            timer = asyncio.create_task(self._timer(cfg.duration_s))
+            try:
+                await session.run(self.stop)
+            finally:
+                timer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await timer
+
+    async def _items(self, rest: KiwoomRest) -> list[str]:
+        items = list(dict.fromkeys(self.cfg.symbols))
+        if self.cfg.universe:
+            infos = await rest.list_symbols(self.cfg.universe)
+            for info in infos:
+                extra = [info.code, f"{info.code}_NX"] if self.cfg.nxt and info.nxt_enable else [info.code]
+                items += [i for i in extra if i not in items]
+        if not items:
+            raise ConfigError("no symbols to capture: give --symbols or --universe")
+        if len(items) > self.cfg.max_codes:
+            raise ConfigError(
+                f"{len(items)} codes exceed Kiwoom's {self.cfg.max_codes}-code limit per app key "
+                "(kiwoom-protocol.md §3.4); narrow --symbols/--universe or split the universe "
+                "across app keys and processes (each with its own --writer-id)"
+            )
+        return items
+
+    async def _timer(self, duration_s: float | None) -> None:
+        if duration_s is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(duration_s):
+                await self.stop.wait()
+        self.stop.set()
+
+    async def _shutdown(self) -> None:
+        self.stop.set()
+        if self.fatal is None or not isinstance(self.fatal, StoreError):
+            with contextlib.suppress(RecorderError):
+                self.journal.append_event(self.clock_ns(), {"kind": STOPPED, "detail": "clean shutdown"})
+                self.journal.flush()
+        self.decoder.draining = True
+        self.decoder.wake.set()
+        await asyncio.to_thread(self.decoder.join)
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    """SIGINT/SIGTERM set ``stop``: the capture flushes everything and exits 0."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)

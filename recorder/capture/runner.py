@@ -1,0 +1,138 @@
+"""``recorder capture`` as one library call: resolve credentials, endpoints and the universe,
+start the embedded venue for ``--sim``, run :class:`recorder.capture.live.Capture` with signal
+handling and progress, and report."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recorder.capture import options as config
+from recorder.capture.live import Capture, CaptureConfig, CaptureResult, install_signal_handlers
+from recorder.errors import ConfigError
+from recorder.capture.progress import report
+from recorder.client.rest import Credentials, load_credentials
+from recorder.store.ingest import default_writer_id
+
+log = logging.getLogger(__name__)
+
+MARKETS = ("kospi", "kosdaq", "all")
+MAX_CODES = 200
+SIM_CREDENTIALS = Credentials("sim-appkey-0000", "sim-secretkey-0000")
+
+
+@dataclass
+class CaptureRequest:
+    """The options of ``recorder capture``, unparsed beyond their types."""
+
+    data_dir: Path
+    symbols: Sequence[str] = ()
+    universe: str | None = None
+    nxt: bool | None = None  # None: on for --sim, off otherwise
+    trading_date: str | None = None
+    types: Sequence[str] = ("0B", "0D")
+    env_name: str = "prod"
+    ws_url: str | None = None
+    rest_url: str | None = None
+    duration_s: float | None = None
+    sim: bool = False
+    writer: str | None = None
+    flush_age_s: float = 300.0
+    sim_symbols: int = 5
+    session_options: dict[str, Any] = field(default_factory=dict)
+    sink_options: dict[str, Any] = field(default_factory=dict)  # soak hook: CaptureConfig.sink_options
+
+
+@dataclass
+class RunResult:
+    capture: CaptureResult
+    data_dir: Path
+
+    def summary(self) -> str:
+        s = self.capture.stats
+        rows = {k: v for k, v in s.rows.items() if k != "pending"}
+        return (
+            f"captured {s.frames:,} frames → trades {rows.get('trades', 0):,} rows, orderbook "
+            f"{rows.get('orderbook', 0):,} rows, {s.rejects} rejects, {s.gaps} gaps, "
+            f"{self.capture.files} part files in {self.data_dir}"
+        )
+
+
+def _universe(req: CaptureRequest) -> tuple[list[str], str | None]:
+    symbols = list(req.symbols)
+    if req.universe and req.universe.lower() not in MARKETS:
+        symbols += [s for s in config.read_symbols_file(Path(req.universe)) if s not in symbols]
+        return symbols, None
+    market = req.universe.lower() if req.universe else None
+    if req.sim and not symbols and market is None:
+        market = "all"
+    return symbols, market
+
+
+async def run_capture(
+    req: CaptureRequest, *, stop: asyncio.Event | None = None, progress: bool = True
+) -> RunResult:
+    """Run one capture to completion (duration, ``stop``, SIGINT or SIGTERM)."""
+    symbols, market = _universe(req)
+    if not symbols and market is None:
+        raise ConfigError("nothing to capture: give --symbols, --universe, or --sim")
+    if len(symbols) > MAX_CODES:  # refuse before any network work (§3.4: 105115 otherwise)
+        raise ConfigError(
+            f"{len(symbols)} codes exceed Kiwoom's {MAX_CODES}-code limit per app key "
+            "(kiwoom-protocol.md §3.4); split them across app keys and processes, "
+            "each with its own --writer-id"
+        )
+    async with contextlib.AsyncExitStack() as stack:
+        if req.sim:
+            endpoints, creds = await _start_sim(stack, req)
+        else:
+            endpoints = config.resolve_endpoints(req.env_name, req.rest_url, req.ws_url)
+            creds = load_credentials(dotenv_path=Path(".env"))
+        cfg = CaptureConfig(
+            data_dir=req.data_dir,
+            ws_url=endpoints.ws_url,
+            rest_url=endpoints.rest_url,
+            credentials=creds,
+            symbols=symbols,
+            universe=market,
+            nxt=req.sim if req.nxt is None else req.nxt,
+            trading_date=req.trading_date,
+            types=req.types,
+            duration_s=req.duration_s,
+            writer=req.writer or default_writer_id(),
+            flush_age_s=req.flush_age_s,
+            session_options=req.session_options,
+            sink_options=req.sink_options,
+        )
+        cap = Capture(cfg, stop=stop)
+        install_signal_handlers(cap.stop)
+        reporter = asyncio.create_task(report(cap.stats, cap.stop)) if progress else None
+        try:
+            result = await cap.run()
+        finally:
+            cap.stop.set()
+            if reporter is not None:
+                await reporter
+    return RunResult(result, req.data_dir)
+
+
+async def _start_sim(
+    stack: contextlib.AsyncExitStack, req: CaptureRequest
+) -> tuple[config.Endpoints, Credentials]:
+    from recorder.sim.venue import Venue, VenueConfig
+
+    # record_sent=False: the ground-truth log is for tests; a demo must not grow without bound.
+    venue = Venue(VenueConfig(symbols=tuple(req.symbols), n_symbols=req.sim_symbols, record_sent=False))
+    await venue.start()
+    stack.push_async_callback(venue.stop)
+    log.info("embedded venue on %s", venue.rest_url)
+    creds = SIM_CREDENTIALS
+    if os.environ.get("KIWOOM_APPKEY") and os.environ.get("KIWOOM_SECRETKEY"):
+        creds = load_credentials()
+    return config.Endpoints(venue.rest_url, venue.ws_url), creds

@@ -1,0 +1,140 @@
+"""``recorder replay``: a recorded day as REAL frames (NDJSON) or served by the embedded venue."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from recorder.cli.common import DATA_DIR, REQUIRE_CREDENTIALS, handle_errors, venue_credentials
+from recorder.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def parse_speed(text: str) -> float | None:
+    """``max`` → None (no pacing); ``1``, ``10``, ``0.5``, ``10x`` → that factor.
+
+    Raises:
+        ConfigError: anything else, or a factor that is not positive.
+    """
+    t = text.strip().lower()
+    if t == "max":
+        return None
+    try:
+        speed = float(t.removesuffix("x"))
+    except ValueError:
+        raise ConfigError(f"--speed {text!r}: give max or a factor such as 1 or 10") from None
+    if not speed > 0 or speed == float("inf"):
+        raise ConfigError(f"--speed {text!r} must be a positive factor")
+    return speed
+
+
+@click.command()
+@DATA_DIR
+@click.option("--date", "date", required=True, help="KST trading date to replay (YYYY-MM-DD).")
+@click.option("--end-date", help="Last date, inclusive, to replay several days in a row.")
+@click.option(
+    "--symbols", help="Codes (005930: every venue) or items (005930_NX: that venue), comma-separated."
+)
+@click.option("--types", default="0B,0D", show_default=True, help="0B (trades) and/or 0D (orderbook).")
+@click.option(
+    "--speed", default="max", show_default=True, help="max, or a factor of real time: 1, 10, 0.5 ..."
+)
+@click.option("--serve", is_flag=True, help="Serve the day from the embedded Kiwoom-compatible venue.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="With --serve: address to bind.")
+@click.option("--port", default=8910, show_default=True, type=int, help="With --serve: port (0 = any).")
+@click.option(
+    "--settle",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="With --serve: seconds after a client's last REG to start, unless it registered everything.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["ndjson"]),
+    help="Without --serve: REAL frames, one per line (the default).",
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
+@REQUIRE_CREDENTIALS
+@handle_errors
+def replay(
+    data_dir: Path,
+    date: str,
+    end_date: str | None,
+    symbols: str | None,
+    types: str,
+    speed: str,
+    serve: bool,
+    host: str,
+    port: int,
+    settle: float,
+    fmt: str | None,
+    out: Path | None,
+    require_credentials: bool,
+) -> None:
+    """Replay recorded trades and order books in time order, as REAL frames.
+
+    NDJSON output is what ``recorder ingest --date`` reads back. With --serve, unmodified
+    Kiwoom clients connect (token, LOGIN, REG) and receive the recorded frames; the replay
+    starts once a client has registered, and the server keeps running after the last frame
+    until interrupted.
+    """
+    from recorder.capture import options as config
+    from recorder.replay.rows import select
+
+    if serve and (fmt or out):
+        raise ConfigError("--serve serves the replay; --format/--out write it: choose one")
+    pace = parse_speed(speed)
+    items = config.parse_symbols(symbols) if symbols else None
+    type_list = [t for t in types.split(",") if t.strip()]
+    if serve:
+        creds = venue_credentials(require_credentials)
+        _serve(data_dir, date, end_date, items, type_list, pace, host, port, settle, creds)
+        return
+    from recorder.replay.feed import write_ndjson
+
+    sel = select(data_dir, date, end_date, symbols=items, types=type_list)
+    if out is not None:
+        with open(out, "wb") as f:
+            res = write_ndjson(f, sel, speed=pace)
+    else:
+        res = write_ndjson(sys.stdout.buffer, sel, speed=pace)
+    if res.entries == 0:
+        log.warning("nothing recorded in %s for %s with that selection", data_dir, ", ".join(sel.dates))
+    log.info("replayed %d entries in %d frames", res.entries, res.frames)
+
+
+def _serve(
+    data_dir: Path,
+    date: str,
+    end_date: str | None,
+    items: list[str] | None,
+    types: list[str],
+    speed: float | None,
+    host: str,
+    port: int,
+    settle: float,
+    creds: tuple[str | None, str | None],
+) -> None:
+    from recorder.replay.feed import RecordedFeed
+    from recorder.sim.venue import VenueConfig, run_forever
+
+    with RecordedFeed(
+        data_dir, date, end_date, symbols=items, types=types, speed=speed, settle_s=settle
+    ) as feed:
+        click.echo(
+            f"replaying {len(feed.items)} items of {date} at speed {speed or 'max'} on http://{host}:{port} "
+            f"(WebSocket ws://{host}:{port}/api/dostk/websocket); starts when a client has registered; "
+            "Ctrl-C stops",
+            err=True,
+        )
+        # A finer tick than the synthetic market's: pacing is only as fine as the steps.
+        run_forever(
+            VenueConfig(host=host, port=port, tick_interval=0.01, appkey=creds[0], secretkey=creds[1]),
+            feed=feed,
+        )

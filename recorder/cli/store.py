@@ -1,0 +1,117 @@
+"""``recorder ls``, ``verify`` and ``compact``: thin click commands over :mod:`recorder.store.compact`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from recorder.cli.common import DATA_DIR, check_date, handle_errors
+from recorder.kiwoom.schema import MARKET_TABLES, TABLES
+
+if TYPE_CHECKING:
+    from recorder.store.compact import Inventory
+
+# The store modules (DuckDB, the decoder) are imported by the command that needs them, so
+# that every other ``recorder`` command starts fast.
+
+
+@click.command("ls")
+@DATA_DIR
+@click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "json"]))
+@handle_errors
+def ls(data_dir: Path, fmt: str) -> None:
+    """Inventory: dates, symbols, files, rows and bytes per table; journal size per writer."""
+    import orjson
+
+    from recorder.store import compact as maintenance
+    inv = maintenance.inventory(data_dir)
+    if fmt == "json":
+        click.echo(orjson.dumps(inv.to_dict(), option=orjson.OPT_INDENT_2).decode())
+        return
+    click.echo(format_inventory(inv))
+
+
+def format_inventory(inv: Inventory) -> str:
+    """The inventory as an aligned text table: one line per table and date, then the journals."""
+    head = f"{'TABLE':<10} {'DATE':<10} {'SYMBOLS':>7} {'FILES':>7} {'ROWS':>13} {'BYTES':>15}"
+    lines = [head]
+    for t in inv.tables:
+        market = t.table in MARKET_TABLES  # event tables are partitioned by date only
+        for date in t.dates:
+            ps = [p for p in inv.partitions if p.table == t.table and p.date == date]
+            syms = f"{len({p.symbol for p in ps}):,}" if market else "-"
+            lines.append(
+                f"{t.table:<10} {date:<10} {syms:>7} {sum(p.files for p in ps):>7,} "
+                f"{sum(p.rows for p in ps):>13,} {sum(p.bytes for p in ps):>15,}"
+            )
+        syms = f"{len(t.symbols):,}" if market else "-"
+        lines.append(f"{t.table:<10} {'(all)':<10} {syms:>7} {t.files:>7,} {t.rows:>13,} {t.bytes:>15,}")
+    for j in inv.journals:
+        lines.append(
+            f"journal {j.writer}: {j.segments} segments, {j.bytes:,} bytes, checkpoint frame {j.checkpoint}"
+        )
+    if inv.temp_files:
+        lines.append(f"{inv.temp_files} temporary files (see recorder verify)")
+    if inv.pending_compactions:
+        lines.append(f"{inv.pending_compactions} interrupted compactions (recorder compact finishes them)")
+    lines.extend(f"unreadable: {u}" for u in inv.unreadable)
+    return "\n".join(lines)
+
+
+@click.command()
+@DATA_DIR
+@click.option(
+    "--scratch-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where journals are decoded for the comparison (default: the system temp dir).",
+)
+@handle_errors
+def verify(data_dir: Path, scratch_dir: Path | None) -> None:
+    """Check part files, schemas, sort order and rows against the journal.
+
+    Exit status: 0 clean, 1 problems found, 2 the store or a file cannot be read.
+    """
+    from recorder.store import verify as verify_store
+    rep = verify_store.verify(data_dir, scratch_dir=scratch_dir)
+    for kind, lines in (("problem", rep.problems), ("warning", rep.warnings), ("info", rep.info)):
+        for line in lines:
+            click.echo(f"{kind}: {line}")
+    summary = {
+        "clean": "clean",
+        "problems": f"{len(rep.problems)} problems found",
+        "unreadable": "cannot read the store or some of its files",
+    }[rep.status]
+    click.echo(f"{summary} ({rep.files:,} files, {rep.rows:,} rows, {len(rep.warnings)} warnings)")
+    sys.exit(rep.exit_code)
+
+
+@click.command()
+@DATA_DIR
+@click.option("--date", "dates", multiple=True, help="Only this date (YYYY-MM-DD); repeatable.")
+@click.option(
+    "--table", "tables", multiple=True, type=click.Choice(TABLES), help="Only this table; repeatable."
+)
+@click.option("--writer-id", "writers", multiple=True, help="Only this writer's files; repeatable.")
+@handle_errors
+def compact(
+    data_dir: Path, dates: tuple[str, ...], tables: tuple[str, ...], writers: tuple[str, ...]
+) -> None:
+    """Merge each writer's part files of each partition into one file, crash-safely."""
+    from recorder.store import compact as maintenance
+    for d in dates:
+        check_date(d)
+    r = maintenance.compact(data_dir, dates=dates, tables=tables, writers=writers)
+    for line in r.recovered:
+        click.echo(line)
+    for line in r.skipped:
+        click.echo(f"skipped: {line}")
+    if not r.groups:
+        click.echo("nothing to compact")
+        return
+    click.echo(
+        f"compacted {r.groups} (partition, writer) groups: {r.files_before:,} files → {r.files_after:,}, "
+        f"{r.rows:,} rows, {r.bytes_before:,} → {r.bytes_after:,} bytes"
+    )

@@ -1,0 +1,243 @@
+"""Store-level operations that are not live capture: ingest of raw frames and rebuild from the journal."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from recorder.kiwoom.decode_arrow import parse_block
+from recorder.kiwoom.decode import KST, trading_day
+from recorder.errors import ConfigError, StoreError
+from recorder.store.pipeline import Pipeline, PipelineStats
+from recorder.kiwoom.schema import TABLES
+from recorder.store.sink import PART_RE, Sink
+
+log = logging.getLogger(__name__)
+
+JOURNAL_DIR = "_journal"
+_NL = ord("\n")
+# Threads parsing blocks, one block each. Each block in flight holds about 60 MB once
+# parsed, hence the cap: memory stays bounded on machines with many cores.
+_PARSERS = min(os.cpu_count() or 1, 8)
+_LOOKAHEAD = _PARSERS + 2  # blocks in flight: the one being decoded and those parsed ahead
+
+
+def default_writer_id() -> str:
+    """This host's name, cleaned to the characters part-file names allow."""
+    host = socket.gethostname().split(".")[0] or "host"
+    clean = "".join(c if c.isalnum() or c in "_." else "_" for c in host)
+    return clean[:40] or "host"
+
+
+def journal_root(data_dir: Path, writer: str) -> Path:
+    return data_dir / JOURNAL_DIR / writer
+
+
+@dataclass(slots=True)
+class IngestResult:
+    lines: int
+    stats: PipelineStats
+    files: int
+    seconds: float
+
+
+def _ndjson_blocks(path: Path, block_bytes: int = 16 << 20) -> Iterator[pa.Buffer]:
+    """The file in blocks of whole lines, each ending with ``\\n``, zero-copy from a memory map.
+
+    A last line without its newline gets one (that block only is copied), so every block
+    can take the fast path of :func:`recorder.kiwoom.decode_arrow.parse_block`.
+    """
+    if path.stat().st_size == 0:
+        return
+    with pa.memory_map(str(path)) as mm:
+        whole = mm.read_buffer()  # buffers sliced from it keep the mapping alive
+    a = np.frombuffer(whole, np.uint8)
+    pos, size = 0, len(a)
+    while pos < size:
+        end = min(pos + block_bytes, size)
+        cut = _after_last_newline(a, pos, end)
+        if cut == pos:  # no newline in a whole block: one line longer than a block
+            cut = _after_first_newline(a, end, size)
+        if cut < 0:  # the rest of the file is one line without its newline
+            yield pa.py_buffer(whole[pos:].to_pybytes() + b"\n")
+            return
+        yield whole.slice(pos, cut - pos)
+        pos = cut
+
+
+_STEP = 1 << 16  # bytes searched for a newline at a time
+
+
+def _after_last_newline(a: np.ndarray, start: int, end: int) -> int:
+    """The index after the last ``\\n`` in ``a[start:end]``, or ``start`` if there is none."""
+    hi = end
+    while hi > start:
+        lo = max(start, hi - _STEP)
+        hits = np.flatnonzero(a[lo:hi] == _NL)
+        if len(hits):
+            return lo + int(hits[-1]) + 1
+        hi = lo
+    return start
+
+
+def _after_first_newline(a: np.ndarray, start: int, end: int) -> int:
+    """The index after the first ``\\n`` in ``a[start:end]``, or -1 if there is none."""
+    for lo in range(start, end, _STEP):
+        hits = np.flatnonzero(a[lo : min(lo + _STEP, end)] == _NL)
+        if len(hits):
+            return lo + int(hits[0]) + 1
+    return -1
+
+
+def _numbered(lines: list[bytes], before: int) -> tuple[list[int], list[bytes]]:
+    stripped = [line.strip() for line in lines]
+    numbers = [before + i + 1 for i, line in enumerate(stripped) if line]
+    return numbers, [line for line in stripped if line]
+
+
+def ingest_ndjson(
+    path: Path,
+    data_dir: Path,
+    *,
+    date: str | None = None,
+    writer: str | None = None,
+    block_bytes: int = 16 << 20,
+) -> IngestResult:
+    """Raw REAL frames, one JSON object per line, → the store through the capture's decoder.
+
+    Args:
+        path: the NDJSON file.
+        data_dir: the store.
+        date: the KST trading date of the frames' HHMMSS times; default: today in KST.
+        writer: part-file writer id; default ``ingest-<hash of the file>``, so ingesting the
+            same file twice is refused instead of duplicating rows.
+        block_bytes: the file is decoded in blocks of about this size (whole lines).
+
+    Raises:
+        ConfigError: the file was already ingested into this store.
+        StoreError: a part file could not be written.
+    """
+    started = time.perf_counter()
+    day_str = date or dt.datetime.now(KST).date().isoformat()
+    writer = writer or f"ingest-{_file_digest(path)}"
+    if _writer_has_parts(data_dir, writer):
+        raise ConfigError(f"{path} was already ingested into {data_dir} (writer {writer}); nothing done")
+    day = trading_day(day_str)
+    recv_ts = time.time_ns()
+    sink = Sink(data_dir, writer)
+    pipe = Pipeline(sink, trading_day=day)
+    lines = before = 0
+    # The next blocks are parsed (NumPy and Arrow, GIL released) while this one is decoded.
+    with ThreadPoolExecutor(max_workers=_PARSERS, thread_name_prefix="ingest-parse") as pool:
+        ahead: deque[tuple[pa.Buffer, Future[tuple[pa.Table | None, int]]]] = deque()
+        blocks = _ndjson_blocks(path, block_bytes)
+        while True:
+            while len(ahead) < _LOOKAHEAD and (block := next(blocks, None)) is not None:
+                ahead.append((block, pool.submit(parse_block, block, threads=False)))
+            if not ahead:
+                break
+            block, parsed = ahead.popleft()
+            table, n = parsed.result()
+            # Frame numbers are line numbers, so rejects point at the line.
+            if table is not None:
+                pipe.feed_block(block, table, before + 1, recv_ts)
+                lines += n
+            else:
+                # Every line goes to the decoder as a REAL frame: it checks each one and
+                # rejects, whole and with the reason, any line that is not (ingest takes
+                # REAL frames only).
+                numbers, kept = _numbered(bytes(block).split(b"\n")[:n], before)
+                pipe.feed_real_frames(kept, [recv_ts] * len(kept), numbers)
+                lines += len(kept)
+            before += n
+    pipe.drain()
+    sink.close()
+    return IngestResult(lines, pipe.stats, sink.files_written, time.perf_counter() - started)
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=6)
+    st = path.stat()
+    h.update(f"{st.st_size}".encode())
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))
+    return h.hexdigest()
+
+
+def _writer_has_parts(data_dir: Path, writer: str) -> bool:
+    for _ in iter_parts(data_dir, writer):
+        return True
+    return False
+
+
+def iter_parts(data_dir: Path, writer: str | None = None) -> Iterator[Path]:
+    """Every part file of the store (of one writer, if given)."""
+    for table in TABLES:
+        base = data_dir / table
+        if not base.is_dir():
+            continue
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                m = PART_RE.fullmatch(name)
+                if m and (writer is None or m["writer"] == writer):
+                    yield Path(dirpath) / name
+
+
+@dataclass(slots=True)
+class RebuildResult:
+    writers: list[str]
+    removed: int
+    stats: PipelineStats
+    files: int
+
+
+def rebuild(data_dir: Path, writers: list[str] | None = None) -> RebuildResult:
+    """Regenerate the Parquet tables of journaled writers from their journals.
+
+    The part files of each writer are removed, then every journal record is decoded again.
+    Ingested data (no journal) is left alone.
+    """
+    from recorder.store.journal import JournalWriter, list_writers, read_records
+
+    jdir = data_dir / JOURNAL_DIR
+    writers = writers if writers is not None else list_writers(jdir)
+    if not writers:
+        raise ConfigError(f"no journal under {jdir}; nothing to rebuild")
+    removed = files = 0
+    total = PipelineStats()
+    for writer in writers:
+        root = journal_root(data_dir, writer)
+        with JournalWriter(root).open():  # holds the writer's lock: no capture is running
+            removed += _remove_parts(data_dir, writer)
+            sink = Sink(data_dir, writer)
+            pipe = Pipeline(sink)
+            pipe.feed_records(read_records(root))
+            pipe.drain()
+            sink.close()
+        files += sink.files_written
+        for name in total.__slots__:  # type: ignore[attr-defined]
+            setattr(total, name, getattr(total, name) + getattr(pipe.stats, name))
+    return RebuildResult(writers, removed, total, files)
+
+
+def _remove_parts(data_dir: Path, writer: str) -> int:
+    n = 0
+    for p in list(iter_parts(data_dir, writer)):
+        try:
+            p.unlink()
+        except OSError as exc:
+            raise StoreError(f"cannot remove {p}: {exc}") from exc
+        n += 1
+    return n

@@ -1,0 +1,392 @@
+"""Decoded rows → Hive-partitioned Parquet part files, atomically, exactly once.
+
+Rows are buffered per (table, date, symbol) and flushed when a buffer holds ``max_rows``
+rows, when all buffers together exceed ``max_bytes`` (the largest goes first), when a
+buffer is older than ``max_age_s``, and on :meth:`Sink.close`. A flush writes a temporary
+file opened with ``O_EXCL`` (nothing is ever truncated), fsyncs it and renames it into
+place, so a part file is visible only complete. Rows inside a file are sorted by
+(``ts``, ``seq``); compression is zstd.
+
+File names say what they hold: ``part-<writer>-<first fno>-<last fno>.parquet``, the
+journal frame numbers of the first and last row. That makes recovery exactly-once: with
+``resume=True`` the sink drops rows whose frame a part file of the same writer already
+holds in that partition (a partition's rows are appended in frame order and a frame's rows
+for one partition are always flushed together).
+
+A write error raises :class:`~recorder.errors.StoreError`; it is never swallowed.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from recorder.kiwoom.decode import SEQ_SHIFT, Decoded, TableColumns, kst_date
+from recorder.errors import StoreError
+from recorder.kiwoom.schema import MARKET_TABLES, SCHEMAS, TIMESTAMP, timestamps
+
+log = logging.getLogger(__name__)
+
+PART_RE = re.compile(r"part-(?P<writer>.+)-(?P<first>\d{12})-(?P<last>\d{12})\.parquet")
+SORT_TIME = {"trades": "ts", "orderbook": "ts", "gaps": "start_ts", "rejects": "recv_ts"}
+_WRITERS = min(os.cpu_count() or 1, 8)  # threads writing the partitions of one flush
+WRITER_RE = re.compile(r"[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*")
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """One row of the ``gaps`` table (times in epoch ns)."""
+
+    start_ns: int
+    end_ns: int | None
+    kind: str
+    detail: str
+    symbols: tuple[str, ...]
+    seq: int
+
+
+def partition_dir(root: Path, table: str, date: str, symbol: str | None) -> Path:
+    """``root/table/date=…[/symbol=…]``: the layout of ARCHITECTURE.md."""
+    d = root / table / f"date={date}"
+    return d / f"symbol={symbol}" if symbol is not None else d
+
+
+def part_name(writer: str, first_fno: int, last_fno: int) -> str:
+    return f"part-{writer}-{first_fno:012d}-{last_fno:012d}.parquet"
+
+
+@dataclass(slots=True)
+class _Buffer:
+    """Rows of one table waiting to be written, as Arrow tables with a ``date`` column."""
+
+    created: float
+    chunks: list[pa.Table] = field(default_factory=list)
+    rows: int = 0
+    nbytes: int = 0
+    first_fno: int = -1
+
+
+class Sink:
+    """Buffers decoded rows per table and writes one part file per partition on flush.
+
+    Args:
+        root: the store (``DATA_DIR``).
+        writer: this writer's id; part file names carry it so that several processes can
+            share one store without collisions.
+        max_rows: flush a table when it buffers this many rows.
+        max_bytes: flush the largest table while all buffers together hold more.
+        max_age_s: flush a table whose oldest buffered row is this old (by ``clock``).
+        resume: skip rows that part files of this writer already hold (crash recovery).
+        clock: monotonic seconds.
+        write: writes one part file atomically; default :func:`write_part`. (Added for the
+            soak runs: a slow consumer is injected here, see ``recorder capture
+            --throttle-writes``.)
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        writer: str,
+        *,
+        max_rows: int = 2_000_000,
+        max_bytes: int = 512 << 20,
+        max_age_s: float = 900.0,
+        resume: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        write: Callable[[pa.Table, Path], None] | None = None,  # soak hook; None = write_part
+    ) -> None:
+        if not WRITER_RE.fullmatch(writer):
+            raise StoreError(f"writer id {writer!r} must be letters, digits, '.', '_' and '-'")
+        self.root = root
+        self.writer = writer
+        self.max_rows, self.max_bytes, self.max_age_s = max_rows, max_bytes, max_age_s
+        self.resume = resume
+        self.clock = clock
+        self._write = write if write is not None else write_part  # soak hook (slow consumer)
+        self._buffers: dict[str, _Buffer] = {}
+        self._done: dict[tuple[str, str, str | None], int] = {}  # partition → last fno on disk
+        self.files_written = 0
+        self.rows_written: dict[str, int] = dict.fromkeys(SCHEMAS, 0)
+        self.rows_skipped = 0
+
+    # ----------------------------------------------------------------- adding rows
+
+    def add(self, decoded: Decoded) -> None:
+        """Buffer a decoder result (market rows and rejects)."""
+        for table, cols in decoded.tables.items():
+            self._add_market(table, cols)
+        if decoded.rejects:
+            recv, seq, reason, raw = (list(c) for c in zip(*decoded.rejects, strict=True))
+            t = pa.table(
+                {"recv_ts": timestamps(recv), "seq": seq, "reason": reason, "raw": raw},
+                schema=SCHEMAS["rejects"],
+            )
+            self._buffer("rejects", t.append_column("date", pa.array([kst_date(r) for r in recv])))
+        self._enforce_limits()
+
+    # --- added for recorder.kiwoom.decode_arrow: market rows that arrive already as Arrow tables
+    def add_tables(self, tables: dict[str, pa.Table]) -> None:
+        """Buffer market rows already built as Arrow tables (:mod:`recorder.kiwoom.decode_arrow`).
+
+        Each table must have exactly the fields of ``SCHEMAS[table]`` followed by a ``date``
+        string column (the KST date of ``ts``): the layout :meth:`_add_market` builds from a
+        decoder result. Empty tables are skipped.
+
+        Raises:
+            StoreError: for a table that is not a market table or has another layout.
+        """
+        for table, t in tables.items():
+            if table not in MARKET_TABLES or not t.schema.equals(_market_layout(table)):
+                raise StoreError(f"{table}: not a market table in the schema + date layout")
+            if len(t):
+                self._buffer(table, t)
+        self._enforce_limits()
+
+    # --- end of the arrow_decode addition
+
+    def add_gaps(self, gaps: Iterable[Gap]) -> None:
+        rows = list(gaps)
+        if not rows:
+            return
+        t = pa.table(
+            {
+                "start_ts": timestamps([g.start_ns for g in rows]),
+                "end_ts": timestamps([g.end_ns for g in rows]),
+                "kind": [g.kind for g in rows],
+                "detail": [g.detail for g in rows],
+                "symbols": [list(g.symbols) for g in rows],
+                "seq": [g.seq for g in rows],
+            },
+            schema=SCHEMAS["gaps"],
+        )
+        self._buffer("gaps", t.append_column("date", pa.array([kst_date(g.start_ns) for g in rows])))
+        self._enforce_limits()
+
+    def _add_market(self, table: str, cols: TableColumns) -> None:
+        schema = SCHEMAS[table]
+        try:
+            arrays = [
+                timestamps(cols.columns[f.name])
+                if f.type == TIMESTAMP
+                else pa.array(cols.columns[f.name], type=f.type)
+                for f in schema
+            ]
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:  # decoder guarantees types
+            raise StoreError(f"{table}: decoded values do not fit the schema: {exc}") from exc
+        arrays.append(pa.array(cols.columns["date"], pa.string()))
+        self._buffer(table, pa.Table.from_arrays(arrays, schema=schema.append(pa.field("date", pa.string()))))
+
+    def _buffer(self, table: str, t: pa.Table) -> None:
+        buf = self._buffers.get(table)
+        if buf is None:
+            buf = self._buffers[table] = _Buffer(created=self.clock())
+        first = pc.min(t["seq"]).as_py() >> SEQ_SHIFT
+        buf.first_fno = first if buf.first_fno < 0 else min(buf.first_fno, first)
+        buf.chunks.append(t)
+        buf.rows += len(t)
+        buf.nbytes += t.nbytes
+        if buf.rows >= self.max_rows:
+            self._flush(table)
+
+    # ----------------------------------------------------------------- flushing
+
+    def _enforce_limits(self) -> None:
+        while self._buffers and sum(b.nbytes for b in self._buffers.values()) > self.max_bytes:
+            self._flush(max(self._buffers, key=lambda k: self._buffers[k].nbytes))
+
+    def due(self) -> bool:
+        """Has a table buffered rows for longer than ``max_age_s``?"""
+        now = self.clock()
+        return any(now - b.created >= self.max_age_s for b in self._buffers.values())
+
+    def flush_due(self) -> int:
+        """Flush tables whose oldest buffered row is older than ``max_age_s``; returns how many."""
+        now = self.clock()
+        due = [k for k, b in self._buffers.items() if now - b.created >= self.max_age_s]
+        self._flush(*due)
+        return len(due)
+
+    def flush_all(self) -> None:
+        self._flush(*self._buffers)
+
+    def close(self) -> None:
+        """Flush everything. Safe to call twice."""
+        self.flush_all()
+
+    @property
+    def pending_first_fno(self) -> int | None:
+        """The oldest journal frame with rows still only in memory, or None."""
+        if not self._buffers:
+            return None
+        return min(b.first_fno for b in self._buffers.values())
+
+    @property
+    def buffered_rows(self) -> int:
+        return sum(b.rows for b in self._buffers.values())
+
+    def _flush(self, *tables: str) -> None:
+        """Write the rows of ``tables``: one file per partition, rows sorted by (time, seq).
+
+        Each table is sorted on a thread of its own and its partitions are written as soon
+        as it is, on the same threads (Arrow's take and the Parquet writer release the
+        GIL), so a flush keeps every core busy.
+        """
+        if not tables:
+            return
+        writes: list[tuple[str, Future[tuple[int, int]]]] = []
+        with ThreadPoolExecutor(_WRITERS, thread_name_prefix="sink-flush") as pool:
+            sorting = [pool.submit(_partitions, table, self._buffers.pop(table)) for table in tables]
+            for done in as_completed(sorting):
+                for key, part in done.result():
+                    writes.append((key[0], pool.submit(self._write_partition, key, part)))
+            for table, write in writes:  # on an error, leaving the pool still waits for the rest
+                written, skipped = write.result()
+                self.files_written += bool(written)
+                self.rows_written[table] += written
+                self.rows_skipped += skipped
+
+    def _write_partition(self, key: tuple[str, str, str | None], part: pa.Table) -> tuple[int, int]:
+        """Write one partition's rows (less those on disk when resuming): (rows written, skipped)."""
+        skipped = 0
+        if self.resume:
+            part, skipped = self._skip_written(key, part)
+            if len(part) == 0:
+                return 0, skipped
+        mm = pc.min_max(part["seq"]).as_py()
+        final = partition_dir(self.root, *key) / part_name(
+            self.writer, mm["min"] >> SEQ_SHIFT, mm["max"] >> SEQ_SHIFT
+        )
+        self._write(part, final)
+        return len(part), skipped
+
+    def _skip_written(self, key: tuple[str, str, str | None], t: pa.Table) -> tuple[pa.Table, int]:
+        done = self._done.get(key)
+        if done is None:
+            done = self._done[key] = self._last_fno_on_disk(key)
+        if done < 0:
+            return t, 0
+        kept = t.filter(pc.greater_equal(t["seq"], (done + 1) << SEQ_SHIFT))
+        return kept, len(t) - len(kept)
+
+    def _last_fno_on_disk(self, key: tuple[str, str, str | None]) -> int:
+        try:
+            names = os.listdir(partition_dir(self.root, *key))
+        except FileNotFoundError:
+            return -1
+        last = -1
+        for name in names:
+            m = PART_RE.fullmatch(name)
+            if m and m["writer"] == self.writer:
+                last = max(last, int(m["last"]))
+        return last
+
+
+def _partitions(table: str, buf: _Buffer) -> list[tuple[tuple[str, str, str | None], pa.Table]]:
+    """A table's buffered rows as (partition key, its rows sorted by (time, seq)) pairs."""
+    market = "symbol" in SCHEMAS[table].names
+    parts = ["date", "symbol"] if market else ["date"]
+    keys = [(name, "ascending") for name in (*parts, SORT_TIME[table], "seq")]
+    t = pa.concat_tables(buf.chunks)
+    order = pc.sort_indices(t.select([k for k, _ in keys]), sort_keys=keys)
+    sorted_parts = t.select(parts).take(order)
+    changed = [pc.not_equal(c[1:], c[:-1]) for c in sorted_parts.columns]
+    bounds = pc.indices_nonzero(functools.reduce(pc.or_, changed)).to_pylist()
+    starts = [0, *(i + 1 for i in bounds)]
+    names = sorted_parts.take(starts).to_pylist()
+    body = t.drop_columns(parts).take(order)
+    return [
+        ((table, name["date"], name.get("symbol")), body.slice(a, b - a))
+        for (a, b), name in zip(itertools.pairwise([*starts, len(order)]), names, strict=True)
+    ]
+
+
+# Added with Sink.add_tables (recorder.kiwoom.decode_arrow).
+def _market_layout(table: str) -> pa.Schema:
+    """``SCHEMAS[table]`` plus the ``date`` partition column: what market buffers hold."""
+    return SCHEMAS[table].append(pa.field("date", pa.string()))
+
+
+def write_part(t: pa.Table, final: Path) -> None:
+    """Write ``t`` to ``final`` atomically: temp file (O_EXCL), fsync, rename, fsync dir.
+
+    Raises:
+        StoreError: on any filesystem or Arrow error, or if ``final`` already exists.
+    """
+    tmp = final.with_name(f".{final.name}.tmp")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if final.exists():
+            raise StoreError(f"{final} already exists; refusing to overwrite a part file")
+        tmp.unlink(missing_ok=True)  # a leftover of a crash mid-write; never visible as data
+        with open(tmp, "xb", opener=_private) as f:
+            pq.write_table(t, f, compression="zstd", **_write_options(t.schema))
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, final)
+        _fsync_dir(final.parent)
+    except (OSError, pa.ArrowException) as exc:
+        _remove_quietly(tmp)
+        raise StoreError(f"cannot write {final}: {exc}") from exc
+
+
+def _write_options(schema: pa.Schema) -> dict[str, Any]:
+    """Dictionary-encode only strings, keep statistics only where queries prune on them.
+
+    Numeric columns gain nothing from dictionaries, and per-column statistics for ~160
+    columns cost more (write time and file size) than they give.
+    """
+    strings = [f.name for f in schema if pa.types.is_string(f.type)]
+    stats = [n for n in ("ts", "recv_ts", "seq", "start_ts", "venue", "price") if n in schema.names]
+    return {"use_dictionary": strings, "write_statistics": stats}
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
+def _remove_quietly(p: Path) -> None:
+    """Best-effort removal of a temp file after a failed write; the original error is raised."""
+    try:
+        p.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("could not remove %s: %s", p, exc)
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_table(root: Path, table: str, **filters: Any) -> pa.Table:
+    """Read a whole table back (tests and small tools; queries use DuckDB)."""
+    import pyarrow.dataset as ds
+
+    from recorder.kiwoom.schema import partitioning
+
+    path = root / table
+    if not path.exists():
+        return SCHEMAS[table].empty_table()
+    dataset = ds.dataset(
+        path,
+        format="parquet",
+        partitioning=partitioning(table),
+        exclude_invalid_files=False,
+        ignore_prefixes=[".", "_"],
+    )
+    return dataset.to_table(**filters)

@@ -1,0 +1,241 @@
+"""The real ``recorder`` CLI in subprocesses: kill -9 and restart, bad credentials, ingest, rebuild."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+import queries
+from recorder.sim.venue import VenueConfig
+from soak.harness import capture_command, hermetic_env
+from tests.helpers import journal_rows, stored_rows
+
+RECORDER = [sys.executable, "-m", "recorder.cli.main"]
+APPKEY, SECRET = "cli-appkey-7f3a9c", "cli-secret-d41d8cd98f"
+DATA = Path(__file__).parents[1] / "data"
+
+
+def capture_cmd(vt: Any, data_dir: Path, *extra: str) -> list[str]:
+    return capture_command(vt.venue, data_dir, "cli", *extra)
+
+
+def test_sigkill_then_restart_loses_and_duplicates_nothing(tmp_path: Path, venue_thread: Any) -> None:
+    vt = venue_thread(VenueConfig(n_symbols=3, tick_interval=0.02, trade_rate=10.0, seed=11))
+    env = hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET)
+    for round_ in range(2):
+        proc = subprocess.Popen(
+            capture_cmd(vt, tmp_path, "--flush-age", "0.3s"),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        vt.call(vt.venue.wait_logins(round_ + 1))
+        vt.call(vt.venue.wait_sent(len(vt.venue.sent) + 150))
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(10) == -signal.SIGKILL
+    done = subprocess.run(
+        capture_cmd(vt, tmp_path, "--duration", "1s"), env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    for table in ("trades", "orderbook"):
+        want = journal_rows(tmp_path, "cli", table)
+        assert len(want) > 40
+        assert stored_rows(tmp_path, table) == want  # every journaled entry exactly once
+    gaps = queries.sql(tmp_path, "SELECT kind FROM gaps WHERE kind = 'restart'").num_rows
+    assert gaps == 2  # both kills are on record
+
+
+def test_sigterm_flushes_and_exits_zero(tmp_path: Path, venue_thread: Any) -> None:
+    vt = venue_thread(VenueConfig(n_symbols=2, tick_interval=0.02, trade_rate=10.0))
+    proc = subprocess.Popen(
+        capture_cmd(vt, tmp_path),
+        env=hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    vt.call(vt.venue.wait_sent(60))
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert stored_rows(tmp_path, "trades") == journal_rows(tmp_path, "cli", "trades")
+    assert "captured" in out
+
+
+def test_wrong_secret_exits_fast_naming_the_cause(tmp_path: Path, venue_thread: Any) -> None:
+    vt = venue_thread(VenueConfig(appkey=APPKEY, secretkey="the-right-secret"))
+    started = time.monotonic()
+    r = subprocess.run(
+        capture_cmd(vt, tmp_path),
+        env=hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert time.monotonic() - started < 10
+    assert r.returncode != 0
+    assert "authentication failed" in r.stderr and "refused" in r.stderr
+    everything = (
+        r.stdout
+        + r.stderr
+        + "".join(p.read_bytes().decode("utf-8", "replace") for p in tmp_path.rglob("*") if p.is_file())
+    )
+    assert SECRET not in everything and APPKEY not in everything
+
+
+def test_missing_credentials_name_the_variable(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [*RECORDER, "capture", "--symbols", "005930", "--data-dir", str(tmp_path)],
+        env=hermetic_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    assert r.returncode != 0 and "KIWOOM_APPKEY" in r.stderr
+
+
+def test_ingest_then_rebuild_from_the_journal(tmp_path: Path, venue_thread: Any) -> None:
+    frames = tmp_path / "frames.ndjson"
+    frames.write_bytes(
+        b"".join(
+            orjson.dumps(orjson.loads(line)["frame"]) + b"\n"
+            for line in (DATA / "kiwoom-frames.jsonl").read_bytes().splitlines()
+        )
+    )
+    store = tmp_path / "store"
+    r = subprocess.run(
+        [*RECORDER, "ingest", str(frames), "--data-dir", str(store), "--date", "2026-07-20"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "6 rows, 1 rejects" in r.stdout
+    t = queries.sql(store, "SELECT symbol, venue, price, ts FROM trades ORDER BY seq").to_pylist()
+    assert [(x["symbol"], x["venue"], x["price"]) for x in t] == [
+        ("005930", "KRX", 251000),
+        ("000660", "KRX", 1851000),
+        ("373220", "KRX", 331000),
+        ("005930", "NXT", 252500),
+    ]
+    assert str(t[0]["ts"]) == "2026-07-20 10:27:56+09:00"
+    again = subprocess.run(
+        [*RECORDER, "ingest", str(frames), "--data-dir", str(store)], capture_output=True, text=True
+    )
+    assert again.returncode != 0 and "already ingested" in again.stderr
+
+    vt = venue_thread(VenueConfig(n_symbols=2, tick_interval=0.02, trade_rate=10.0))
+    cap = tmp_path / "cap"
+    subprocess.run(
+        capture_cmd(vt, cap, "--duration", "1s"),
+        check=True,
+        capture_output=True,
+        timeout=60,
+        env=hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
+    )
+    before = {t: stored_rows(cap, t) for t in ("trades", "orderbook")}
+    rb = subprocess.run(
+        [*RECORDER, "rebuild", "--data-dir", str(cap)], capture_output=True, text=True, timeout=60
+    )
+    assert rb.returncode == 0, rb.stderr
+    assert {t: stored_rows(cap, t) for t in ("trades", "orderbook")} == before
+    assert before["trades"]
+
+
+def test_more_than_200_codes_is_refused_before_any_network_call(tmp_path: Path) -> None:
+    codes = ",".join(f"{100000 + i:06d}" for i in range(201))
+    r = subprocess.run(
+        [
+            *RECORDER,
+            "capture",
+            "--symbols",
+            codes,
+            "--data-dir",
+            str(tmp_path),
+            "--rest-url",
+            "http://127.0.0.1:9",
+            "--ws-url",
+            "ws://127.0.0.1:9/x",
+        ],
+        env=hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 2 and "201 codes exceed" in r.stderr and "--writer-id" in r.stderr
+
+
+def test_no_secret_in_any_output_or_file_of_a_debug_run(tmp_path: Path, venue_thread: Any) -> None:
+    vt = venue_thread(
+        VenueConfig(n_symbols=2, tick_interval=0.02, trade_rate=10.0, appkey=APPKEY, secretkey=SECRET)
+    )
+    r = subprocess.run(
+        [*RECORDER, "--log-level", "DEBUG", *capture_cmd(vt, tmp_path, "--duration", "1s")[len(RECORDER) :]],
+        env=hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    tokens = vt.venue.tokens.issued()
+    assert tokens and "DEBUG" in r.stderr
+    blobs = [r.stdout, r.stderr] + [
+        p.read_bytes().decode("utf-8", "replace") for p in tmp_path.rglob("*") if p.is_file()
+    ]
+    for secret in (APPKEY, SECRET, *tokens):
+        assert not any(secret in b for b in blobs), "a secret leaked"
+
+
+def test_crash_recovery_equals_rebuild_for_a_pinned_trading_date(tmp_path: Path, venue_thread: Any) -> None:
+    """Recovery restores the checkpointed pipeline state (trading day, continuity), so the
+    store after kill -9 and restart is exactly what a rebuild from the journal gives."""
+    vt = venue_thread(VenueConfig(n_symbols=2, tick_interval=0.02, trade_rate=10.0, seed=21))
+    env = hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET)
+    pinned = ("--trading-date", "2026-07-20")
+    proc = subprocess.Popen(
+        capture_cmd(vt, tmp_path, "--flush-age", "0.2s", *pinned),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    vt.call(vt.venue.wait_sent(len(vt.venue.sent) + 200))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    subprocess.run(
+        capture_cmd(vt, tmp_path, "--duration", "1s", *pinned),
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    dates = queries.sql(tmp_path, "SELECT DISTINCT date::VARCHAR AS d FROM trades").to_pylist()
+    assert dates == [{"d": "2026-07-20"}]
+    tables = ("trades", "orderbook", "gaps")
+    before = {
+        t: queries.sql(tmp_path, f"SELECT * EXCLUDE (date) FROM {t} ORDER BY seq").to_pylist() for t in tables
+    }
+    subprocess.run(
+        [*RECORDER, "rebuild", "--data-dir", str(tmp_path)], check=True, capture_output=True, timeout=60
+    )
+    after = {
+        t: queries.sql(tmp_path, f"SELECT * EXCLUDE (date) FROM {t} ORDER BY seq").to_pylist() for t in tables
+    }
+    assert after == before and before["trades"]
+
+
+def test_venues_can_insist_on_our_own_key_pair(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from recorder.cli.common import venue_credentials
+
+    monkeypatch.chdir(tmp_path)  # no .env here
+    monkeypatch.setenv("KIWOOM_APPKEY", APPKEY)
+    monkeypatch.setenv("KIWOOM_SECRETKEY", SECRET)
+    assert venue_credentials(False) == (None, None)
+    assert venue_credentials(True) == (APPKEY, SECRET)

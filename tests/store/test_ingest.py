@@ -1,0 +1,153 @@
+"""``recorder ingest``'s block reader: whatever the lines and wherever the blocks split them,
+the store holds exactly what the reference decoder makes of the lines, numbered by line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import tempfile
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import queries
+from recorder.kiwoom.decode_arrow import parse_block
+from recorder.kiwoom.decode import KST, trading_day
+from recorder.sim.market import SyntheticMarket, real_frames
+from recorder.store.pipeline import Pipeline
+from recorder.store.sink import Sink
+from recorder.store.ingest import _ndjson_blocks, _numbered, ingest_ndjson
+from tests.helpers import stored_rows
+
+DATE = "2026-07-20"
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def market_frames(n: int, seed: int = 3) -> list[bytes]:
+    """``n`` REAL frames of the synthetic market (0B and 0D, KRX and NXT, 1-3 entries each)."""
+    market = SyntheticMarket(SyntheticMarket.universe(4, seed), seed=seed, venues=("KRX", "NXT"))
+    rng = random.Random(seed)
+    now = int(dt.datetime(2026, 7, 20, 9, 0, tzinfo=KST).timestamp()) * 1_000_000_000
+    frames: list[bytes] = []
+    while len(frames) < n:
+        now += 200_000_000
+        frames.extend(frame for frame, _ in real_frames(market.step(now), rng, 3))
+    return frames[:n]
+
+
+FRAMES = market_frames(60)
+BAD_VALUE = orjson.loads(FRAMES[0])
+BAD_VALUE["data"][0]["values"]["20" if BAD_VALUE["data"][0]["type"] == "0B" else "21"] = "12:00"
+
+# Lines that are not plainly one frame: a block holding one is decoded line by line.
+NOT_PLAIN = [
+    b"",  # blank: skipped, but counted as a line
+    b"   \t",
+    FRAMES[1] + b"\r",  # CRLF
+    b"  " + FRAMES[2],  # indented
+    b"not json",
+    b"{",
+    FRAMES[3].replace(b'"REAL"', b'"RE\xffAL"'),  # invalid UTF-8
+    b'{"trnm":"REAL","data":[]}{"trnm":"REAL","data":[]}',  # two objects on one line
+]
+# Plain lines that the reference rejects (the Arrow decoder hands them over).
+REJECTED = [
+    b'{"trnm":"PING"}',  # a control frame has no business in a file of market data
+    b'{"trnm":"REAL","data":[{"type":"0w","item":"005930","values":{}}]}',
+    orjson.dumps(BAD_VALUE),
+]
+ODD_LINES = NOT_PLAIN + REJECTED
+
+
+def reference_store(lines: list[bytes], root: Path) -> None:
+    """The store the reference decoder alone makes of ``lines`` (frame number = line number)."""
+    sink = Sink(root, "ref")
+    pipe = Pipeline(sink, trading_day=trading_day(DATE), arrow_min=1 << 60)
+    numbers, kept = _numbered(lines, 0)
+    pipe.feed_real_frames(kept, [0] * len(kept), numbers)
+    pipe.drain()
+    sink.close()
+
+
+def contents(root: Path) -> dict[str, list[tuple]]:
+    """Every table, in seq order, without receive times (ingest stamps the time it ran)."""
+    out = {table: stored_rows(root, table) for table in ("trades", "orderbook")}
+    for table, cols in (("rejects", "seq, reason, raw"), ("gaps", "seq, kind, detail")):
+        found = (
+            queries.sql(root, f"SELECT {cols} FROM {table} ORDER BY ALL") if (root / table).is_dir() else None
+        )
+        out[table] = [tuple(r.values()) for r in found.to_pylist()] if found is not None else []
+    return out
+
+
+@SETTINGS
+@given(
+    picks=st.lists(st.integers(0, len(FRAMES) + len(ODD_LINES) - 1), min_size=1, max_size=40),
+    block_bytes=st.integers(16, 6000),
+    final_newline=st.booleans(),
+)
+def test_ingest_matches_the_reference_decoder_line_for_line(
+    picks: list[int], block_bytes: int, final_newline: bool
+) -> None:
+    lines = [(FRAMES + ODD_LINES)[i] for i in picks]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        path = work / "frames.ndjson"
+        path.write_bytes(b"\n".join(lines) + (b"\n" if final_newline else b""))
+        got = ingest_ndjson(path, work / "ingest", date=DATE, block_bytes=block_bytes)
+        reference_store(path.read_bytes().split(b"\n")[: len(lines)], work / "ref")
+        assert contents(work / "ingest") == contents(work / "ref")
+        assert got.lines == sum(1 for line in lines if line.strip())
+
+
+def test_a_large_clean_file_is_parsed_in_blocks_and_numbered_by_line(tmp_path: Path) -> None:
+    frames = market_frames(3000)
+    frames[1234] = b"garbage"
+    path = tmp_path / "frames.ndjson"
+    path.write_bytes(b"\n".join(frames) + b"\n")
+    got = ingest_ndjson(path, tmp_path / "ingest", date=DATE, block_bytes=64 << 10)
+    reference_store(frames, tmp_path / "ref")
+    assert contents(tmp_path / "ingest") == contents(tmp_path / "ref")
+    assert got.lines == 3000 and got.stats.rejects == 1
+    reject = queries.sql(tmp_path / "ingest", "SELECT seq >> 16 AS line, raw FROM rejects").to_pylist()
+    assert reject == [{"line": 1235, "raw": "garbage"}]
+
+
+def test_parse_block_takes_only_plain_blocks() -> None:
+    plain = b"\n".join(FRAMES[:10]) + b"\n"
+    table, n = parse_block(plain)
+    assert n == 10 and table is not None and table.num_rows == 10
+    for odd in ODD_LINES:
+        block = b"\n".join([FRAMES[0], odd, FRAMES[1]]) + b"\n"
+        table, n = parse_block(block)
+        assert n == 3 and (table is None) == (odd in NOT_PLAIN), odd
+    assert parse_block(plain[:-1]) == (None, 9)  # the last line lacks its newline
+
+
+@given(
+    data=st.lists(st.sampled_from([b"\n", b"x", b"{}", b"\xff" * 5]), max_size=200).map(b"".join),
+    block_bytes=st.integers(1, 64),
+)
+@settings(max_examples=200, deadline=None)
+def test_blocks_cover_the_file_in_whole_lines(data: bytes, block_bytes: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "f"
+        path.write_bytes(data)
+        blocks = [bytes(b) for b in _ndjson_blocks(path, block_bytes)]
+    expected = data if not data or data.endswith(b"\n") else data + b"\n"
+    assert b"".join(blocks) == expected
+    for b in blocks:
+        assert b.endswith(b"\n")
+        assert len(b) <= block_bytes or b.count(b"\n") == 1  # longer only to hold one long line
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n", FRAMES[0]])
+def test_files_without_blocks_or_newlines(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "f.ndjson"
+    path.write_bytes(content)
+    got = ingest_ndjson(path, tmp_path / "store", date=DATE)
+    assert got.lines == (1 if content.strip() else 0)
+    assert got.stats.rows == (len(orjson.loads(FRAMES[0])["data"]) if content.strip() else 0)
