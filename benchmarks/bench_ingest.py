@@ -28,7 +28,7 @@ from pathlib import Path
 
 import orjson
 
-from recorder.kiwoom.decode import KST
+from recorder.kiwoom.time import KST
 from recorder.sim.market import SyntheticMarket, real_frames
 
 

@@ -38,12 +38,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import queries
-from recorder.kiwoom.decode import KST, SEQ_SHIFT, Decoded, TableColumns
-from recorder.sim.market import SyntheticMarket
+from recorder.kiwoom.decode import SEQ_SHIFT, Decoded, TableColumns
 from recorder.kiwoom.schema import SCHEMAS
+from recorder.kiwoom.time import KST, NS
+from recorder.sim.market import SyntheticMarket
 from recorder.store.sink import Sink, write_part
 
-NS = 1_000_000_000
 DAY = "2026-07-20"
 OPEN_NS = int(dt.datetime(2026, 7, 20, 9, 0, tzinfo=KST).timestamp()) * NS
 SESSION_S = 6 * 3600 + 30 * 60  # 09:00-15:30

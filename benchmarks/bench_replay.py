@@ -31,11 +31,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from recorder.kiwoom.decode import KST, NS, trading_day
+from recorder.kiwoom.time import KST, NS, trading_day
+from recorder.replay.feed import RecordedFeed, write_ndjson
+from recorder.replay.rows import KEYS, iter_batches, iter_rows, partitions, select
 from recorder.sim.market import SyntheticMarket, real_frames
 from recorder.store.pipeline import Pipeline
-from recorder.replay.rows import KEYS, iter_batches, iter_rows, partitions, select
-from recorder.replay.feed import RecordedFeed, write_ndjson
 from recorder.store.sink import Sink
 
 

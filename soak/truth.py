@@ -24,10 +24,10 @@ from typing import Any
 
 import queries
 from recorder.kiwoom.decode import SEQ_SHIFT, Decoder
-from recorder.store.journal import EVENT, read_records
 from recorder.kiwoom.frames import row_columns
-from recorder.store.ingest import journal_root
 from recorder.sim.venue import SentEntry, SentFrame
+from recorder.store.ingest import journal_root
+from recorder.store.journal import EVENT, read_records
 from soak.harness import WRITER
 
 log = logging.getLogger(__name__)

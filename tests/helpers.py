@@ -8,11 +8,11 @@ from typing import Any
 
 import queries
 from recorder.capture.live import CaptureConfig
-from recorder.kiwoom.decode import Decoder
-from recorder.store.journal import EVENT, read_records
-from recorder.kiwoom.frames import row_columns
 from recorder.client.rest import Credentials
+from recorder.kiwoom.decode import Decoder
+from recorder.kiwoom.frames import row_columns
 from recorder.store.ingest import journal_root
+from recorder.store.journal import EVENT, read_records
 
 
 def stored_rows(data_dir: Path, table: str) -> list[tuple]:

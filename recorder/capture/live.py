@@ -26,7 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from recorder.client.rest import Credentials, KiwoomRest
+from recorder.client.session import Session, SessionEvent
 from recorder.errors import ConfigError, RecorderError, StoreError
+from recorder.kiwoom.limits import MAX_CODES_PER_KEY, check_codes
+from recorder.store.ingest import journal_root
 from recorder.store.journal import (
     EVENT,
     JournalTail,
@@ -36,10 +40,7 @@ from recorder.store.journal import (
     write_checkpoint,
 )
 from recorder.store.pipeline import TRADING_DAY, Pipeline
-from recorder.client.rest import Credentials, KiwoomRest
-from recorder.client.session import Session, SessionEvent
 from recorder.store.sink import Sink
-from recorder.store.ingest import journal_root
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class CaptureConfig:
     duration_s: float | None = None
     writer: str = "local"
     flush_age_s: float = 300.0
-    max_codes: int = 200
+    max_codes: int = MAX_CODES_PER_KEY
     session_options: dict[str, Any] = field(default_factory=dict)
     # Extra keyword arguments for the live capture's Sink (added for the soak runs: a
     # throttled ``write`` simulates a slow consumer). Recovery uses a plain Sink.
@@ -348,12 +349,7 @@ class Capture:
                 items += [i for i in extra if i not in items]
         if not items:
             raise ConfigError("no symbols to capture: give --symbols or --universe")
-        if len(items) > self.cfg.max_codes:
-            raise ConfigError(
-                f"{len(items)} codes exceed Kiwoom's {self.cfg.max_codes}-code limit per app key "
-                "(kiwoom-protocol.md §3.4); narrow --symbols/--universe or split the universe "
-                "across app keys and processes (each with its own --writer-id)"
-            )
+        check_codes(len(items), per_key=self.cfg.max_codes)
         return items
 
     async def _timer(self, duration_s: float | None) -> None:

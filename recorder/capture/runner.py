@@ -13,17 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recorder.capture import options as config
 from recorder.capture.live import Capture, CaptureConfig, CaptureResult, install_signal_handlers
-from recorder.errors import ConfigError
 from recorder.capture.progress import report
+from recorder.capture.universe import read_items_file
+from recorder.client.endpoints import Endpoints, resolve_endpoints
 from recorder.client.rest import Credentials, load_credentials
+from recorder.errors import ConfigError
+from recorder.kiwoom.limits import check_codes
 from recorder.store.ingest import default_writer_id
 
 log = logging.getLogger(__name__)
 
 MARKETS = ("kospi", "kosdaq", "all")
-MAX_CODES = 200
 SIM_CREDENTIALS = Credentials("sim-appkey-0000", "sim-secretkey-0000")
 
 
@@ -67,7 +68,7 @@ class RunResult:
 def _universe(req: CaptureRequest) -> tuple[list[str], str | None]:
     symbols = list(req.symbols)
     if req.universe and req.universe.lower() not in MARKETS:
-        symbols += [s for s in config.read_symbols_file(Path(req.universe)) if s not in symbols]
+        symbols += [s for s in read_items_file(Path(req.universe)) if s not in symbols]
         return symbols, None
     market = req.universe.lower() if req.universe else None
     if req.sim and not symbols and market is None:
@@ -82,17 +83,12 @@ async def run_capture(
     symbols, market = _universe(req)
     if not symbols and market is None:
         raise ConfigError("nothing to capture: give --symbols, --universe, or --sim")
-    if len(symbols) > MAX_CODES:  # refuse before any network work (§3.4: 105115 otherwise)
-        raise ConfigError(
-            f"{len(symbols)} codes exceed Kiwoom's {MAX_CODES}-code limit per app key "
-            "(kiwoom-protocol.md §3.4); split them across app keys and processes, "
-            "each with its own --writer-id"
-        )
+    check_codes(len(symbols))  # before any network work (§3.4: 105115 otherwise)
     async with contextlib.AsyncExitStack() as stack:
         if req.sim:
             endpoints, creds = await _start_sim(stack, req)
         else:
-            endpoints = config.resolve_endpoints(req.env_name, req.rest_url, req.ws_url)
+            endpoints = resolve_endpoints(req.env_name, req.rest_url, req.ws_url)
             creds = load_credentials(dotenv_path=Path(".env"))
         cfg = CaptureConfig(
             data_dir=req.data_dir,
@@ -122,9 +118,7 @@ async def run_capture(
     return RunResult(result, req.data_dir)
 
 
-async def _start_sim(
-    stack: contextlib.AsyncExitStack, req: CaptureRequest
-) -> tuple[config.Endpoints, Credentials]:
+async def _start_sim(stack: contextlib.AsyncExitStack, req: CaptureRequest) -> tuple[Endpoints, Credentials]:
     from recorder.sim.venue import Venue, VenueConfig
 
     # record_sent=False: the ground-truth log is for tests; a demo must not grow without bound.
@@ -135,4 +129,4 @@ async def _start_sim(
     creds = SIM_CREDENTIALS
     if os.environ.get("KIWOOM_APPKEY") and os.environ.get("KIWOOM_SECRETKEY"):
         creds = load_credentials()
-    return config.Endpoints(venue.rest_url, venue.ws_url), creds
+    return Endpoints(venue.rest_url, venue.ws_url), creds

@@ -110,19 +110,20 @@ def capture(
     """Capture trades and order books until --duration/--until or SIGINT/SIGTERM."""
     import asyncio
 
-    from recorder.capture import options as config
     from recorder.capture.runner import CaptureRequest, run_capture
+    from recorder.cli import options
+    from recorder.kiwoom.items import parse_items
 
     if trading_date:
         check_date(trading_date)
     if duration and until:
         raise ConfigError("give --duration or --until, not both")
-    seconds = config.parse_duration(duration) if duration else None
+    seconds = options.parse_duration(duration) if duration else None
     if until:
-        seconds = config.seconds_until(until, dt.datetime.now(dt.UTC))
+        seconds = options.seconds_until(until, dt.datetime.now(dt.UTC))
     req = CaptureRequest(
         data_dir=data_dir,
-        symbols=config.parse_symbols(symbols) if symbols else [],
+        symbols=parse_items(symbols) if symbols else [],
         universe=universe,
         nxt=nxt,
         types=[t.strip() for t in types.split(",") if t.strip()],
@@ -133,7 +134,7 @@ def capture(
         sim=sim,
         writer=writer_id,
         trading_date=trading_date,
-        flush_age_s=config.parse_duration(flush_age),
+        flush_age_s=options.parse_duration(flush_age),
         session_options=_session_options(session_option),
         sink_options={"write": _throttled_write(throttle_writes)} if throttle_writes else {},
     )

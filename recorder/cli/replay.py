@@ -84,13 +84,13 @@ def replay(
     starts once a client has registered, and the server keeps running after the last frame
     until interrupted.
     """
-    from recorder.capture import options as config
+    from recorder.kiwoom.items import parse_items
     from recorder.replay.rows import select
 
     if serve and (fmt or out):
         raise ConfigError("--serve serves the replay; --format/--out write it: choose one")
     pace = parse_speed(speed)
-    items = config.parse_symbols(symbols) if symbols else None
+    items = parse_items(symbols) if symbols else None
     type_list = [t for t in types.split(",") if t.strip()]
     if serve:
         creds = venue_credentials(require_credentials)

@@ -27,6 +27,7 @@ def ls(data_dir: Path, fmt: str) -> None:
     import orjson
 
     from recorder.store import compact as maintenance
+
     inv = maintenance.inventory(data_dir)
     if fmt == "json":
         click.echo(orjson.dumps(inv.to_dict(), option=orjson.OPT_INDENT_2).decode())
@@ -75,6 +76,7 @@ def verify(data_dir: Path, scratch_dir: Path | None) -> None:
     Exit status: 0 clean, 1 problems found, 2 the store or a file cannot be read.
     """
     from recorder.store import verify as verify_store
+
     rep = verify_store.verify(data_dir, scratch_dir=scratch_dir)
     for kind, lines in (("problem", rep.problems), ("warning", rep.warnings), ("info", rep.info)):
         for line in lines:
@@ -101,6 +103,7 @@ def compact(
 ) -> None:
     """Merge each writer's part files of each partition into one file, crash-safely."""
     from recorder.store import compact as maintenance
+
     for d in dates:
         check_date(d)
     r = maintenance.compact(data_dir, dates=dates, tables=tables, writers=writers)

@@ -17,7 +17,6 @@ No message, log line or repr ever holds the app key, secret key or token.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import os
 import random
@@ -34,23 +33,17 @@ import orjson
 from dotenv import dotenv_values
 
 from recorder.errors import AuthError, ConfigError, KiwoomError, RateLimitError, TransportError
+from recorder.kiwoom.limits import RATE_LIMIT_CODE, TOKEN_ERROR_CODES
+from recorder.kiwoom.time import NS, format_kst, parse_kst_stamp
 
 log = logging.getLogger(__name__)
 
-NS = 1_000_000_000
-KST = dt.timezone(dt.timedelta(hours=9), "KST")  # Korea has no daylight saving time.
-
-PRODUCTION_URL = "https://api.kiwoom.com"  # §1
-MOCK_URL = "https://mockapi.kiwoom.com"  # §1: KRX only, REST limited to 1 query per second
 CONTENT_TYPE = "application/json;charset=UTF-8"
 STKINFO_PATH = "/api/dostk/stkinfo"
 MARKETS: dict[str, tuple[str, ...]] = {"kospi": ("0",), "kosdaq": ("10",), "all": ("0", "10")}
-TOKEN_ERROR_CODES = frozenset({8005, 8031, 8103})  # §2.4: the official client re-authenticates
-RATE_LIMIT_CODE = 5  # §5.1: return_code 5, "[1700:허용된 API 요청 개수를 초과하였습니다 ...]"
 MAX_PAGES = 1000
 FALLBACK_LIFETIME_NS = 23 * 3600 * NS  # tokens live ~24 h (§2.1); stay an hour short
 _DETAIL_CODE = re.compile(r"(?:\[|CODE=)(\d{4})\b")  # "[8005:Token이 ...]" or "CODE=8005"
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def mask(secret: str) -> str:
@@ -147,24 +140,6 @@ class SymbolInfo:
         )
 
 
-def parse_expires_dt(text: Any) -> int | None:
-    """``expires_dt`` ("YYYYMMDDHHMMSS" in KST, §2.1) → epoch ns, or None if it is not one."""
-    if not isinstance(text, str) or len(text) != 14 or not (text.isascii() and text.isdigit()):
-        return None
-    mo, d, h, mi, s = (int(text[i : i + 2]) for i in range(4, 14, 2))
-    try:
-        when = dt.datetime(int(text[:4]), mo, d, h, mi, s, tzinfo=KST)
-    except ValueError:
-        return None
-    return (when - _EPOCH) // dt.timedelta(seconds=1) * NS
-
-
-def format_kst(ts_ns: int) -> str:
-    """Epoch ns → ``"YYYY-MM-DD HH:MM:SS KST"`` (for logs and reprs)."""
-    when = _EPOCH + dt.timedelta(microseconds=ts_ns // 1000)
-    return when.astimezone(KST).strftime("%Y-%m-%d %H:%M:%S KST")
-
-
 def backoff_delay(attempt: int, rng: random.Random, *, base: float = 0.25, cap: float = 8.0) -> float:
     """Seconds to wait before retry number ``attempt + 1``: exponential, jittered, capped.
 
@@ -234,7 +209,7 @@ class KiwoomRest:
     """Async Kiwoom REST client. Use as ``async with KiwoomRest(...) as rest:``.
 
     Args:
-        base_url: :data:`PRODUCTION_URL` or :data:`MOCK_URL` (or a fake's URL).
+        base_url: one of :data:`recorder.kiwoom.limits.ENDPOINTS` (or a compatible server's URL).
         credentials: the app key pair.
         transport: the httpx transport; httpx's default network transport if None.
         clock: epoch-ns clock for token expiry and pacing.
@@ -312,7 +287,7 @@ class KiwoomRest:
         value = data.get("token")
         if not isinstance(value, str) or not value:
             raise KiwoomError(0, "au10001 answered without a token", what="au10001")
-        expires = parse_expires_dt(data.get("expires_dt"))
+        expires = parse_kst_stamp(data.get("expires_dt"))
         if expires is None:
             expires = self._clock() + FALLBACK_LIFETIME_NS
             log.warning(

@@ -33,17 +33,20 @@ from typing import Any, NoReturn, TypeVar
 import websockets.asyncio.client
 from websockets.exceptions import WebSocketException
 
-from recorder.kiwoom import frames as protocol
 from recorder.client.retry import backoff, is_retryable, translated
 from recorder.errors import AuthError, ConfigError, TransportError
+from recorder.kiwoom import frames as protocol
 from recorder.kiwoom.frames import FrameKind, Message
+from recorder.kiwoom.limits import (
+    MAX_CODES_PER_KEY,
+    REG_RATE_LIMITED,
+    SYSTEM_HEARTBEAT,
+    SYSTEM_KICKED,
+    check_codes,
+)
 
 log = logging.getLogger(__name__)
 
-KIWOOM_MAX_CODES = 200  # §3.4: 200 distinct codes per connection (= per app key, §3.3)
-REG_RATE_LIMITED = 105110  # §3.4/§3.6: "허용 요청 건수 초과", more than ~5 REG per second
-SYSTEM_KICKED = "R10001"  # §3.3: another LOGIN with the same app key
-SYSTEM_HEARTBEAT = "R10002"  # §3.2/§3.3: the server saw no PING echoes
 MAX_FRAME_BYTES = 16 * 1024 * 1024  # REAL frames batch many entries (§4.1); be generous
 CLOSE_TIMEOUT_S = 1.0  # closing handshake bound, so that stop returns promptly
 
@@ -147,16 +150,6 @@ def _distinct(values: Sequence[str], what: str) -> tuple[str, ...]:
     return out
 
 
-def _too_many_codes(n: int, max_codes: int) -> ConfigError:
-    limit = f"Kiwoom's {KIWOOM_MAX_CODES}-code limit per app key (§3.4)"
-    if max_codes != KIWOOM_MAX_CODES:
-        limit = f"the {max_codes}-code limit set here ({limit})"
-    return ConfigError(
-        f"{n} codes exceed {limit}; split the universe across app keys/processes "
-        "(e.g. --symbols or several sessions)"
-    )
-
-
 # --------------------------------------------------------------------------- the session
 
 
@@ -225,7 +218,7 @@ class Session:
         connect: Callable[..., Any] = websockets.asyncio.client.connect,
         reg_batch: int = 100,
         reg_per_s: float = 4.0,
-        max_codes: int = KIWOOM_MAX_CODES,
+        max_codes: int = MAX_CODES_PER_KEY,
         login_timeout_s: float = 10.0,
         backoff_base_s: float = 1.0,
         backoff_cap_s: float = 60.0,
@@ -236,8 +229,7 @@ class Session:
     ) -> None:
         self._items = _distinct(items, "items")
         self._types = _distinct(types, "types")
-        if len(self._items) > max_codes:
-            raise _too_many_codes(len(self._items), max_codes)
+        check_codes(len(self._items), per_key=max_codes)
         if (
             min(reg_batch, reg_per_s, login_timeout_s) <= 0
             or min(backoff_base_s, backoff_cap_s, kicked_backoff_s, reg_retry_s, max_reg_retries) < 0

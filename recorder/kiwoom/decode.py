@@ -20,7 +20,6 @@ unparseable optional FID is stored with that field null and also noted in ``reje
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import operator
 import re
@@ -30,12 +29,9 @@ from typing import Any
 
 import orjson
 
-from recorder.kiwoom.fields import REAL_TYPES, SUFFIX_VENUE, TABLE_TYPES, Field, Kind, RealType, columns
-
-NS = 1_000_000_000
-DAY_NS = 86_400 * NS
-KST_OFFSET_NS = 9 * 3600 * NS  # Korea has no daylight saving time.
-KST = dt.timezone(dt.timedelta(hours=9), "KST")
+from recorder.kiwoom.fields import REAL_TYPES, TABLE_TYPES, Field, Kind, RealType, columns
+from recorder.kiwoom.items import split_item
+from recorder.kiwoom.time import kst_date, parse_time
 
 # Entries of a frame are numbered into ``seq`` = frame number * 2**16 + position.
 SEQ_SHIFT = 16
@@ -49,71 +45,6 @@ _NUMERIC_CHARS = b"0123456789+-, ."
 # The strict grammar: spaces (not other whitespace) around, ASCII digits only.
 _INT_RE = re.compile(r" *[+-]?[0-9]+ *")
 _FLOAT_RE = re.compile(r" *[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+) *")
-_CODE_RE = re.compile(r"[0-9A-Z]{6}")
-
-
-# --------------------------------------------------------------------------- time and items
-
-
-def kst_date(ts_ns: int) -> str:
-    """The KST calendar date of an epoch-nanosecond instant, as ``YYYY-MM-DD``."""
-    kst_day = (ts_ns + KST_OFFSET_NS) // DAY_NS
-    s = _DAY_CACHE.get(kst_day)
-    if s is None:
-        s = (dt.date(1970, 1, 1) + dt.timedelta(days=kst_day)).isoformat()
-        _DAY_CACHE[kst_day] = s
-    return s
-
-
-_DAY_CACHE: dict[int, str] = {}
-
-
-def trading_day(date: str | dt.date) -> int:
-    """Days since the epoch of a KST date, the form ``Decoder(trading_day=)`` takes."""
-    d = dt.date.fromisoformat(date) if isinstance(date, str) else date
-    return (d - dt.date(1970, 1, 1)).days
-
-
-def parse_time(value: Any, recv_ts_ns: int, day: int | None = None) -> int | None:
-    """HHMMSS (or YYYYMMDDHHMMSS, §4.3) in KST → epoch ns; None if it does not parse.
-
-    With no trading ``day`` given, the day is the KST date of the receive time, moved by
-    one when that puts the exchange time more than 12 h away (a tick stamped 23:59:59 and
-    received at 00:00:01 belongs to the day before).
-    """
-    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
-        return None
-    if len(value) == 14:
-        try:
-            when = dt.datetime.strptime(value, "%Y%m%d%H%M%S").replace(tzinfo=KST)
-        except ValueError:
-            return None
-        return int(when.timestamp()) * NS
-    if len(value) != 6:
-        return None
-    hh, mm, ss = int(value[:2]), int(value[2:4]), int(value[4:])
-    if hh > 23 or mm > 59 or ss > 59:
-        return None
-    secs = (hh * 3600 + mm * 60 + ss) * NS - KST_OFFSET_NS
-    if day is not None:
-        return day * DAY_NS + secs
-    ts = (recv_ts_ns + KST_OFFSET_NS) // DAY_NS * DAY_NS + secs
-    if ts - recv_ts_ns > DAY_NS // 2:
-        ts -= DAY_NS
-    elif recv_ts_ns - ts > DAY_NS // 2:
-        ts += DAY_NS
-    return ts
-
-
-def split_item(item: Any) -> tuple[str, str] | None:
-    """``"005930_NX"`` → ``("005930", "NXT")``; None for anything but a stock item (§4.2)."""
-    if not isinstance(item, str):
-        return None
-    code, sep, suffix = item.partition("_")
-    venue = SUFFIX_VENUE.get(sep + suffix)
-    if venue is None or not _CODE_RE.fullmatch(code):
-        return None
-    return code, venue
 
 
 def _side(value: Any) -> str | None:

@@ -44,11 +44,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from recorder.kiwoom.decode import DAY_NS, KST_OFFSET_NS, MAX_ENTRIES, NS, SEQ_SHIFT, kst_date
-from recorder.kiwoom.fields import REAL_TYPES, SUFFIX_VENUE, Field, Kind, RealType
+from recorder.kiwoom.decode import MAX_ENTRIES, SEQ_SHIFT
+from recorder.kiwoom.fields import REAL_TYPES, Field, Kind, RealType
+from recorder.kiwoom.items import ITEM_PATTERN, SUFFIX_VENUE
 from recorder.kiwoom.schema import SCHEMAS, TIMESTAMP
+from recorder.kiwoom.time import DAY_NS, KST_OFFSET_NS, NS, kst_date
 
-_ITEM_RE = "^[0-9A-Z]{6}(_NX|_AL)?$"
+_ITEM_RE = f"^{ITEM_PATTERN}$"
 _HHMMSS_RE = "^([01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]$"
 _TIMESTAMP_NS = pa.timestamp("ns", tz=TIMESTAMP.tz)
 _MAX_BLOCK = 16 << 20

@@ -208,11 +208,6 @@ def columns(rt: RealType) -> tuple[str, ...]:
     return tuple(cols)
 
 
-# Venue from the item suffix (§4.2). A plain code is KRX.
-SUFFIX_VENUE = {"": "KRX", "_NX": "NXT", "_AL": "SOR"}
-VENUE_SUFFIX = {v: k for k, v in SUFFIX_VENUE.items()}
-
-
 def _check_tables() -> None:
     for rt in REAL_TYPES.values():
         fids = [f.fid for f in rt.fields]

@@ -28,8 +28,10 @@ from typing import Any
 
 import orjson
 
-from recorder.kiwoom.decode import DAY_NS, KST_OFFSET_NS, NS, PLANS, Decoded, Decoder, tuple_getter
-from recorder.kiwoom.fields import TABLE_TYPES, VENUE_SUFFIX, Kind, columns
+from recorder.kiwoom.decode import PLANS, Decoded, Decoder, tuple_getter
+from recorder.kiwoom.fields import TABLE_TYPES, Kind, columns
+from recorder.kiwoom.items import VENUE_SUFFIX
+from recorder.kiwoom.time import DAY_NS, KST_OFFSET_NS, NS
 
 # --------------------------------------------------------------------------- frames out
 

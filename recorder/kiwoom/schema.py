@@ -18,8 +18,9 @@ from __future__ import annotations
 import pyarrow as pa
 
 from recorder.kiwoom.fields import BASE_COLUMNS, TABLE_TYPES, Kind, columns
+from recorder.kiwoom.time import TZ_NAME
 
-TZ = "Asia/Seoul"
+TZ = TZ_NAME
 # Microseconds: DuckDB 2 has full arithmetic and date functions for TIMESTAMPTZ but not for
 # TIMESTAMPTZ_NS, and Kiwoom's exchange times have one-second resolution. The journal keeps
 # receive times in nanoseconds.

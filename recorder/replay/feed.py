@@ -39,11 +39,12 @@ from typing import IO, TYPE_CHECKING, Any
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recorder.kiwoom.decode import MAX_ENTRIES, NS, SEQ_SHIFT
 from recorder.errors import ConfigError
-from recorder.kiwoom.fields import TABLE_TYPES, VENUE_SUFFIX
-from recorder.sim.symbols import symbol_info
+from recorder.kiwoom.decode import MAX_ENTRIES, SEQ_SHIFT
+from recorder.kiwoom.fields import TABLE_TYPES
 from recorder.kiwoom.frames import encode_entry, encode_frame
+from recorder.kiwoom.items import VENUE_SUFFIX
+from recorder.kiwoom.time import NS
 from recorder.replay.rows import (
     Dateish,
     Pacer,
@@ -53,6 +54,7 @@ from recorder.replay.rows import (
     partitions,
     select,
 )
+from recorder.sim.symbols import symbol_info
 
 if TYPE_CHECKING:
     from recorder.sim.venue import Venue

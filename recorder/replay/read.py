@@ -18,9 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recorder.kiwoom.decode import split_item
 from recorder.errors import ConfigError, StoreError
 from recorder.kiwoom.fields import REAL_TYPES
+from recorder.kiwoom.items import parse_filter
 from recorder.kiwoom.schema import MARKET_TABLES, SCHEMAS
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def select(
     if last < first:
         raise ConfigError(f"end date {last} is before start date {first}")
     dates = tuple((first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1))
-    return Selection(Path(data_dir), dates, parse_types(types), parse_symbols(symbols))
+    return Selection(Path(data_dir), dates, parse_types(types), parse_filter(symbols))
 
 
 def _date(value: Dateish) -> dt.date:
@@ -94,31 +94,6 @@ def parse_types(types: Iterable[str]) -> tuple[str, ...]:
     if not wanted:
         raise ConfigError("no types to replay")
     return tuple(t for t in MARKET_TABLES if t in wanted)
-
-
-def parse_symbols(symbols: Iterable[str] | None) -> dict[str, frozenset[str] | None] | None:
-    """``"005930"`` → every venue of 005930; ``"005930_NX"`` → its NXT rows only.
-
-    A string is split on commas (``"005930,000660_NX"``).
-
-    A plain code means the symbol (the partition key), not Kiwoom's KRX item: a replay
-    filter is about what is stored. Give ``005930`` and ``005930_NX`` together and the plain
-    code wins (all venues).
-    """
-    if symbols is None:
-        return None
-    out: dict[str, frozenset[str] | None] = {}
-    for text in symbols.split(",") if isinstance(symbols, str) else symbols:
-        item = text.strip().upper()
-        split = split_item(item)
-        if split is None:
-            raise ConfigError(f"not a stock item: {text!r} (expected e.g. 005930 or 005930_NX)")
-        code, venue = split
-        if "_" not in item:
-            out[code] = None
-        elif code not in out or out[code] is not None:
-            out[code] = (out.get(code) or frozenset()) | {venue}
-    return out
 
 
 # --------------------------------------------------------------------------- runs

@@ -34,6 +34,8 @@ from typing import Any
 import orjson
 
 from recorder.kiwoom.fields import ORDERBOOK, TRADES, Kind
+from recorder.kiwoom.items import item_of
+from recorder.kiwoom.time import NS, hhmmss_kst
 from recorder.sim.symbols import (
     SymbolInfo,
     round_to_tick,
@@ -47,7 +49,6 @@ from recorder.sim.symbols import (
 __all__ = [
     "SymbolInfo",
     "SyntheticMarket",
-    "hhmmss_kst",
     "pct",
     "round_to_tick",
     "signed",
@@ -58,18 +59,12 @@ __all__ = [
     "tick_up",
 ]
 
-NS = 1_000_000_000
-KST_OFFSET_NS = 9 * 3600 * NS
 LEVELS = 10
 MAX_GAP_NS = NS  # a clock jump longer than this is not caught up (no bursts of trades)
 BAND = 0.2  # the best prices stay within ±20 % of the previous close (limits are ±30 %)
 
-VENUE_SUFFIX = {"KRX": "", "NXT": "_NX"}
-
-
-def hhmmss_kst(now_ns: int) -> str:
-    """Epoch nanoseconds → ``HHMMSS`` in KST, the time format of FIDs 20 and 21 (§4.3)."""
-    return _clock_time((now_ns + KST_OFFSET_NS) // NS % 86400)
+#: The venues the synthetic market trades (SOR is a routing view, not a venue of its own).
+VENUES = ("KRX", "NXT")
 
 
 def _clock_time(secs: int) -> str:
@@ -173,7 +168,7 @@ class SyntheticMarket:
         trade_rate: float = 2.0,
         book_rate: float = 3.6,
     ) -> None:
-        bad = [v for v in venues if v not in VENUE_SUFFIX]
+        bad = [v for v in venues if v not in VENUES]
         if bad:
             raise ValueError(f"unknown venue(s) {bad}; use KRX and/or NXT")
         if book_rate <= 0 or trade_rate < 0:
@@ -254,7 +249,7 @@ class SyntheticMarket:
         avg = math.exp(qty_mu + 0.5)
         base = f"{'09' if venue == 'KRX' else '08'}00"
         return _Stream(
-            item=info.code + VENUE_SUFFIX[venue],
+            item=item_of(info.code, venue),
             venue=venue,
             info=info,
             ask=ask,

@@ -9,7 +9,6 @@ Nothing here logs an app key, a secret key or a token (ARCHITECTURE.md invariant
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import secrets
 from collections import deque
@@ -20,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from recorder.kiwoom.time import NS, format_kst_stamp
+
 if TYPE_CHECKING:
     from recorder.sim.venue import Feed, VenueConfig, VenueStats
 
 log = logging.getLogger(__name__)
 
-NS = 1_000_000_000
-KST = dt.timezone(dt.timedelta(hours=9), "KST")
 JSON_TYPE = "application/json;charset=UTF-8"
 OK_MSG = "정상적으로 처리되었습니다"
 
@@ -45,11 +44,6 @@ BAD_BODY = (2, "입력 값 오류입니다[1511:요청 본문이 올바른 JSON�
 BAD_API_ID = (2, "입력 값 오류입니다[1504:해당 URI에서는 지원하는 API ID가 아닙니다]")
 BAD_MRKT_TP = (2, "입력 값 오류입니다[1511:필수 입력 값(mrkt_tp)이 올바르지 않습니다]")
 BAD_NEXT_KEY = (2, "입력 값 오류입니다[1511:next-key 값이 올바르지 않습니다]")
-
-
-def kst_stamp(ns: int) -> str:
-    """Epoch ns → ``YYYYMMDDHHMMSS`` in KST, the form of ``expires_dt`` (§2.1)."""
-    return dt.datetime.fromtimestamp(ns // NS, tz=KST).strftime("%Y%m%d%H%M%S")
 
 
 @dataclass(slots=True)
@@ -221,7 +215,7 @@ class RestApi:
             return limited
         token, expires = self._tokens.issue(body["appkey"])
         self._stats.tokens_issued += 1
-        extra = {"expires_dt": kst_stamp(expires), "token_type": "bearer", "token": token}
+        extra = {"expires_dt": format_kst_stamp(expires), "token_type": "bearer", "token": token}
         return _reply(0, OK_MSG, extra)
 
     async def revoke(self, request: web.Request) -> web.Response:

@@ -43,13 +43,12 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from recorder.kiwoom.limits import MAX_CODES_PER_KEY, REG_PER_SECOND, REST_PER_SECOND, WS_PATH
 from recorder.sim.market import SyntheticMarket
 from recorder.sim.rest import RestApi, TokenStore
 from recorder.sim.ws import Connection
 
 log = logging.getLogger(__name__)
-
-WS_PATH = "/api/dostk/websocket"
 
 
 class Feed(Protocol):
@@ -118,12 +117,12 @@ class VenueConfig:
     heartbeat_miss_limit: int = 5
     login_timeout: float = 10.0
     send_r10004_on_bad_login: bool = True
-    max_codes: int = 200
-    max_reg_per_sec: int = 5
+    max_codes: int = MAX_CODES_PER_KEY
+    max_reg_per_sec: int = int(REG_PER_SECOND)
     mock_mode: bool = False
     token_lifetime_s: float = 86400.0
     revoke_previous_token: bool = False
-    rest_rate_limit: int = 5
+    rest_rate_limit: int = int(REST_PER_SECOND)
     ka10099_page_size: int | None = None
     batch_max: int = 4
     tick_interval: float = 0.05

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 from aiohttp import WSMsgType, web
 
+from recorder.kiwoom.limits import REG_RATE_LIMITED, REG_TOO_MANY_CODES
+from recorder.kiwoom.time import NS
 from recorder.sim.market import real_frames
 
 if TYPE_CHECKING:
@@ -36,7 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NS = 1_000_000_000
 PING = orjson.dumps({"trnm": "PING"}).decode()
 LOGIN_OK = orjson.dumps({"trnm": "LOGIN", "return_code": 0, "return_msg": "", "sor_yn": "Y"}).decode()
 LOGIN_FAILED_MSG = (
@@ -46,8 +47,8 @@ LOGIN_FAILED = orjson.dumps({"trnm": "LOGIN", "return_code": 805004, "return_msg
 R10001 = "동일한 App key로 접속이 되었습니다. 기존 세션은 종료가 됩니다"
 R10002 = "사용자 프로그램으로부터 Heartbeat(연결유지) 메시지가 오지않아서 접속을 종료합니다"
 R10004 = "접속허용요청(토큰)이 들어오지 않았습니다"
-TOO_FAST = (105110, "허용 요청 건수 초과")
-TOO_MANY_CODES = (105115, "등록 가능한 종목 수를 초과하였습니다")  # [GUESS] text unknown, §9.12
+TOO_FAST = (REG_RATE_LIMITED, "허용 요청 건수 초과")
+TOO_MANY_CODES = (REG_TOO_MANY_CODES, "등록 가능한 종목 수를 초과하였습니다")  # [GUESS] text unknown, §9.12
 BAD_REG = (1, "요청 형식이 올바르지 않습니다")  # [GUESS] the spec's generic error 1
 
 

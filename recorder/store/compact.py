@@ -53,10 +53,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recorder.errors import ConfigError, StoreError
-from recorder.store.journal import list_writers, read_checkpoint
 from recorder.kiwoom.schema import MARKET_TABLES, TABLES
-from recorder.store.sink import PART_RE, SORT_TIME, part_name, write_part
 from recorder.store.ingest import JOURNAL_DIR, journal_root
+from recorder.store.journal import list_writers, read_checkpoint
+from recorder.store.sink import PART_RE, SORT_TIME, part_name, write_part
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recorder.kiwoom.fields import VENUE_SUFFIX
+from recorder.kiwoom.items import VENUE_SUFFIX
 from recorder.store.sink import Gap
 
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from recorder.kiwoom.decode_arrow import parse_block
-from recorder.kiwoom.decode import KST, trading_day
 from recorder.errors import ConfigError, StoreError
-from recorder.store.pipeline import Pipeline, PipelineStats
+from recorder.kiwoom.decode_arrow import parse_block
 from recorder.kiwoom.schema import TABLES
+from recorder.kiwoom.time import KST, trading_day
+from recorder.store.pipeline import Pipeline, PipelineStats
 from recorder.store.sink import PART_RE, Sink
 
 log = logging.getLogger(__name__)

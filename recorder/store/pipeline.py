@@ -24,10 +24,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from recorder.kiwoom.decode import SEQ_SHIFT, Decoder, TableColumns, raw_text
 from recorder.kiwoom.decode_arrow import decode_block, decode_frames
-from recorder.store.continuity import ContinuityChecker
-from recorder.kiwoom.decode import SEQ_SHIFT, Decoder, TableColumns, raw_text, trading_day
 from recorder.kiwoom.frames import FrameKind, classify
+from recorder.kiwoom.time import trading_day
+from recorder.store.continuity import ContinuityChecker
 from recorder.store.sink import Gap, Sink
 
 log = logging.getLogger(__name__)

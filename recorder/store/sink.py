@@ -34,9 +34,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recorder.kiwoom.decode import SEQ_SHIFT, Decoded, TableColumns, kst_date
 from recorder.errors import StoreError
+from recorder.kiwoom.decode import SEQ_SHIFT, Decoded, TableColumns
 from recorder.kiwoom.schema import MARKET_TABLES, SCHEMAS, TIMESTAMP, timestamps
+from recorder.kiwoom.time import kst_date
 
 log = logging.getLogger(__name__)
 

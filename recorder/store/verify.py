@@ -29,9 +29,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recorder.kiwoom.decode import SEQ_SHIFT
 from recorder.errors import JournalError, RecorderError, StoreError
-from recorder.store.journal import list_writers, read_checkpoint, read_records
+from recorder.kiwoom.decode import SEQ_SHIFT
+from recorder.kiwoom.schema import MARKET_TABLES, SCHEMAS, TABLES, file_schema
 from recorder.store.compact import (
     INTENT_DIR,
     _flock,
@@ -42,10 +42,10 @@ from recorder.store.compact import (
     _Scan,
     _scan,
 )
-from recorder.store.pipeline import Pipeline
-from recorder.kiwoom.schema import MARKET_TABLES, SCHEMAS, TABLES, file_schema
-from recorder.store.sink import SORT_TIME, Sink
 from recorder.store.ingest import JOURNAL_DIR, journal_root
+from recorder.store.journal import list_writers, read_checkpoint, read_records
+from recorder.store.pipeline import Pipeline
+from recorder.store.sink import SORT_TIME, Sink
 
 log = logging.getLogger(__name__)
 

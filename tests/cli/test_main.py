@@ -170,7 +170,7 @@ def test_more_than_200_codes_is_refused_before_any_network_call(tmp_path: Path) 
         text=True,
         timeout=30,
     )
-    assert r.returncode == 2 and "201 codes exceed" in r.stderr and "--writer-id" in r.stderr
+    assert r.returncode == 2 and "201 codes exceed" in r.stderr and "2 keys are needed" in r.stderr
 
 
 def test_no_secret_in_any_output_or_file_of_a_debug_run(tmp_path: Path, venue_thread: Any) -> None:

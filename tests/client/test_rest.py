@@ -22,21 +22,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from recorder.errors import AuthError, ConfigError, KiwoomError, RateLimitError, TransportError
 from recorder.client.rest import (
-    KST,
-    NS,
     STKINFO_PATH,
     Credentials,
     KiwoomRest,
     SymbolInfo,
     Token,
     backoff_delay,
-    format_kst,
     load_credentials,
     mask,
-    parse_expires_dt,
 )
+from recorder.errors import AuthError, ConfigError, KiwoomError, RateLimitError, TransportError
+from recorder.kiwoom.time import KST, NS, format_kst
+from recorder.kiwoom.time import parse_kst_stamp as parse_expires_dt
 
 T = TypeVar("T")
 

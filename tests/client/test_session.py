@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidURI
 
-from recorder.errors import AuthError, ConfigError, JournalError, KiwoomError, TransportError
 from recorder.client.session import Session, SessionEvent, backoff, is_retryable
+from recorder.errors import AuthError, ConfigError, JournalError, KiwoomError, TransportError
 
 OK_LOGIN = '{"trnm":"LOGIN","return_code":0,"return_msg":"","sor_yn":"Y"}'
 BAD_LOGIN_MSG = "토큰 인증에 실패했습니다. 접속을 종료합니다 [CODE=8005, MESSAGE=Token이 유효하지 않습니다]"
@@ -500,7 +500,7 @@ def test_more_than_200_codes_is_refused_with_advice() -> None:
     with pytest.raises(ConfigError) as err:
         _session(codes(250))
     text = str(err.value)
-    assert "250 codes" in text and "200" in text and "split" in text and "app key" in text
+    assert "250 codes" in text and "200" in text and "2 keys are needed" in text and "app key" in text
     _session(codes(100) + codes(100, "_NX") + codes(5))  # duplicates count once
     with pytest.raises(ConfigError):
         _session(codes(100) + codes(101, "_NX"))

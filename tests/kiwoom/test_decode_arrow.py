@@ -17,11 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recorder.kiwoom import decode_arrow as arrow_decode
-from recorder.kiwoom.decode_arrow import ArrowDecoded, decode_frames
-from recorder.kiwoom.decode import DAY_NS, KST_OFFSET_NS, NS, PLANS, SEQ_SHIFT, Decoder, trading_day
 from recorder.errors import StoreError
+from recorder.kiwoom import decode_arrow as arrow_decode
+from recorder.kiwoom.decode import PLANS, SEQ_SHIFT, Decoder
+from recorder.kiwoom.decode_arrow import ArrowDecoded, decode_frames
 from recorder.kiwoom.fields import Kind
+from recorder.kiwoom.time import DAY_NS, KST_OFFSET_NS, NS, trading_day
 from recorder.store.sink import Sink, read_table
 from tests.kiwoom.test_decode import RECV, entries, odd_value
 

@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from recorder.kiwoom import frames as P
-from recorder.kiwoom.decode import KST, kst_date, parse_time, trading_day
 from recorder.kiwoom.fields import ORDERBOOK, TRADES, columns
+from recorder.kiwoom.time import KST, kst_date, parse_time, trading_day
 
 DATA = Path(__file__).parents[1] / "data"
 FIXTURES = {

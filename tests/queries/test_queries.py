@@ -26,7 +26,8 @@ from click.testing import CliRunner
 import queries
 from queries.named import NamedQueryError, QueryError, parse
 from recorder.cli.main import main
-from recorder.kiwoom.decode import KST, Decoder, trading_day
+from recorder.kiwoom.decode import Decoder
+from recorder.kiwoom.time import KST, trading_day
 from recorder.sim.market import SyntheticMarket
 from recorder.store.sink import Gap, Sink
 

@@ -25,15 +25,15 @@ from click.testing import CliRunner
 
 from recorder.capture.live import Capture
 from recorder.cli.main import main
-from recorder.kiwoom.decode import KST, NS, trading_day
-from recorder.sim.market import SyntheticMarket, real_frames
-from recorder.store.pipeline import Pipeline
 from recorder.kiwoom.frames import build_login, build_reg, decode_rows, row_columns
-from recorder.replay.rows import ReplayRow, aiter_rows, iter_batches, iter_rows, select
-from recorder.replay.feed import RecordedFeed, write_ndjson
 from recorder.kiwoom.schema import MARKET_TABLES
-from recorder.store.sink import Sink, read_table
+from recorder.kiwoom.time import KST, NS, trading_day
+from recorder.replay.feed import RecordedFeed, write_ndjson
+from recorder.replay.rows import ReplayRow, aiter_rows, iter_batches, iter_rows, select
+from recorder.sim.market import SyntheticMarket, real_frames
 from recorder.sim.venue import Venue, VenueConfig
+from recorder.store.pipeline import Pipeline
+from recorder.store.sink import Sink, read_table
 from tests.helpers import CREDS, capture_config
 
 RECEIVE_SIDE = ("recv_ts", "seq")

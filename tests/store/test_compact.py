@@ -16,14 +16,14 @@ import pytest
 from click.testing import CliRunner
 
 import queries
-from recorder.store import compact as maintenance
-from recorder.store import verify as verify_store
 from recorder.cli.main import main
 from recorder.errors import ConfigError
+from recorder.store import compact as maintenance
+from recorder.store import verify as verify_store
+from recorder.store.ingest import journal_root
 from recorder.store.journal import JournalWriter, read_records, write_checkpoint
 from recorder.store.pipeline import Pipeline
 from recorder.store.sink import Sink, write_part
-from recorder.store.ingest import journal_root
 
 DATA = Path(__file__).parents[1] / "data"
 FRAMES = [orjson.loads(line)["frame"] for line in (DATA / "kiwoom-frames.jsonl").read_text().splitlines()]

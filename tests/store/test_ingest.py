@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 
 import queries
 from recorder.kiwoom.decode_arrow import parse_block
-from recorder.kiwoom.decode import KST, trading_day
+from recorder.kiwoom.time import KST, trading_day
 from recorder.sim.market import SyntheticMarket, real_frames
+from recorder.store.ingest import _ndjson_blocks, _numbered, ingest_ndjson
 from recorder.store.pipeline import Pipeline
 from recorder.store.sink import Sink
-from recorder.store.ingest import _ndjson_blocks, _numbered, ingest_ndjson
 from tests.helpers import stored_rows
 
 DATE = "2026-07-20"

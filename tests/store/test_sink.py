@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import queries
-from recorder.kiwoom.decode import Decoder
 from recorder.errors import StoreError
+from recorder.kiwoom.decode import Decoder
 from recorder.store.sink import Gap, Sink
 
 DATA = Path(__file__).parents[1] / "data"
