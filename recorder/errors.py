@@ -10,11 +10,12 @@ catch these::
     ├── KiwoomError              the server answered with a non-zero return_code
     │   └── RateLimitError       HTTP 429 / return_code 5 / WS 105110
     ├── TransportError           connect, read or write failed; retryable
+    ├── NothingCapturedError     a capture never logged in and subscribed, or recorded nothing
     ├── JournalError             the raw-frame journal could not be written or read
     └── StoreError               a Parquet part file could not be written or read
 
 Every message is safe to print: no app key, secret key or token ever goes into one
-(ARCHITECTURE.md invariant 5).
+(docs/architecture.md, invariants).
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ class RateLimitError(KiwoomError):
 
 class TransportError(RecorderError):
     """The network failed (connect, read, write). The caller may retry."""
+
+
+class NothingCapturedError(RecorderError):
+    """A capture ended without ever being logged in and subscribed: its time is a gap."""
 
 
 class JournalError(RecorderError):

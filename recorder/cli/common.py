@@ -11,13 +11,16 @@ from typing import Any, TypeVar
 
 import click
 
-from recorder.errors import AuthError, ConfigError, RecorderError
+from recorder.errors import AuthError, ConfigError, NothingCapturedError, RecorderError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_AUTH = 3
-EXIT_CONFIG = 2
-EXIT_FAILURE = 1
+#: Exit codes of every ``recorder`` command (documented in the README and ``recorder --help``).
+EXIT_OK = 0
+EXIT_FAILURE = 1  # the store or journal could not be written or read, or another failure
+EXIT_CONFIG = 2  # usage: a bad option, a missing folder, a damaged file
+EXIT_AUTH = 3  # Kiwoom refused the credentials or the token
+EXIT_NOTHING = 4  # a capture never logged in and subscribed (its time is a gap row)
 
 
 def handle_errors(fn: F) -> F:
@@ -31,6 +34,9 @@ def handle_errors(fn: F) -> F:
         except ConfigError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_CONFIG)
+        except NothingCapturedError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_NOTHING)
         except RecorderError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_FAILURE)

@@ -118,3 +118,38 @@ def compact(
         f"compacted {r.groups} (partition, writer) groups: {r.files_before:,} files → {r.files_after:,}, "
         f"{r.rows:,} rows, {r.bytes_before:,} → {r.bytes_after:,} bytes"
     )
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@DATA_DIR
+@click.option("--date", help="KST trading date of the frames (YYYY-MM-DD); default today.")
+@click.option("--writer-id", help="Part-file writer id (default: derived from the file).")
+@handle_errors
+def ingest(file: Path, data_dir: Path, date: str | None, writer_id: str | None) -> None:
+    """Decode raw REAL frames (NDJSON, one per line) into the store."""
+    from recorder.store.ingest import ingest_ndjson
+
+    if date:
+        check_date(date)
+    r = ingest_ndjson(file, data_dir, date=date, writer=writer_id)
+    s = r.stats
+    click.echo(
+        f"ingested {r.lines:,} lines: {s.rows:,} rows, {s.rejects:,} rejects, "
+        f"{r.files} part files in {r.seconds:.2f}s ({s.rows / max(r.seconds, 1e-9):,.0f} rows/s)"
+    )
+
+
+@click.command()
+@DATA_DIR
+@click.option("--writer-id", "writers", multiple=True, help="Only these writers (default: every journal).")
+@handle_errors
+def rebuild(data_dir: Path, writers: tuple[str, ...]) -> None:
+    """Regenerate Parquet from the journal (the journal is the source of truth)."""
+    from recorder.store.ingest import rebuild as do_rebuild
+
+    r = do_rebuild(data_dir, list(writers) or None)
+    click.echo(
+        f"rebuilt writers {', '.join(r.writers)}: removed {r.removed} part files, "
+        f"wrote {r.files}; {r.stats.rows:,} rows, {r.stats.rejects:,} rejects, {r.stats.gaps} gaps"
+    )

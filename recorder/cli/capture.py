@@ -1,0 +1,132 @@
+"""``recorder capture``: record a live session (or the embedded venue's) into the store."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from recorder.cli.common import DATA_DIR, check_date, handle_errors
+from recorder.errors import ConfigError
+
+
+@click.command()
+@click.option("--symbols", help="Items, comma-separated: 005930,000660,005930_NX.")
+@click.option("--universe", help="kospi | kosdaq | all (ka10099) or a FILE of items.")
+@click.option(
+    "--nxt/--no-nxt",
+    default=None,
+    help="With --universe, also record each symbol's NXT stream (<code>_NX) where ka10099 says it "
+    "trades on NXT. Default: on with --sim, off otherwise.",
+)
+@click.option("--types", default="0B,0D", show_default=True, help="Real-time types to register.")
+@DATA_DIR
+@click.option("--env", "env_name", default="prod", show_default=True, type=click.Choice(["prod", "mock"]))
+@click.option("--ws-url", help="WebSocket URL of any Kiwoom-compatible server (or KIWOOM_WS_URL).")
+@click.option("--rest-url", help="REST base URL (or KIWOOM_REST_URL).")
+@click.option("--duration", help="Stop after 30s, 10m, 2h, ...")
+@click.option("--until", "until", help="Stop at HH:MM KST.")
+@click.option("--sim", is_flag=True, help="Start the embedded venue on loopback and record from it.")
+@click.option("--writer-id", help="Part-file writer id (default: host name; one per process).")
+@click.option(
+    "--trading-date",
+    help="Date the exchange times as this KST day (YYYY-MM-DD), e.g. when "
+    "recording a replay of a past day. Default: the day each frame is received.",
+)
+@click.option("--flush-age", default="5m", show_default=True, help="Write buffered rows at least this often.")
+# Hidden options for the soak runs (soak/scenarios.py); not part of the CLI contract.
+@click.option(
+    "--throttle-writes",
+    type=float,
+    default=None,
+    hidden=True,
+    help="Soak testing: sleep this many seconds before each part-file write (a slow consumer).",
+)
+@click.option(
+    "--session-option",
+    "session_option",
+    multiple=True,
+    hidden=True,
+    metavar="KEY=NUMBER",
+    help="Soak testing: a recorder.client.session.Session setting, e.g. kicked_backoff_s=0.5.",
+)
+@handle_errors
+def capture(
+    symbols: str | None,
+    universe: str | None,
+    nxt: bool | None,
+    types: str,
+    data_dir: Path,
+    env_name: str,
+    ws_url: str | None,
+    rest_url: str | None,
+    duration: str | None,
+    until: str | None,
+    sim: bool,
+    writer_id: str | None,
+    trading_date: str | None,
+    flush_age: str,
+    throttle_writes: float | None,
+    session_option: tuple[str, ...],
+) -> None:
+    """Capture trades and order books until --duration/--until or SIGINT/SIGTERM."""
+    import asyncio
+
+    from recorder.capture.runner import CaptureRequest, run_capture
+    from recorder.cli import options
+    from recorder.kiwoom.items import parse_items
+
+    if trading_date:
+        check_date(trading_date)
+    if duration and until:
+        raise ConfigError("give --duration or --until, not both")
+    seconds = options.parse_duration(duration) if duration else None
+    if until:
+        seconds = options.seconds_until(until, dt.datetime.now(dt.UTC))
+    req = CaptureRequest(
+        data_dir=data_dir,
+        symbols=parse_items(symbols) if symbols else [],
+        universe=universe,
+        nxt=nxt,
+        types=[t.strip() for t in types.split(",") if t.strip()],
+        env_name=env_name,
+        ws_url=ws_url,
+        rest_url=rest_url,
+        duration_s=seconds,
+        sim=sim,
+        writer=writer_id,
+        trading_date=trading_date,
+        flush_age_s=options.parse_duration(flush_age),
+        session_options=_session_options(session_option),
+        sink_options={"write": _throttled_write(throttle_writes)} if throttle_writes else {},
+    )
+    result = asyncio.run(run_capture(req))
+    click.echo(result.summary())
+
+
+def _session_options(pairs: tuple[str, ...]) -> dict[str, float]:
+    """``KEY=NUMBER`` pairs of the hidden ``--session-option`` (soak runs) → Session kwargs."""
+    out: dict[str, float] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            out[key.strip() or "?"] = int(value) if value.strip().lstrip("+-").isdigit() else float(value)
+        except ValueError:
+            raise ConfigError(f"--session-option {pair!r}: expected KEY=NUMBER") from None
+    return out
+
+
+def _throttled_write(seconds: float | None) -> Callable[[Any, Path], None]:
+    """A part-file writer that sleeps first: the slow consumer of the soak runs."""
+    import time
+
+    from recorder.store.sink import write_part
+
+    def write(table: Any, final: Path) -> None:
+        time.sleep(seconds or 0.0)
+        write_part(table, final)
+
+    return write
