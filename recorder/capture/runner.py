@@ -17,7 +17,7 @@ from recorder.capture.live import Capture, CaptureConfig, CaptureResult, install
 from recorder.capture.progress import report
 from recorder.capture.universe import read_items_file
 from recorder.client.endpoints import Endpoints, resolve_endpoints
-from recorder.client.rest import Credentials, load_credentials
+from recorder.client.credentials import Credentials, load_credentials
 from recorder.errors import ConfigError
 from recorder.kiwoom.limits import check_codes
 from recorder.store.ingest import default_writer_id

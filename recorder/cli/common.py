@@ -65,7 +65,7 @@ def venue_credentials(require: bool) -> tuple[str | None, str | None]:
     """The (appkey, secretkey) a venue should insist on: ours, or (None, None) for any."""
     if not require:
         return None, None
-    from recorder.client.rest import load_credentials
+    from recorder.client.credentials import load_credentials
 
     creds = load_credentials()
     return creds.appkey, creds.secretkey

@@ -18,20 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
 import orjson
-from dotenv import dotenv_values
 
+from recorder.client.credentials import Credentials, mask
 from recorder.errors import AuthError, ConfigError, KiwoomError, RateLimitError, TransportError
 from recorder.kiwoom.limits import RATE_LIMIT_CODE, TOKEN_ERROR_CODES
 from recorder.kiwoom.time import NS, format_kst, parse_kst_stamp
@@ -44,25 +42,6 @@ MARKETS: dict[str, tuple[str, ...]] = {"kospi": ("0",), "kosdaq": ("10",), "all"
 MAX_PAGES = 1000
 FALLBACK_LIFETIME_NS = 23 * 3600 * NS  # tokens live ~24 h (§2.1); stay an hour short
 _DETAIL_CODE = re.compile(r"(?:\[|CODE=)(\d{4})\b")  # "[8005:Token이 ...]" or "CODE=8005"
-
-
-def mask(secret: str) -> str:
-    """A printable stand-in for a secret: the first 4 characters and "…", or "***" if short.
-
-    Secrets shorter than 8 characters are fully hidden, so at most half of one is shown.
-    """
-    return secret[:4] + "…" if len(secret) >= 8 else "***"
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """An app key and secret key pair (§2.1). The repr never shows either."""
-
-    appkey: str
-    secretkey: str
-
-    def __repr__(self) -> str:
-        return f"Credentials(appkey='{mask(self.appkey)}(masked)', secretkey='***')"
 
 
 @dataclass(frozen=True)
@@ -146,63 +125,6 @@ def backoff_delay(attempt: int, rng: random.Random, *, base: float = 0.25, cap: 
     The jitter only adds up to 25 %, so delays grow strictly until they reach ``cap``.
     """
     return min(cap, base * 2.0**attempt * (1.0 + 0.25 * rng.random()))
-
-
-def default_config_file(env: Mapping[str, str] | None = None) -> Path:
-    """``$KIWOOM_RECORDER_CONFIG``, else ``kiwoom-recorder/credentials`` under the XDG config home."""
-    env = os.environ if env is None else env
-    if env.get("KIWOOM_RECORDER_CONFIG"):
-        return Path(env["KIWOOM_RECORDER_CONFIG"])
-    base = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return base / "kiwoom-recorder" / "credentials"
-
-
-def load_credentials(
-    env: Mapping[str, str] | None = None,
-    dotenv_path: Path | None = None,
-    config_path: Path | None = None,
-) -> Credentials:
-    """Read KIWOOM_APPKEY and KIWOOM_SECRETKEY: the environment, then ``.env``, then the config file.
-
-    Args:
-        env: the environment; ``os.environ`` by default. It wins over the files.
-        dotenv_path: the ``.env`` file; ``./.env`` by default. A missing file is empty.
-        config_path: the per-user config file (dotenv syntax); :func:`default_config_file`
-            by default. A missing file is empty.
-
-    Raises:
-        ConfigError: a variable is missing or empty (the message names it, never a value),
-            or a file holding secrets can be read by other users.
-    """
-    env = os.environ if env is None else env
-    names = ("KIWOOM_APPKEY", "KIWOOM_SECRETKEY")
-    values = {n: (env.get(n) or "").strip() for n in names}
-    sources = [
-        Path(".env") if dotenv_path is None else dotenv_path,
-        default_config_file(env) if config_path is None else config_path,
-    ]
-    for path in sources:
-        if all(values.values()):
-            break
-        if path.is_file():
-            found = _private_dotenv(path)
-            values = {n: values[n] or (found.get(n) or "").strip() for n in names}
-    for name in names:
-        if not values[name]:
-            where = " and ".join(str(p) for p in sources)
-            raise ConfigError(f"{name} is not set (looked in the environment, {where})")
-    return Credentials(values["KIWOOM_APPKEY"], values["KIWOOM_SECRETKEY"])
-
-
-def _private_dotenv(path: Path) -> dict[str, str | None]:
-    """Read a secrets file, refusing one that group or others may read (like ssh does)."""
-    mode = path.stat().st_mode
-    if mode & 0o077:
-        raise ConfigError(
-            f"{path} holds the app key and secret but other users may read it "
-            f"(mode {mode & 0o777:o}); run: chmod 600 {path}"
-        )
-    return dotenv_values(path)
 
 
 class KiwoomRest:

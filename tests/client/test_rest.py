@@ -22,15 +22,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from recorder.client.credentials import Credentials, load_credentials, mask
 from recorder.client.rest import (
     STKINFO_PATH,
-    Credentials,
     KiwoomRest,
     SymbolInfo,
     Token,
     backoff_delay,
-    load_credentials,
-    mask,
 )
 from recorder.errors import AuthError, ConfigError, KiwoomError, RateLimitError, TransportError
 from recorder.kiwoom.time import KST, NS, format_kst
