@@ -131,6 +131,11 @@ def load_keys_file(path: Path) -> list[Credentials]:
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(f"keys file {path}: [[key]] number {n} has no {field_name}")
         out.append(Credentials(values["appkey"].strip(), values["secretkey"].strip()))  # type: ignore[union-attr]
-    if len({c.appkey for c in out}) != len(out):
-        raise ConfigError(f"keys file {path}: the same appkey appears in two [[key]] tables")
+    first: dict[str, int] = {}
+    for n, cred in enumerate(out, 1):
+        if cred.appkey in first:
+            raise ConfigError(
+                f"keys file {path}: [[key]] {first[cred.appkey]} and {n} give the same appkey twice"
+            )
+        first[cred.appkey] = n
     return out
