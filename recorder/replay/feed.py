@@ -45,19 +45,14 @@ from recorder.kiwoom.fields import TABLE_TYPES
 from recorder.kiwoom.frames import encode_entry, encode_frame
 from recorder.kiwoom.items import VENUE_SUFFIX
 from recorder.kiwoom.time import NS
-from recorder.replay.rows import (
-    Dateish,
-    Pacer,
-    ReplayRow,
-    Selection,
-    iter_row_chunks,
-    partitions,
-    select,
-)
+from recorder.replay.read import Dateish, Selection, partitions, select
+from recorder.replay.rows import Pacer, ReplayRow, iter_row_chunks
 from recorder.sim.symbols import symbol_info
 
 if TYPE_CHECKING:
     from recorder.sim.venue import Venue
+
+__all__ = ["Inventory", "NdjsonResult", "RecordedFeed", "inventory", "iter_frames", "write_ndjson"]
 
 log = logging.getLogger(__name__)
 

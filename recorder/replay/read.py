@@ -23,6 +23,18 @@ from recorder.kiwoom.fields import REAL_TYPES
 from recorder.kiwoom.items import parse_filter
 from recorder.kiwoom.schema import MARKET_TABLES, SCHEMAS
 
+__all__ = [
+    "KEYS",
+    "Dateish",
+    "Partition",
+    "Selection",
+    "chain_runs",
+    "iter_windows",
+    "parse_types",
+    "partitions",
+    "select",
+]
+
 log = logging.getLogger(__name__)
 
 KEYS = [("ts", "ascending"), ("recv_ts", "ascending"), ("seq", "ascending")]

@@ -40,32 +40,12 @@ from recorder.kiwoom.frames import row_columns
 from recorder.replay.read import (
     KEYS,
     Dateish,
-    Partition,
     Selection,
-    chain_runs,
     iter_windows,
-    parse_types,
-    partitions,
     select,
 )
 
-__all__ = [
-    "KEYS",
-    "Dateish",
-    "Pacer",
-    "Partition",
-    "ReplayRow",
-    "Selection",
-    "aiter_rows",
-    "chain_runs",
-    "iter_batches",
-    "iter_rows",
-    "iter_windows",
-    "parse_types",
-    "partitions",
-    "select",
-    "window_rows",
-]
+__all__ = ["Pacer", "ReplayRow", "aiter_rows", "iter_batches", "iter_row_chunks", "iter_rows", "window_rows"]
 
 log = logging.getLogger(__name__)
 
