@@ -26,8 +26,8 @@ import queries
 from recorder.kiwoom.decode import SEQ_SHIFT, Decoder
 from recorder.kiwoom.frames import row_columns
 from recorder.sim.venue import SentEntry, SentFrame
-from recorder.store.ingest import journal_root
 from recorder.store.journal import EVENT, read_records
+from recorder.store.layout import journal_root
 from soak.harness import WRITER
 
 log = logging.getLogger(__name__)

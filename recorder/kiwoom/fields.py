@@ -191,6 +191,11 @@ ORDERBOOK = RealType("0D", "주식호가잔량", "orderbook", _ORDERBOOK_FIELDS)
 REAL_TYPES: dict[str, RealType] = {TRADES.code: TRADES, ORDERBOOK.code: ORDERBOOK}
 TABLE_TYPES: dict[str, RealType] = {rt.table: rt for rt in REAL_TYPES.values()}
 
+#: The stored tables: one per real-time type, then the recorder's own event tables.
+MARKET_TABLES: tuple[str, ...] = tuple(TABLE_TYPES)
+EVENT_TABLES: tuple[str, ...] = ("gaps", "rejects")
+TABLES: tuple[str, ...] = MARKET_TABLES + EVENT_TABLES
+
 
 def columns(rt: RealType) -> tuple[str, ...]:
     """The row layout the decoder produces for ``rt``, which is also the stored column order.

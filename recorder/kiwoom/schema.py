@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from recorder.kiwoom.fields import BASE_COLUMNS, TABLE_TYPES, Kind, columns
+from recorder.kiwoom.fields import BASE_COLUMNS, MARKET_TABLES, TABLE_TYPES, Kind, columns
 from recorder.kiwoom.time import TZ_NAME
 
 TZ = TZ_NAME
@@ -32,10 +32,6 @@ def timestamps(ns: list[int | None]) -> pa.Array:
     """Epoch nanoseconds → the stored timestamp type (truncated to microseconds)."""
     return pa.array(ns, _TIMESTAMP_NS).cast(TIMESTAMP, safe=False)
 
-
-MARKET_TABLES = ("trades", "orderbook")
-EVENT_TABLES = ("gaps", "rejects")
-TABLES = MARKET_TABLES + EVENT_TABLES
 
 _KIND_TYPES = {
     Kind.PRICE: pa.int64(),

@@ -40,7 +40,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import re
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -53,16 +52,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recorder.errors import ConfigError, StoreError
-from recorder.kiwoom.schema import MARKET_TABLES, TABLES
-from recorder.store.ingest import JOURNAL_DIR, journal_root
+from recorder.kiwoom.fields import TABLES
 from recorder.store.journal import list_writers, read_checkpoint
-from recorder.store.sink import PART_RE, SORT_TIME, part_name, write_part
+from recorder.store.layout import (
+    INTENT_DIR,
+    INTENT_GLOB,
+    JOURNAL_DIR,
+    LOCK,
+    SORT_TIME,
+    TMP_RE,
+    intent_path,
+    journal_root,
+    parse_part,
+    parse_part_name,
+    part_name,
+    temp_path,
+)
+from recorder.store.sink import write_part
 
 log = logging.getLogger(__name__)
 
-INTENT_DIR = "_compaction"
-TMP_RE = re.compile(r"\..+\.tmp")  # write_part's temporary names: ".<final name>.tmp"
-_INTENT_GLOB = "intent-*.json"
 _SHOWN = 20  # continuity lines listed one by one
 
 #: Called after each compaction step ("intent-written", "merged-visible", "input-removed",
@@ -98,13 +107,6 @@ class _Scan:
     strays: list[Path] = field(default_factory=list)
 
 
-def _hive_keys(table: str, rel: tuple[str, ...]) -> tuple[str, str | None] | None:
-    want = ("date=", "symbol=") if table in MARKET_TABLES else ("date=",)
-    if len(rel) != len(want) or not all(r.startswith(w) for r, w in zip(rel, want, strict=True)):
-        return None
-    return rel[0][5:], rel[1][7:] if len(rel) == 2 else None
-
-
 def _scan(data_dir: Path) -> _Scan:
     """Every file under the table directories: part files, temp files, strays.
 
@@ -121,17 +123,16 @@ def _scan(data_dir: Path) -> _Scan:
             base = data_dir / table
             for dirpath, dirs, files in os.walk(base, onerror=fail) if base.is_dir() else ():
                 dirs.sort()
-                keys = _hive_keys(table, Path(dirpath).relative_to(base).parts)
                 for name in sorted(files):
                     path = Path(dirpath, name)
                     if TMP_RE.fullmatch(name):
                         scan.temps.append(path)
-                    elif keys is None or not name.endswith(".parquet"):
+                    elif (pp := parse_part(path.relative_to(data_dir))) is None:
                         scan.strays.append(path)
                     else:
-                        m = PART_RE.fullmatch(name)
-                        w, a, b = (m["writer"], int(m["first"]), int(m["last"])) if m else (None, -1, -1)
-                        scan.parts.append(_Part(path, table, *keys, path.stat().st_size, w, a, b))
+                        scan.parts.append(
+                            _Part(path, pp.table, pp.date, pp.symbol, path.stat().st_size, *pp[3:])
+                        )
     except OSError as exc:
         raise StoreError(f"cannot read the store at {data_dir}: {exc}") from exc
     return scan
@@ -224,7 +225,7 @@ def inventory(data_dir: Path) -> Inventory:
         files = [e for e in os.scandir(root) if e.is_file()]
         segs = sum(1 for e in files if e.name.startswith("seg-") and e.name.endswith(".jnl"))
         journals.append(JournalInfo(w, segs, sum(e.stat().st_size for e in files), read_checkpoint(root)))
-    pending = len(list((data_dir / INTENT_DIR).glob(_INTENT_GLOB)))
+    pending = len(list((data_dir / INTENT_DIR).glob(INTENT_GLOB)))
     return Inventory(str(data_dir), tables, parts, journals, unreadable, len(scan.temps), pending)
 
 
@@ -266,7 +267,7 @@ def compact(
     idir = data_dir / INTENT_DIR
     idir.mkdir(mode=0o700, exist_ok=True)
     res = CompactResult()
-    with _flock(idir / "LOCK", f"another compact is running on {data_dir}"), contextlib.ExitStack() as locks:
+    with _flock(idir / LOCK, f"another compact is running on {data_dir}"), contextlib.ExitStack() as locks:
         res.recovered = _replay(data_dir)
         groups: dict[tuple[str, str, str, str], list[_Part]] = defaultdict(list)
         for p in _scan(data_dir).parts:
@@ -277,7 +278,7 @@ def compact(
             if (root := journal_root(data_dir, w)).is_dir():
                 locks.enter_context(
                     _flock(
-                        root / "LOCK",
+                        root / LOCK,
                         f"writer {w} is capturing (its journal {root} is locked); compact refuses to "
                         "run: wait for that capture to end, or leave the writer out (--writer-id)",
                     )
@@ -307,7 +308,7 @@ def _compact_group(data_dir: Path, group: list[_Part], res: CompactResult, hook:
         res.skipped.append(f"{head.where} writer {head.writer}: files of different schemas")
         return
     merged = pa.concat_tables(tables).sort_by([(SORT_TIME[head.table], "ascending"), ("seq", "ascending")])
-    intent = data_dir / INTENT_DIR / f"intent-{uuid.uuid4().hex}.json"
+    intent = intent_path(data_dir, uuid.uuid4().hex)
     _write_json(
         intent,
         {
@@ -347,10 +348,10 @@ def finish_compactions(data_dir: Path) -> list[str]:
     and the start of a capture. Raises StoreError if an intent does not match the files.
     """
     idir = data_dir / INTENT_DIR
-    if not any(idir.glob(_INTENT_GLOB)):
+    if not any(idir.glob(INTENT_GLOB)):
         return []
     try:
-        with _flock(idir / "LOCK", "busy"):
+        with _flock(idir / LOCK, "busy"):
             return _replay(data_dir)
     except ConfigError:
         return ["a compaction is running; files may change while they are read"]
@@ -359,16 +360,16 @@ def finish_compactions(data_dir: Path) -> list[str]:
 def _replay(data_dir: Path) -> list[str]:
     """Roll forward intents whose output is in place, roll back the others. Hold the lock."""
     idir, done = data_dir / INTENT_DIR, []
-    for tmp in idir.glob(f".{_INTENT_GLOB}.tmp"):  # a crash while writing an intent: never acted on
+    for tmp in idir.glob(f".{INTENT_GLOB}.tmp"):  # a crash while writing an intent: never acted on
         _unlink(tmp)
-    for ipath in sorted(idir.glob(_INTENT_GLOB)):
+    for ipath in sorted(idir.glob(INTENT_GLOB)):
         try:
             it = orjson.loads(ipath.read_bytes())
             rel, inputs, rows = Path(it["dir"]), it["inputs"], int(it["rows"])
             names = [it["output"], *(i["name"] for i in inputs)]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"compaction intent {ipath} cannot be read: {exc}") from exc
-        if rel.is_absolute() or ".." in rel.parts or not all(PART_RE.fullmatch(n) for n in names):
+        if rel.is_absolute() or ".." in rel.parts or not all(parse_part_name(n) for n in names):
             raise StoreError(f"compaction intent {ipath} names files outside the store's layout")
         pdir = data_dir / rel
         out = pdir / names[0]
@@ -383,7 +384,7 @@ def _replay(data_dir: Path) -> list[str]:
             _fsync_dir(pdir)
             what = "finished"
         else:  # the inputs are intact; only write_part's temp file may be left
-            (pdir / f".{out.name}.tmp").unlink(missing_ok=True)
+            temp_path(out).unlink(missing_ok=True)
             what = "rolled back"
         _unlink(ipath)
         _fsync_dir(idir)

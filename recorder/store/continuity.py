@@ -2,7 +2,7 @@
 sequence numbers.
 
 FID 13 (``cum_volume``) of a stream (one symbol on one venue) must grow by exactly FID 15
-(``volume``) with every trade (ARCHITECTURE.md invariant 2). When it does not, trades were
+(``volume``) with every trade (docs/architecture.md, invariant 2). When it does not, trades were
 missed (or the feed restarted its count), and a ``continuity`` row goes to ``gaps`` with the
 size of the hole. The expectation is reset whenever a connection (re)starts, because
 trades made while disconnected are already covered by that disconnect's gap row.

@@ -6,7 +6,6 @@ import datetime as dt
 import hashlib
 import logging
 import os
-import socket
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -19,30 +18,19 @@ import pyarrow as pa
 
 from recorder.errors import ConfigError, StoreError
 from recorder.kiwoom.decode_arrow import parse_block
-from recorder.kiwoom.schema import TABLES
+from recorder.kiwoom.fields import TABLES
 from recorder.kiwoom.time import KST, trading_day
+from recorder.store.layout import JOURNAL_DIR, journal_root, parse_part
 from recorder.store.pipeline import Pipeline, PipelineStats
-from recorder.store.sink import PART_RE, Sink
+from recorder.store.sink import Sink
 
 log = logging.getLogger(__name__)
 
-JOURNAL_DIR = "_journal"
 _NL = ord("\n")
 # Threads parsing blocks, one block each. Each block in flight holds about 60 MB once
 # parsed, hence the cap: memory stays bounded on machines with many cores.
 _PARSERS = min(os.cpu_count() or 1, 8)
 _LOOKAHEAD = _PARSERS + 2  # blocks in flight: the one being decoded and those parsed ahead
-
-
-def default_writer_id() -> str:
-    """This host's name, cleaned to the characters part-file names allow."""
-    host = socket.gethostname().split(".")[0] or "host"
-    clean = "".join(c if c.isalnum() or c in "_." else "_" for c in host)
-    return clean[:40] or "host"
-
-
-def journal_root(data_dir: Path, writer: str) -> Path:
-    return data_dir / JOURNAL_DIR / writer
 
 
 @dataclass(slots=True)
@@ -190,9 +178,10 @@ def iter_parts(data_dir: Path, writer: str | None = None) -> Iterator[Path]:
             continue
         for dirpath, _dirs, files in os.walk(base):
             for name in files:
-                m = PART_RE.fullmatch(name)
-                if m and (writer is None or m["writer"] == writer):
-                    yield Path(dirpath) / name
+                path = Path(dirpath, name)
+                part = parse_part(path.relative_to(data_dir))
+                if part is not None and part.writer is not None and writer in (None, part.writer):
+                    yield path
 
 
 @dataclass(slots=True)

@@ -1,4 +1,4 @@
-"""The raw-frame journal: the recorder's source of truth (ARCHITECTURE.md invariants 1, 4).
+"""The raw-frame journal: the recorder's source of truth (docs/architecture.md, invariants 1 and 4).
 
 Every WebSocket frame is appended with its receive time *before* it is decoded, and
 session events (disconnects, refused REGs, failed LOGINs) are appended as small JSON

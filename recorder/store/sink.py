@@ -22,7 +22,6 @@ import functools
 import itertools
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -36,15 +35,14 @@ import pyarrow.parquet as pq
 
 from recorder.errors import StoreError
 from recorder.kiwoom.decode import SEQ_SHIFT, Decoded, TableColumns
-from recorder.kiwoom.schema import MARKET_TABLES, SCHEMAS, TIMESTAMP, timestamps
+from recorder.kiwoom.fields import MARKET_TABLES
+from recorder.kiwoom.schema import SCHEMAS, TIMESTAMP, timestamps
 from recorder.kiwoom.time import kst_date
+from recorder.store.layout import SORT_TIME, WRITER_RE, parse_part_name, part_name, partition_dir
 
 log = logging.getLogger(__name__)
 
-PART_RE = re.compile(r"part-(?P<writer>.+)-(?P<first>\d{12})-(?P<last>\d{12})\.parquet")
-SORT_TIME = {"trades": "ts", "orderbook": "ts", "gaps": "start_ts", "rejects": "recv_ts"}
 _WRITERS = min(os.cpu_count() or 1, 8)  # threads writing the partitions of one flush
-WRITER_RE = re.compile(r"[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,16 +55,6 @@ class Gap:
     detail: str
     symbols: tuple[str, ...]
     seq: int
-
-
-def partition_dir(root: Path, table: str, date: str, symbol: str | None) -> Path:
-    """``root/table/date=…[/symbol=…]``: the layout of ARCHITECTURE.md."""
-    d = root / table / f"date={date}"
-    return d / f"symbol={symbol}" if symbol is not None else d
-
-
-def part_name(writer: str, first_fno: int, last_fno: int) -> str:
-    return f"part-{writer}-{first_fno:012d}-{last_fno:012d}.parquet"
 
 
 @dataclass(slots=True)
@@ -289,9 +277,9 @@ class Sink:
             return -1
         last = -1
         for name in names:
-            m = PART_RE.fullmatch(name)
-            if m and m["writer"] == self.writer:
-                last = max(last, int(m["last"]))
+            got = parse_part_name(name)
+            if got is not None and got[0] == self.writer:
+                last = max(last, got[2])
         return last
 
 

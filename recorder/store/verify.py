@@ -31,9 +31,9 @@ import pyarrow.parquet as pq
 
 from recorder.errors import JournalError, RecorderError, StoreError
 from recorder.kiwoom.decode import SEQ_SHIFT
-from recorder.kiwoom.schema import MARKET_TABLES, SCHEMAS, TABLES, file_schema
+from recorder.kiwoom.fields import TABLES
+from recorder.kiwoom.schema import SCHEMAS, file_schema
 from recorder.store.compact import (
-    INTENT_DIR,
     _flock,
     _lock_busy,
     _Part,
@@ -42,10 +42,20 @@ from recorder.store.compact import (
     _Scan,
     _scan,
 )
-from recorder.store.ingest import JOURNAL_DIR, journal_root
 from recorder.store.journal import list_writers, read_checkpoint, read_records
+from recorder.store.layout import (
+    INTENT_DIR,
+    JOURNAL_DIR,
+    LOCK,
+    SORT_TIME,
+    PartPath,
+    hive_types,
+    journal_root,
+    part_glob,
+    partition_keys,
+)
 from recorder.store.pipeline import Pipeline
-from recorder.store.sink import SORT_TIME, Sink
+from recorder.store.sink import Sink
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +116,7 @@ def verify(
         return rep
     idir = data_dir / INTENT_DIR  # created by the first compaction: none can run without it
     busy = f"a compaction is running on {data_dir}; verify when it has finished"
-    with _flock(idir / "LOCK", busy) if idir.is_dir() else contextlib.nullcontext():
+    with _flock(idir / LOCK, busy) if idir.is_dir() else contextlib.nullcontext():
         try:
             rep.warnings.extend(_replay(data_dir))
             scan = _scan(data_dir)
@@ -248,7 +258,7 @@ def _compare_journal(
     compared (later ones may still be in the capture's buffers), on both sides.
     """
     root = journal_root(data_dir, writer)
-    live = _lock_busy(root / "LOCK")
+    live = _lock_busy(root / LOCK)
     try:
         checkpoint = read_checkpoint(root)
         bound = checkpoint if live else None
@@ -267,7 +277,7 @@ def _compare_journal(
                 if any(p.path not in ok for p in mine):
                     rep.warnings.append(f"{table} of writer {writer}: unreadable files; not compared")
                     continue
-                theirs = sorted((Path(tmp) / table).rglob("part-*.parquet"))
+                theirs = sorted(Path(tmp).glob(part_glob(table)))
                 limit = None if bound is None else (bound + 1) << SEQ_SHIFT
                 try:
                     diffs = _diff(con, table, [p.path for p in mine], theirs, limit)
@@ -275,7 +285,7 @@ def _compare_journal(
                     rep.problems.append(f"{table} of writer {writer}: cannot compare with the journal: {exc}")
                     continue
                 for what, date, symbol, n in diffs:
-                    where = f"{table} date={date}" + (f" symbol={symbol}" if symbol else "")
+                    where = PartPath(table, date, symbol, None, -1, -1).where
                     msg = "missing from the store" if what == "missing" else "not in the journal"
                     late = what == "missing" and not live and pipe.last_fno > checkpoint
                     hint = " (a capture was interrupted; its next start recovers frames after the checkpoint)"
@@ -297,7 +307,7 @@ def _source(con: duckdb.DuckDBPyConnection, table: str, files: list[Path], name:
         con.register(name, SCHEMAS[table].empty_table().append_column("date", pa.array([], pa.string())))
         return name
     listing = ", ".join("'" + f.as_posix().replace("'", "''") + "'" for f in files)
-    hive = "{'date': VARCHAR, 'symbol': VARCHAR}" if table in MARKET_TABLES else "{'date': VARCHAR}"
+    hive = hive_types(table, "VARCHAR")
     return f"read_parquet([{listing}], hive_partitioning = true, hive_types = {hive}, union_by_name = true)"
 
 
@@ -309,7 +319,7 @@ def _diff(
     where = "" if limit is None else f" WHERE seq < {int(limit)}"
     s = f"SELECT {cols} FROM {_source(con, table, store, '_store_side')}{where}"
     j = f"SELECT {cols} FROM {_source(con, table, journal, '_journal_side')}{where}"
-    sym = "symbol" if table in MARKET_TABLES else "NULL::VARCHAR"
+    sym = "symbol" if "symbol" in partition_keys(table) else "NULL::VARCHAR"
     q = (
         f"SELECT 'missing', date, {sym}, count(*) FROM ({j} EXCEPT ALL {s}) GROUP BY ALL UNION ALL "
         f"SELECT 'extra', date, {sym}, count(*) FROM ({s} EXCEPT ALL {j}) GROUP BY ALL ORDER BY ALL"

@@ -15,7 +15,7 @@ import pytest
 import queries
 from recorder.capture.live import Capture
 from recorder.sim.venue import Venue, VenueConfig
-from recorder.store.ingest import journal_root
+from recorder.store.layout import journal_root
 from tests.helpers import CREDS, capture_config, decoded_rows, journaled_frames, stored_rows
 
 KEY_COLUMNS = ("symbol", "venue", "ts", "seq")

@@ -25,8 +25,8 @@ from click.testing import CliRunner
 
 from recorder.capture.live import Capture
 from recorder.cli.main import main
+from recorder.kiwoom.fields import MARKET_TABLES
 from recorder.kiwoom.frames import build_login, build_reg, decode_rows, row_columns
-from recorder.kiwoom.schema import MARKET_TABLES
 from recorder.kiwoom.time import KST, NS, trading_day
 from recorder.replay.feed import RecordedFeed, write_ndjson
 from recorder.replay.rows import ReplayRow, aiter_rows, iter_batches, iter_rows, select

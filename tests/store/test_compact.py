@@ -20,8 +20,8 @@ from recorder.cli.main import main
 from recorder.errors import ConfigError
 from recorder.store import compact as maintenance
 from recorder.store import verify as verify_store
-from recorder.store.ingest import journal_root
 from recorder.store.journal import JournalWriter, read_records, write_checkpoint
+from recorder.store.layout import journal_root
 from recorder.store.pipeline import Pipeline
 from recorder.store.sink import Sink, write_part
 
@@ -200,7 +200,7 @@ def test_ls_cli(store: Path) -> None:
     doc = orjson.loads(r.output)
     assert doc["tables"][0]["rows"] == rows and [j["writer"] for j in doc["journals"]] == ["w1", "w2"]
     r = CliRunner().invoke(main, ["ls", "--data-dir", str(store / "nowhere")])
-    assert r.exit_code == 2 and "not a directory" in r.output
+    assert r.exit_code == 2 and "does not exist" in r.output
 
 
 # --------------------------------------------------------------------------- verify
