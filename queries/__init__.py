@@ -32,8 +32,10 @@ from queries.named import NamedQuery, NamedQueryError, Param, QueryError, get, n
 from recorder.errors import StoreError
 from recorder.kiwoom.schema import SCHEMAS
 
+from recorder.kiwoom.fields import TABLES
 __all__ = [
     "NamedQuery",
+from recorder.store.layout import hive_types, parse_part, part_glob
     "NamedQueryError",
     "Param",
     "QueryError",
@@ -44,16 +46,9 @@ __all__ = [
     "sql",
 ]
 
-_GLOBS = {
-    "trades": "trades/*/*/*.parquet",
-    "orderbook": "orderbook/*/*/*.parquet",
-    "gaps": "gaps/*/*.parquet",
-    "rejects": "rejects/*/*.parquet",
-}
-
 
 def _has_parts(data_dir: Path, table: str) -> bool:
-    return any(data_dir.glob(_GLOBS[table]))
+    return any(parse_part(p.relative_to(data_dir)) for p in data_dir.glob(part_glob(table)))
 
 
 def connect(
@@ -79,12 +74,10 @@ def connect(
     con = con or duckdb.connect()
     con.execute("SET TimeZone = 'Asia/Seoul'")  # show and bucket times in KST, the market's clock
     con.execute(_BOOK_SECONDS)
-    for table, glob in _GLOBS.items():
+    for table in TABLES:
         if _has_parts(data_dir, table):
-            path = (data_dir / glob).as_posix().replace("'", "''")
-            hive = (
-                "{'date': DATE, 'symbol': VARCHAR}" if table in ("trades", "orderbook") else "{'date': DATE}"
-            )
+            path = (data_dir / part_glob(table)).as_posix().replace("'", "''")
+            hive = hive_types(table)
             # Without union_by_name the first file (glob order: oldest date) gives the
             # columns and the others are matched to it by name when they are read; files in
             # partitions the filters exclude are never opened.

@@ -37,8 +37,8 @@ from typing import Any
 
 import queries
 from recorder.sim.venue import VenueConfig
-from recorder.store.ingest import journal_root
 from recorder.store.journal import EVENT, JournalTail, read_checkpoint, read_records
+from recorder.store.layout import journal_root
 from soak import truth
 from soak.frames import ALL, Injected, Knobs, generate
 from soak.harness import MB, RECORDER, WRITER, CaptureProc, RssMonitor, SoakError, VenueThread, soak_env

@@ -11,9 +11,9 @@ from recorder.capture.live import CaptureConfig
 from recorder.client.rest import Credentials
 from recorder.kiwoom.decode import Decoder
 from recorder.kiwoom.frames import row_columns
-from recorder.store.ingest import journal_root
 from recorder.store.journal import EVENT, read_records
 
+from recorder.store.layout import journal_root
 
 def stored_rows(data_dir: Path, table: str) -> list[tuple]:
     """Rows of ``table`` ordered by seq: symbol, venue, seq, ts (µs), then every value column."""

@@ -30,7 +30,6 @@ from recorder.client.rest import Credentials, KiwoomRest
 from recorder.client.session import Session, SessionEvent
 from recorder.errors import ConfigError, RecorderError, StoreError
 from recorder.kiwoom.limits import MAX_CODES_PER_KEY, check_codes
-from recorder.store.ingest import journal_root
 from recorder.store.journal import (
     EVENT,
     JournalTail,
@@ -41,6 +40,7 @@ from recorder.store.journal import (
 )
 from recorder.store.pipeline import TRADING_DAY, Pipeline
 from recorder.store.sink import Sink
+from recorder.store.layout import journal_root
 
 log = logging.getLogger(__name__)
 

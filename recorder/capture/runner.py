@@ -20,7 +20,7 @@ from recorder.client.endpoints import Endpoints, resolve_endpoints
 from recorder.client.credentials import Credentials, load_credentials
 from recorder.errors import ConfigError
 from recorder.kiwoom.limits import check_codes
-from recorder.store.ingest import default_writer_id
+from recorder.store.layout import default_writer_id
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from recorder.cli.common import DATA_DIR, check_date, handle_errors
-from recorder.kiwoom.schema import MARKET_TABLES, TABLES
+from recorder.kiwoom.fields import MARKET_TABLES, TABLES
 
 if TYPE_CHECKING:
     from recorder.store.compact import Inventory
