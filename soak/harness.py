@@ -1,10 +1,12 @@
-"""The machinery of a soak run: the embedded venue on its own event-loop thread, the real
-``recorder capture`` CLI in subprocesses against it, and RSS polling of those processes.
+"""The machinery of a soak run: the embedded venue on its own event-loop thread, the
+capture in subprocesses against it (the real ``recorder capture`` CLI, or
+:mod:`soak.capture_proc` where a scenario needs short backoffs or a held writer), and RSS
+polling of those processes.
 
 Synchronisation is on events wherever one exists: venue conditions
-(:meth:`VenueThread.wait`), process exit (``Popen.wait``) and PING barriers. The only
-polling is RSS sampling (there is no event for "memory grew") and, in the slow-consumer
-scenario, the journal/checkpoint sampler (no event for "the child appended a record").
+(:meth:`VenueThread.wait`), process exit (``Popen.wait``), PING barriers and the write
+gate's pipe (:class:`WriteGate`). The only polling is RSS sampling: there is no event for
+"memory grew".
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -25,11 +28,14 @@ from typing import Any, TypeVar
 import psutil
 
 from recorder.sim.venue import Venue, VenueConfig
+from soak.capture_proc import RELEASE_ALL, RELEASE_ONE
 
 T = TypeVar("T")
 
 APPKEY, SECRET = "soak-appkey-5e1f0a27", "soak-secret-9b2c7d41e8"
 RECORDER = [sys.executable, "-m", "recorder.cli.main"]
+CLI_CAPTURE = (*RECORDER, "capture")  # the real CLI
+SOAK_CAPTURE = (sys.executable, "-m", "soak.capture_proc")  # the library with soak knobs
 WRITER = "soak"
 MB = 1 << 20
 
@@ -130,11 +136,13 @@ def soak_env() -> dict[str, str]:
     return hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET)
 
 
-def capture_command(venue: Venue, data_dir: Path, writer: str, *extra: str) -> list[str]:
-    """``recorder capture`` of every item ``venue`` trades, into ``data_dir`` as ``writer``."""
+def capture_command(
+    venue: Venue, data_dir: Path, writer: str, *extra: str, program: tuple[str, ...] = CLI_CAPTURE
+) -> list[str]:
+    """A capture of every item ``venue`` trades, into ``data_dir`` as ``writer``: by default
+    ``recorder capture``; ``program=SOAK_CAPTURE`` for :mod:`soak.capture_proc`."""
     return [
-        *RECORDER,
-        "capture",
+        *program,
         "--ws-url",
         venue.ws_url,
         "--rest-url",
@@ -149,15 +157,76 @@ def capture_command(venue: Venue, data_dir: Path, writer: str, *extra: str) -> l
     ]
 
 
+class WriteGate:
+    """The harness's side of :class:`soak.capture_proc.Gate`: see each part-file write the
+    capture is about to make, and let it through when the scenario is ready.
+
+    Two pipes; the child gets the write end of the announcements and the read end of the
+    releases (``--gate-fds``). When the child dies, :meth:`held` reports it at once (end of
+    file) instead of waiting out its timeout.
+    """
+
+    def __init__(self) -> None:
+        self._announce_r, announce_w = os.pipe()
+        release_r, self._release_w = os.pipe()
+        self._child: tuple[int, int] | None = (announce_w, release_r)
+        self._buf = b""
+
+    def child_fds(self) -> tuple[int, int]:
+        if self._child is None:
+            raise SoakError("a write gate serves one capture process")
+        return self._child
+
+    def spawned(self) -> None:
+        """Close the child's ends here, so that the child's death is seen as end of file."""
+        for fd in self.child_fds():
+            os.close(fd)
+        self._child = None
+
+    def held(self, timeout: float = 60.0) -> str:
+        """Wait until the capture holds a write; the part file's name."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self._announce_r], [], [], max(left, 0.0))
+            if not ready:
+                raise SoakError(f"no part-file write was held within {timeout:g} s")
+            chunk = os.read(self._announce_r, 4096)
+            if not chunk:
+                raise SoakError("the capture exited while the harness waited for a held write")
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return line.decode()
+
+    def release(self) -> None:
+        """Let the held write through; the next one will be held again."""
+        os.write(self._release_w, RELEASE_ONE)
+
+    def open(self) -> None:
+        """Let the held write and every later one through."""
+        os.write(self._release_w, RELEASE_ALL)
+
+    def close(self) -> None:
+        fds = [self._announce_r, self._release_w, *(self._child or ())]
+        self._announce_r = self._release_w = -1
+        self._child = None
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
+
+
 @dataclass
 class CaptureProc:
-    """One ``recorder capture`` subprocess; output goes to files under ``log_dir``."""
+    """One capture subprocess (``recorder capture``, or ``program``); output goes to files
+    under ``log_dir``. With a ``gate``, the capture's part-file writes wait for it."""
 
     vt: VenueThread
     data_dir: Path
     log_dir: Path
     extra: tuple[str, ...] = ()
     name: str = "capture"
+    program: tuple[str, ...] = CLI_CAPTURE
+    gate: WriteGate | None = None
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     ended: float | None = None
@@ -172,12 +241,18 @@ class CaptureProc:
         return self.log_dir / f"{self.name}.err"
 
     def command(self) -> list[str]:
-        return capture_command(self.vt.venue, self.data_dir, WRITER, *self.extra)
+        extra = self.extra
+        if self.gate is not None:
+            extra += ("--gate-fds", ",".join(map(str, self.gate.child_fds())))
+        return capture_command(self.vt.venue, self.data_dir, WRITER, *extra, program=self.program)
 
     def start(self) -> CaptureProc:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        fds = self.gate.child_fds() if self.gate is not None else ()
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(self.command(), env=soak_env(), stdout=out, stderr=err)
+            self.proc = subprocess.Popen(self.command(), env=soak_env(), stdout=out, stderr=err, pass_fds=fds)
+        if self.gate is not None:
+            self.gate.spawned()
         self.started = time.monotonic()
         return self
 

@@ -41,7 +41,19 @@ from recorder.store.journal import EVENT, JournalTail, read_checkpoint, read_rec
 from recorder.store.layout import journal_root
 from soak import truth
 from soak.frames import ALL, Injected, Knobs, generate
-from soak.harness import MB, RECORDER, WRITER, CaptureProc, RssMonitor, SoakError, VenueThread, soak_env
+from soak.harness import (
+    CLI_CAPTURE,
+    MB,
+    RECORDER,
+    SOAK_CAPTURE,
+    WRITER,
+    CaptureProc,
+    RssMonitor,
+    SoakError,
+    VenueThread,
+    WriteGate,
+    soak_env,
+)
 
 CORE = ("sent", "recorded", "missing", "duplicated", "gaps", "rejects", "peak_rss_mb")
 ENOSPC_TEXT = "No space left on device"
@@ -79,9 +91,9 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def session_opts(**kw: float) -> list[str]:
-    """The hidden ``--session-option KEY=NUMBER`` flags of ``recorder capture``."""
-    return [x for k, v in kw.items() for x in ("--session-option", f"{k}={v}")]
+def tuning_opts(**kw: float) -> list[str]:
+    """:mod:`soak.capture_proc` options for :class:`~recorder.client.session.SessionTuning` fields."""
+    return [x for k, v in kw.items() for x in (f"--{k.replace('_', '-')}", str(v))]
 
 
 def venue_config(seed: int, **kw: Any) -> VenueConfig:
@@ -117,8 +129,12 @@ class Run:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def capture(self, *extra: str) -> CaptureProc:
-        proc = CaptureProc(self.vt, self.data, self.logs, tuple(extra), f"capture-{len(self.procs) + 1}")
+    def capture(
+        self, *extra: str, program: tuple[str, ...] = CLI_CAPTURE, gate: WriteGate | None = None
+    ) -> CaptureProc:
+        """Start a capture: ``recorder capture``, or ``program`` (e.g. :data:`SOAK_CAPTURE`)."""
+        name = f"capture-{len(self.procs) + 1}"
+        proc = CaptureProc(self.vt, self.data, self.logs, tuple(extra), name, program, gate)
         proc.start()
         self.monitor.watch(proc.pid)
         self.procs.append(proc)
@@ -155,6 +171,8 @@ class Run:
             if p.alive():
                 with contextlib.suppress(Exception):
                     p.kill()
+            if p.gate is not None:
+                p.gate.close()
         self.monitor.stop()
         self.vt.close()
 
@@ -229,7 +247,8 @@ def drops(
         proc = run.capture(
             "--flush-age",
             "1s",
-            *session_opts(backoff_base_s=0.05, backoff_cap_s=0.5, kicked_backoff_s=0.3),
+            *tuning_opts(backoff_base_s=0.05, backoff_cap_s=0.5, kicked_backoff_s=0.3),
+            program=SOAK_CAPTURE,
         )
         venue = run.vt.venue
         counts: collections.Counter[str] = collections.Counter()
@@ -314,7 +333,8 @@ def refused_regs(
         proc = run.capture(
             "--flush-age",
             "1s",
-            *session_opts(reg_batch=batch, reg_retry_s=0.2, backoff_base_s=0.05, backoff_cap_s=0.3),
+            *tuning_opts(reg_batch=batch, reg_retry_s=0.2, backoff_base_s=0.05, backoff_cap_s=0.3),
+            program=SOAK_CAPTURE,
         )
         venue = run.vt.venue
         items = list(venue.feed.items)  # type: ignore[attr-defined]
@@ -666,7 +686,7 @@ def slow_consumer(
     seed: int = 6,
     bound_mb: float = 400.0,
 ) -> Outcome:
-    """Parquet writes throttled (``--throttle-writes``): frames keep going to the journal
+    """Parquet writes throttled (:mod:`soak.capture_proc` ``--throttle``): frames keep going to the journal
     while Parquet lags, memory stays bounded independently of run length (a run twice as
     long does not have a higher peak), and after SIGTERM the store equals the journal."""
     failures: list[str] = []
@@ -677,7 +697,7 @@ def slow_consumer(
         cfg = venue_config(seed, n_symbols=n_symbols, trade_rate=10.0, book_rate=10.0)
         with Run(work, f"slow_consumer_{mult}x", cfg) as run:
             rate = len(run.vt.venue.feed.items) * (cfg.trade_rate + cfg.book_rate)  # type: ignore[attr-defined]
-            proc = run.capture("--flush-age", "0.5s", "--throttle-writes", str(throttle))
+            proc = run.capture("--flush-age", "0.5s", "--throttle", str(throttle), program=SOAK_CAPTURE)
             run.login(1, proc)
             sampler = _LagSampler(journal_root(run.data, WRITER)).start()
             t0 = time.monotonic()

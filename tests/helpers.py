@@ -8,12 +8,13 @@ from typing import Any
 
 import queries
 from recorder.capture.live import CaptureConfig
-from recorder.client.rest import Credentials
+from recorder.client.credentials import Credentials
+from recorder.client.session import SessionTuning
 from recorder.kiwoom.decode import Decoder
 from recorder.kiwoom.frames import row_columns
 from recorder.store.journal import EVENT, read_records
-
 from recorder.store.layout import journal_root
+
 
 def stored_rows(data_dir: Path, table: str) -> list[tuple]:
     """Rows of ``table`` ordered by seq: symbol, venue, seq, ts (µs), then every value column."""
@@ -60,14 +61,14 @@ def journal_rows(data_dir: Path, writer: str, table: str) -> list[tuple]:
 
 CREDS = Credentials("test-appkey-123456", "test-secret-abcdef")
 # Backoffs and pacing short enough for tests; REG batches of 2 so one refusal hits few items.
-FAST_SESSION = {
-    "reg_batch": 2,
-    "reg_per_s": 50.0,
-    "backoff_base_s": 0.01,
-    "backoff_cap_s": 0.05,
-    "kicked_backoff_s": 0.05,
-    "reg_retry_s": 0.05,
-}
+FAST_SESSION = SessionTuning(
+    reg_batch=2,
+    reg_per_s=50.0,
+    backoff_base_s=0.01,
+    backoff_cap_s=0.05,
+    kicked_backoff_s=0.05,
+    reg_retry_s=0.05,
+)
 
 
 def capture_config(
@@ -81,6 +82,6 @@ def capture_config(
         credentials=CREDS,
         symbols=symbols if symbols is not None else venue.feed.items,
         writer=writer,
-        session_options=FAST_SESSION,
+        tuning=FAST_SESSION,
         **options,
     )

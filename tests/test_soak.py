@@ -18,6 +18,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from recorder.client.session import SessionTuning
+from soak.capture_proc import request
 from soak.frames import Injected, Knobs
 from soak.scenarios import (
     Outcome,
@@ -128,3 +130,32 @@ def test_disk_full_stops_loudly_and_everything_journaled_is_recovered(tmp_path: 
 def test_disk_full_on_the_journal_exits_promptly(tmp_path: Path) -> None:
     _mount_or_skip(tmp_path)
     passed(disk_full(tmp_path, phases=("journal_full",), seed=20, hang_timeout=30.0))
+
+
+def test_the_soak_capture_builds_a_typed_request(tmp_path: Path) -> None:
+    """soak.capture_proc turns its options into the library's typed parameters."""
+    req = request(
+        [
+            *("--ws-url", "ws://127.0.0.1:9/ws", "--rest-url", "http://127.0.0.1:9"),
+            *("--data-dir", str(tmp_path), "--symbols", "005930,000660_NX", "--writer-id", "w"),
+            *("--flush-age", "0.5s", "--backoff-base-s", "0.05", "--reg-batch", "4", "--throttle", "0.1"),
+        ]
+    )
+    assert req.tuning == SessionTuning(backoff_base_s=0.05, reg_batch=4)
+    assert req.flush_age_s == 0.5 and list(req.symbols) == ["005930", "000660_NX"]
+    assert req.part_writer is not None
+    plain = request(
+        [
+            "--ws-url",
+            "ws://h/ws",
+            "--rest-url",
+            "http://h",
+            "--data-dir",
+            "d",
+            "--symbols",
+            "005930",
+            "--writer-id",
+            "w",
+        ]
+    )
+    assert plain.tuning == SessionTuning() and plain.part_writer is None

@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from recorder.client.rest import Credentials, KiwoomRest
-from recorder.client.session import Session, SessionEvent
+from recorder.client.session import Session, SessionEvent, SessionTuning
 from recorder.errors import ConfigError, RecorderError, StoreError
 from recorder.kiwoom.limits import MAX_CODES_PER_KEY, check_codes
 from recorder.store.journal import (
@@ -38,13 +40,16 @@ from recorder.store.journal import (
     read_records,
     write_checkpoint,
 )
+from recorder.store.layout import journal_root
 from recorder.store.pipeline import TRADING_DAY, Pipeline
 from recorder.store.sink import Sink
-from recorder.store.layout import journal_root
 
 log = logging.getLogger(__name__)
 
 STOPPED = "stopped"  # the event a clean shutdown journals last
+
+#: Writes one part file (a sorted Arrow table) at its final path, atomically.
+PartWriter = Callable[[pa.Table, Path], None]
 
 
 @dataclass
@@ -64,10 +69,10 @@ class CaptureConfig:
     writer: str = "local"
     flush_age_s: float = 300.0
     max_codes: int = MAX_CODES_PER_KEY
-    session_options: dict[str, Any] = field(default_factory=dict)
-    # Extra keyword arguments for the live capture's Sink (added for the soak runs: a
-    # throttled ``write`` simulates a slow consumer). Recovery uses a plain Sink.
-    sink_options: dict[str, Any] = field(default_factory=dict)
+    tuning: SessionTuning = field(default_factory=SessionTuning)
+    # Writes one part file atomically; None is the store's own writer. Recovery always
+    # uses the store's writer: this seam is for the live path (e.g. a slow consumer).
+    part_writer: PartWriter | None = None
 
 
 @dataclass
@@ -287,7 +292,7 @@ class Capture:
 
     def _sink(self) -> Sink:
         cfg = self.cfg
-        return Sink(cfg.data_dir, cfg.writer, max_age_s=cfg.flush_age_s, **cfg.sink_options)
+        return Sink(cfg.data_dir, cfg.writer, max_age_s=cfg.flush_age_s, write=cfg.part_writer)
 
     def _recover(self) -> None:
         # A compaction interrupted by a crash may have left a merged file next to its
@@ -329,7 +334,7 @@ class Capture:
                 on_frame=self._on_frame(0),
                 on_event=self._on_event(0),
                 max_codes=cfg.max_codes,
-                **cfg.session_options,
+                tuning=cfg.tuning,
             )
             self.sessions = [session]
             timer = asyncio.create_task(self._timer(cfg.duration_s))

@@ -11,13 +11,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from recorder.capture.live import Capture, CaptureConfig, CaptureResult, install_signal_handlers
+from recorder.capture.live import Capture, CaptureConfig, CaptureResult, PartWriter, install_signal_handlers
 from recorder.capture.progress import report
 from recorder.capture.universe import read_items_file
-from recorder.client.endpoints import Endpoints, resolve_endpoints
 from recorder.client.credentials import Credentials, load_credentials
+from recorder.client.endpoints import Endpoints, resolve_endpoints
+from recorder.client.session import SessionTuning
 from recorder.errors import ConfigError
 from recorder.kiwoom.limits import check_codes
 from recorder.store.layout import default_writer_id
@@ -30,7 +30,11 @@ SIM_CREDENTIALS = Credentials("sim-appkey-0000", "sim-secretkey-0000")
 
 @dataclass
 class CaptureRequest:
-    """The options of ``recorder capture``, unparsed beyond their types."""
+    """The options of ``recorder capture``, unparsed beyond their types.
+
+    ``tuning`` and ``part_writer`` have no command-line option: they are for programs that
+    drive the capture from Python (the soak runs give it short backoffs and a slow writer).
+    """
 
     data_dir: Path
     symbols: Sequence[str] = ()
@@ -46,8 +50,8 @@ class CaptureRequest:
     writer: str | None = None
     flush_age_s: float = 300.0
     sim_symbols: int = 5
-    session_options: dict[str, Any] = field(default_factory=dict)
-    sink_options: dict[str, Any] = field(default_factory=dict)  # soak hook: CaptureConfig.sink_options
+    tuning: SessionTuning = field(default_factory=SessionTuning)
+    part_writer: PartWriter | None = None  # None: the store's own atomic writer
 
 
 @dataclass
@@ -103,8 +107,8 @@ async def run_capture(
             duration_s=req.duration_s,
             writer=req.writer or default_writer_id(),
             flush_age_s=req.flush_age_s,
-            session_options=req.session_options,
-            sink_options=req.sink_options,
+            tuning=req.tuning,
+            part_writer=req.part_writer,
         )
         cap = Capture(cfg, stop=stop)
         install_signal_handlers(cap.stop)

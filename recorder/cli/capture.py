@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -25,8 +23,10 @@ from recorder.errors import ConfigError
 @click.option("--types", default="0B,0D", show_default=True, help="Real-time types to register.")
 @DATA_DIR
 @click.option("--env", "env_name", default="prod", show_default=True, type=click.Choice(["prod", "mock"]))
-@click.option("--ws-url", help="WebSocket URL of any Kiwoom-compatible server (or KIWOOM_WS_URL).")
-@click.option("--rest-url", help="REST base URL (or KIWOOM_REST_URL).")
+@click.option(
+    "--ws-url", help="WebSocket URL of a Kiwoom-compatible server; with --rest-url (or KIWOOM_WS_URL)."
+)
+@click.option("--rest-url", help="REST base URL of that server; with --ws-url (or KIWOOM_REST_URL).")
 @click.option("--duration", help="Stop after 30s, 10m, 2h, ...")
 @click.option("--until", "until", help="Stop at HH:MM KST.")
 @click.option("--sim", is_flag=True, help="Start the embedded venue on loopback and record from it.")
@@ -37,22 +37,6 @@ from recorder.errors import ConfigError
     "recording a replay of a past day. Default: the day each frame is received.",
 )
 @click.option("--flush-age", default="5m", show_default=True, help="Write buffered rows at least this often.")
-# Hidden options for the soak runs (soak/scenarios.py); not part of the CLI contract.
-@click.option(
-    "--throttle-writes",
-    type=float,
-    default=None,
-    hidden=True,
-    help="Soak testing: sleep this many seconds before each part-file write (a slow consumer).",
-)
-@click.option(
-    "--session-option",
-    "session_option",
-    multiple=True,
-    hidden=True,
-    metavar="KEY=NUMBER",
-    help="Soak testing: a recorder.client.session.Session setting, e.g. kicked_backoff_s=0.5.",
-)
 @handle_errors
 def capture(
     symbols: str | None,
@@ -69,8 +53,6 @@ def capture(
     writer_id: str | None,
     trading_date: str | None,
     flush_age: str,
-    throttle_writes: float | None,
-    session_option: tuple[str, ...],
 ) -> None:
     """Capture trades and order books until --duration/--until or SIGINT/SIGTERM."""
     import asyncio
@@ -100,33 +82,6 @@ def capture(
         writer=writer_id,
         trading_date=trading_date,
         flush_age_s=options.parse_duration(flush_age),
-        session_options=_session_options(session_option),
-        sink_options={"write": _throttled_write(throttle_writes)} if throttle_writes else {},
     )
     result = asyncio.run(run_capture(req))
     click.echo(result.summary())
-
-
-def _session_options(pairs: tuple[str, ...]) -> dict[str, float]:
-    """``KEY=NUMBER`` pairs of the hidden ``--session-option`` (soak runs) → Session kwargs."""
-    out: dict[str, float] = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        try:
-            out[key.strip() or "?"] = int(value) if value.strip().lstrip("+-").isdigit() else float(value)
-        except ValueError:
-            raise ConfigError(f"--session-option {pair!r}: expected KEY=NUMBER") from None
-    return out
-
-
-def _throttled_write(seconds: float | None) -> Callable[[Any, Path], None]:
-    """A part-file writer that sleeps first: the slow consumer of the soak runs."""
-    import time
-
-    from recorder.store.sink import write_part
-
-    def write(table: Any, final: Path) -> None:
-        time.sleep(seconds or 0.0)
-        write_part(table, final)
-
-    return write

@@ -153,6 +153,44 @@ def _distinct(values: Sequence[str], what: str) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- the session
 
 
+@dataclass(frozen=True)
+class SessionTuning:
+    """The timing knobs of a :class:`Session`; the defaults suit Kiwoom's production servers.
+
+    Attributes:
+        reg_batch: items per REG message.
+        reg_per_s: REG messages per second at most (§3.4: Kiwoom refuses more than ~5/s).
+        login_timeout_s: how long to wait for the LOGIN reply, and for each REG ack.
+        backoff_base_s, backoff_cap_s: reconnect backoff (see :func:`backoff`).
+        kicked_backoff_s: the wait before reconnecting after SYSTEM R10001 (§3.3).
+        reg_retry_s, max_reg_retries: pause and resends for a REG refused with 105110.
+        stale_after_s: replace a connection that delivers no frame at all (not even a PING)
+            for this long; the hole becomes a ``stale`` gap starting at the last frame.
+
+    Raises:
+        ConfigError: a count or rate that is not positive, or a negative wait.
+    """
+
+    reg_batch: int = 100
+    reg_per_s: float = 4.0
+    login_timeout_s: float = 10.0
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 60.0
+    kicked_backoff_s: float = 60.0
+    reg_retry_s: float = 1.5
+    max_reg_retries: int = 5
+    # §3.2: PINGs come every few tens of seconds (H-WS treats 5 min of silence as dead),
+    # so two minutes without any frame means the link is gone even if no symbol traded.
+    stale_after_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if min(self.reg_batch, self.reg_per_s, self.login_timeout_s, self.stale_after_s) <= 0:
+            raise ConfigError("reg_batch, reg_per_s, login_timeout_s and stale_after_s must be > 0")
+        waits = (self.backoff_base_s, self.backoff_cap_s, self.kicked_backoff_s, self.reg_retry_s)
+        if min(*waits, self.max_reg_retries) < 0:
+            raise ConfigError("session waits and max_reg_retries must be >= 0")
+
+
 @dataclass(eq=False)
 class _Link:
     """What one connection knows; thrown away when it closes."""
@@ -189,17 +227,11 @@ class Session:
         on_event: receives every :class:`SessionEvent`.
         session_id: a label for log lines.
         clock_ns, sleep, rng, connect: time, waiting, jitter and the WebSocket client.
-        reg_batch: items per REG message. reg_per_s: REG messages per second at most.
         max_codes: distinct codes allowed (Kiwoom: 200 per app key, §3.4).
-        login_timeout_s: how long to wait for the LOGIN reply, and for each REG ack.
-        backoff_base_s, backoff_cap_s: reconnect backoff (see :func:`backoff`).
-        kicked_backoff_s: the wait before reconnecting after SYSTEM R10001 (§3.3).
-        reg_retry_s, max_reg_retries: pause and resends for a REG refused with 105110.
-        stale_after_s: replace a connection that delivers no frame at all (not even a PING)
-            for this long; the hole becomes a ``stale`` gap starting at the last frame.
+        tuning: batch sizes, pacing, timeouts and backoffs (:class:`SessionTuning`).
 
     Raises:
-        ConfigError: too many codes, no items or types, or a nonsensical setting.
+        ConfigError: too many codes, or no items or types.
     """
 
     def __init__(
@@ -216,39 +248,25 @@ class Session:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         connect: Callable[..., Any] = websockets.asyncio.client.connect,
-        reg_batch: int = 100,
-        reg_per_s: float = 4.0,
         max_codes: int = MAX_CODES_PER_KEY,
-        login_timeout_s: float = 10.0,
-        backoff_base_s: float = 1.0,
-        backoff_cap_s: float = 60.0,
-        kicked_backoff_s: float = 60.0,
-        reg_retry_s: float = 1.5,
-        max_reg_retries: int = 5,
-        stale_after_s: float = 120.0,
+        tuning: SessionTuning = SessionTuning(),
     ) -> None:
         self._items = _distinct(items, "items")
         self._types = _distinct(types, "types")
         check_codes(len(self._items), per_key=max_codes)
-        if (
-            min(reg_batch, reg_per_s, login_timeout_s) <= 0
-            or min(backoff_base_s, backoff_cap_s, kicked_backoff_s, reg_retry_s, max_reg_retries) < 0
-        ):
-            raise ConfigError("reg_batch, reg_per_s and login_timeout_s must be > 0; waits >= 0")
         self._url, self._token, self._id = ws_url, token, session_id
         self._on_frame, self._on_event = on_frame, on_event
         self._clock, self._sleep, self._connect = clock_ns, sleep, connect
         self._rng = rng if rng is not None else random.Random()
-        self._batches = [self._items[i : i + reg_batch] for i in range(0, len(self._items), reg_batch)]
-        self._reg_interval_s = 1.0 / reg_per_s  # §3.4: Kiwoom refuses more than ~5 REG/s
-        self._login_timeout_s = login_timeout_s
-        self._backoff_s = (backoff_base_s, backoff_cap_s)
-        self._kicked_backoff_s = kicked_backoff_s
-        self._reg_retry_s, self._max_reg_retries = reg_retry_s, max_reg_retries
+        t = tuning
+        self._batches = [self._items[i : i + t.reg_batch] for i in range(0, len(self._items), t.reg_batch)]
+        self._reg_interval_s = 1.0 / t.reg_per_s  # §3.4: Kiwoom refuses more than ~5 REG/s
+        self._login_timeout_s = t.login_timeout_s
+        self._backoff_s = (t.backoff_base_s, t.backoff_cap_s)
+        self._kicked_backoff_s = t.kicked_backoff_s
+        self._reg_retry_s, self._max_reg_retries = t.reg_retry_s, t.max_reg_retries
+        self._stale_after_s = t.stale_after_s
         self._gap: _Gap | None = None
-        # §3.2: PINGs come every few tens of seconds (H-WS treats 5 min of silence as dead),
-        # so two minutes without any frame means the link is gone even if no symbol traded.
-        self._stale_after_s = stale_after_s
         self.stats = SessionStats()
 
     # ----------------------------------------------------------------------- reconnect loop

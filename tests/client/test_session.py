@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidURI
 
-from recorder.client.session import Session, SessionEvent, backoff, is_retryable
+from recorder.client.session import Session, SessionEvent, SessionTuning, backoff, is_retryable
 from recorder.errors import AuthError, ConfigError, JournalError, KiwoomError, TransportError
 
 OK_LOGIN = '{"trnm":"LOGIN","return_code":0,"return_msg":"","sor_yn":"Y"}'
@@ -363,7 +363,7 @@ def test_reconnects_after_clean_close_and_tcp_abort() -> None:
     async def main() -> None:
         h = Harness()
         async with FakeKiwoom(close_clean, abort, stay) as srv:
-            s = h.session(srv.url, items, backoff_cap_s=60.0, rng=random.Random(8))
+            s = h.session(srv.url, items, tuning=SessionTuning(backoff_cap_s=60.0), rng=random.Random(8))
             task = asyncio.create_task(s.run(h.stop))
             await done.wait()
             await h.wait_event("disconnect", 2)
@@ -406,7 +406,7 @@ def test_kicked_by_r10001_waits_long_and_never_echoes_system() -> None:
     async def main() -> None:
         h = Harness()
         async with FakeKiwoom(kick, stay) as srv:
-            s = h.session(srv.url, codes(2), kicked_backoff_s=60.0)
+            s = h.session(srv.url, codes(2), tuning=SessionTuning(kicked_backoff_s=60.0))
             task = asyncio.create_task(s.run(h.stop))
             await done.wait()
             await h.wait_event("kicked", 2)
@@ -441,7 +441,7 @@ def test_reg_rate_limited_is_resent_and_rejected_batch_is_reported(
     async def main() -> Session:
         h = Harness()
         async with FakeKiwoom(script) as srv:
-            s = h.session(srv.url, items, reg_batch=2, reg_per_s=4.0, reg_retry_s=1.5)
+            s = h.session(srv.url, items, tuning=SessionTuning(reg_batch=2, reg_per_s=4.0, reg_retry_s=1.5))
             task = asyncio.create_task(s.run(h.stop))
             await done.wait()
             await h.wait_event("subscribed")
@@ -473,7 +473,7 @@ def test_reg_rate_limit_gives_up_after_max_retries() -> None:
     async def main() -> None:
         h = Harness()
         async with FakeKiwoom(script) as srv:
-            s = h.session(srv.url, codes(2), max_reg_retries=2, reg_retry_s=1.5)
+            s = h.session(srv.url, codes(2), tuning=SessionTuning(max_reg_retries=2, reg_retry_s=1.5))
             task = asyncio.create_task(s.run(h.stop))
             await done.wait()
             await h.wait_event("reg_rejected")
@@ -512,6 +512,23 @@ def test_more_than_200_codes_is_refused_with_advice() -> None:
         _session([])
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"reg_batch": 0},
+        {"reg_per_s": 0.0},
+        {"login_timeout_s": -1.0},
+        {"stale_after_s": 0.0},
+        {"backoff_base_s": -0.1},
+        {"kicked_backoff_s": -1.0},
+        {"max_reg_retries": -1},
+    ],
+)
+def test_nonsensical_tuning_is_refused(bad: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        SessionTuning(**bad)
+
+
 # --------------------------------------------------------------------------- 8. REG pacing
 
 
@@ -534,7 +551,7 @@ def test_reg_pacing_stays_under_the_rate(per_s: float) -> None:
         h = Harness(FakeSleep(log=timeline))
         async with FakeKiwoom(script) as srv:
             task = asyncio.create_task(
-                h.session(srv.url, codes(10), reg_batch=2, reg_per_s=per_s).run(h.stop)
+                h.session(srv.url, codes(10), tuning=SessionTuning(reg_batch=2, reg_per_s=per_s)).run(h.stop)
             )
             await done.wait()
             await stop_and_join(h, task)
@@ -630,7 +647,7 @@ def test_login_timeout_and_early_close_are_retried() -> None:
     async def main() -> None:
         h = Harness()
         async with FakeKiwoom(silent, close_before_reply, stay) as srv:
-            s = h.session(srv.url, codes(2), login_timeout_s=0.2, backoff_cap_s=1.2)
+            s = h.session(srv.url, codes(2), tuning=SessionTuning(login_timeout_s=0.2, backoff_cap_s=1.2))
             task = asyncio.create_task(s.run(h.stop))
             await done.wait()
             await h.wait_event("subscribed")
@@ -771,7 +788,7 @@ def test_silent_connection_is_replaced_with_a_stale_gap_but_pings_keep_it_alive(
     async def main() -> None:
         h = Harness()
         async with FakeKiwoom(pings_only, stay) as srv:
-            s = h.session(srv.url, items, stale_after_s=0.3)
+            s = h.session(srv.url, items, tuning=SessionTuning(stale_after_s=0.3))
             task = asyncio.create_task(s.run(h.stop))
             await done.wait()
             await h.wait_event("stale")
