@@ -30,12 +30,12 @@ import pyarrow as pa
 
 from queries.named import NamedQuery, NamedQueryError, Param, QueryError, get, named
 from recorder.errors import StoreError
-from recorder.kiwoom.schema import SCHEMAS
-
 from recorder.kiwoom.fields import TABLES
+from recorder.kiwoom.schema import SCHEMAS
+from recorder.store.layout import hive_types, parse_part, part_glob
+
 __all__ = [
     "NamedQuery",
-from recorder.store.layout import hive_types, parse_part, part_glob
     "NamedQueryError",
     "Param",
     "QueryError",
@@ -45,7 +45,6 @@ from recorder.store.layout import hive_types, parse_part, part_glob
     "run",
     "sql",
 ]
-
 
 def _has_parts(data_dir: Path, table: str) -> bool:
     return any(parse_part(p.relative_to(data_dir)) for p in data_dir.glob(part_glob(table)))
