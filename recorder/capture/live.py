@@ -10,6 +10,11 @@ On start, frames journaled by an earlier run but not yet in Parquet (a crash, ``
 are recovered first, exactly once, and a ``restart`` gap covers the time the recorder was
 down. Shutdown (duration reached, ``--until``, SIGINT/SIGTERM) closes the sessions, lets
 the decoder reach the last journaled frame, flushes every buffer and checkpoints.
+
+A run in which no session ever got logged in and subscribed (a wrong URL, a closed port, a
+refused token) recorded nothing: its whole time becomes a ``disconnect`` gap, and
+:meth:`Capture.run` raises :class:`~recorder.errors.NothingCapturedError` (or the
+:class:`~recorder.errors.AuthError` that caused it) instead of reporting success.
 """
 
 from __future__ import annotations
@@ -21,16 +26,23 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
 from recorder.client.rest import Credentials, KiwoomRest
 from recorder.client.session import Session, SessionEvent, SessionTuning
-from recorder.errors import ConfigError, RecorderError, StoreError
+from recorder.errors import (
+    AuthError,
+    ConfigError,
+    JournalError,
+    NothingCapturedError,
+    RecorderError,
+    StoreError,
+)
 from recorder.kiwoom.limits import MAX_CODES_PER_KEY, check_codes
 from recorder.store.journal import (
     EVENT,
@@ -45,6 +57,8 @@ from recorder.store.pipeline import TRADING_DAY, Pipeline
 from recorder.store.sink import Sink
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 STOPPED = "stopped"  # the event a clean shutdown journals last
 
@@ -91,6 +105,7 @@ class CaptureStats:
     files: int = 0
     pings: int = 0
     reconnects: int = 0
+    subscribed: bool = False  # a session was logged in and subscribed at least once
 
 
 @dataclass
@@ -226,6 +241,7 @@ class Capture:
         self.stop = stop if stop is not None else asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.sessions: list[Session] = []
+        self._waiting_for = "the start"  # what the run was doing before a session existed
 
     # -------------------------------------------------------------- journal side (event loop)
 
@@ -257,6 +273,8 @@ class Capture:
                 raise
             if ev.kind in ("disconnect", "kicked"):
                 self.stats.reconnects += 1
+            elif ev.kind == "subscribed":
+                self.stats.subscribed = True
             self.decoder.wake.set()
 
         return on_event
@@ -272,23 +290,62 @@ class Capture:
     # -------------------------------------------------------------- lifecycle
 
     async def run(self) -> CaptureResult:
-        """Recover, capture until ``self.stop`` is set (or the duration ends), then flush."""
-        cfg = self.cfg
+        """Recover, capture until ``self.stop`` is set (or the duration ends), then flush.
+
+        Raises:
+            NothingCapturedError: no session was ever logged in and subscribed; the whole
+                run is on record as a ``disconnect`` gap.
+            AuthError: the credentials or the token were refused (also a gap, as above,
+                when nothing was subscribed before).
+            JournalError, StoreError: the journal or a part file could not be written.
+            ConfigError: e.g. the universe is empty or too large.
+        """
         self._loop = asyncio.get_running_loop()
         self.journal.open()
+        cause: RecorderError | None = None
         try:
             await asyncio.to_thread(self._recover)
             self.decoder = _DecoderThread(self.root, self._tail_start, self._sink(), self.stats, self._fail)
             self.decoder.start()
             try:
-                await self._capture(cfg)
+                await self._capture(self.cfg)
+            except RecorderError as exc:
+                cause = exc  # raised below, once the run is on record
             finally:
-                await self._shutdown()
+                await self._shutdown(cause)
         finally:
             self.journal.close()
         if self.fatal is not None:
             raise self.fatal
+        if not self.stats.subscribed and not isinstance(cause, ConfigError | JournalError | StoreError):
+            raise self._nothing_captured(cause)
+        if cause is not None:
+            raise cause
         return CaptureResult(self.stats, self.decoder.sink.files_written, self.journal.last_fno)
+
+    def _why_nothing(self, cause: RecorderError | None) -> str:
+        """Why no session got subscribed: the gap's detail and the error's message."""
+        if cause is not None:
+            return f"never logged in and subscribed: {cause}"
+        if not self.sessions:
+            return f"never logged in and subscribed: stopped while waiting for {self._waiting_for}"
+        s = self.sessions[0].stats
+        if s.logins:
+            return f"logged in {s.logins} time(s) but no REG was accepted (see the reg_rejected gaps)"
+        return (
+            f"never logged in and subscribed at {self.cfg.ws_url}: {s.reconnects + 1} connection "
+            f"attempt(s), the last ended with: {s.last_error or 'stopped while connecting'}"
+        )
+
+    def _nothing_captured(self, cause: RecorderError | None) -> RecorderError:
+        seconds = (self.clock_ns() - self.stats.started_ns) / 1e9
+        text = (
+            f"nothing captured in {seconds:.1f} s: {self._why_nothing(cause)}. The run is on record "
+            f"as a disconnect gap in {self.cfg.data_dir}"
+        )
+        err = AuthError(text) if isinstance(cause, AuthError) else NothingCapturedError(text)
+        err.__cause__ = cause
+        return err
 
     def _sink(self) -> Sink:
         cfg = self.cfg
@@ -322,28 +379,38 @@ class Capture:
         self.journal.flush()
 
     async def _capture(self, cfg: CaptureConfig) -> None:
-        async with KiwoomRest(cfg.rest_url, cfg.credentials, transport=self.transport) as rest:
-            await rest.token()  # fail fast on bad credentials (AuthError), before any socket
-            items = await self._items(rest)
-            self.stats.symbols_live = len(items)
-            session = Session(
-                cfg.ws_url,
-                rest.token,
-                items,
-                cfg.types,
-                on_frame=self._on_frame(0),
-                on_event=self._on_event(0),
-                max_codes=cfg.max_codes,
-                tuning=cfg.tuning,
-            )
-            self.sessions = [session]
-            timer = asyncio.create_task(self._timer(cfg.duration_s))
-            try:
+        # The duration counts from here: a REST server that never answers cannot stretch it.
+        timer = asyncio.create_task(self._timer(cfg.duration_s))
+        try:
+            async with KiwoomRest(cfg.rest_url, cfg.credentials, transport=self.transport) as rest:
+                items = await _unless_stopped(self._prepare(rest), self.stop)
+                if items is None:
+                    return
+                session = Session(
+                    cfg.ws_url,
+                    rest.token,
+                    items,
+                    cfg.types,
+                    on_frame=self._on_frame(0),
+                    on_event=self._on_event(0),
+                    max_codes=cfg.max_codes,
+                    tuning=cfg.tuning,
+                )
+                self.sessions = [session]
                 await session.run(self.stop)
-            finally:
-                timer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await timer
+        finally:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+
+    async def _prepare(self, rest: KiwoomRest) -> list[str]:
+        """A token (fail fast on bad credentials, before any socket) and the items."""
+        self._waiting_for = f"an access token from {self.cfg.rest_url}"
+        await rest.token()
+        self._waiting_for = f"the symbol list from {self.cfg.rest_url}"
+        items = await self._items(rest)
+        self.stats.symbols_live = len(items)
+        return items
 
     async def _items(self, rest: KiwoomRest) -> list[str]:
         items = list(dict.fromkeys(self.cfg.symbols))
@@ -365,15 +432,42 @@ class Capture:
                 await self.stop.wait()
         self.stop.set()
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, cause: RecorderError | None) -> None:
         self.stop.set()
         if self.fatal is None or not isinstance(self.fatal, StoreError):
             with contextlib.suppress(RecorderError):
+                if not self.stats.subscribed:
+                    self._journal_nothing_captured(cause)
                 self.journal.append_event(self.clock_ns(), {"kind": STOPPED, "detail": "clean shutdown"})
                 self.journal.flush()
         self.decoder.draining = True
         self.decoder.wake.set()
         await asyncio.to_thread(self.decoder.join)
+
+    def _journal_nothing_captured(self, cause: RecorderError | None) -> None:
+        """The whole run as one gap: nothing was subscribed, so nothing was recorded."""
+        now = self.clock_ns()
+        gap = {
+            "kind": "disconnect",
+            "start_ns": self.stats.started_ns,
+            "end_ns": now,
+            "detail": self._why_nothing(cause),
+            "symbols": [],
+        }
+        self.journal.append_event(now, gap)
+
+
+async def _unless_stopped(aw: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """``await aw``, or None when ``stop`` is set first (``aw`` is then cancelled)."""
+    work = asyncio.ensure_future(aw)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((work, stopper), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        work.cancel()  # no-op when it finished
+        stopper.cancel()
+        await asyncio.gather(work, stopper, return_exceptions=True)
+    return None if work.cancelled() else work.result()
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

@@ -86,6 +86,7 @@ class SessionStats:
     frames: int = 0  # frames read from the socket, of any kind
     reconnects: int = 0  # connection attempts after the first
     last_frame_ns: int | None = None
+    last_error: str = ""  # why the last connection (or attempt) ended
 
 
 class _HideLogin(logging.Filter):
@@ -315,6 +316,7 @@ class Session:
     ) -> tuple[Iterator[float], float]:
         """Open a gap if data was flowing; pick the wait before the next connection."""
         reason = str(exc)
+        self.stats.last_error = reason
         if link.subscribed:
             delays = self._new_backoff()  # the connection was healthy: start over
         if self._gap is not None:

@@ -191,8 +191,11 @@ def test_wrong_secret_fails_fast_without_leaking(tmp_path: Path, caplog: pytest.
     with pytest.raises(AuthError) as info:
         asyncio.run(_run(tmp_path, cfg, script))
     text = str(info.value) + caplog.text
-    assert "refused" in str(info.value)
+    assert "refused" in str(info.value) and "nothing captured" in str(info.value)
     assert CREDS.secretkey not in text and CREDS.appkey not in text
+    # Nothing was recorded, and the store says so: the whole run is a gap.
+    gaps = queries.sql(tmp_path, "SELECT kind, detail FROM gaps").to_pylist()
+    assert [g["kind"] for g in gaps] == ["disconnect"] and "refused" in gaps[0]["detail"]
 
 
 def test_universe_from_ka10099_with_nxt_streams(tmp_path: Path) -> None:
