@@ -37,7 +37,6 @@ merged in memory (one writer's files of one partition at a time).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import uuid
@@ -53,6 +52,7 @@ import pyarrow.parquet as pq
 
 from recorder.errors import ConfigError, StoreError
 from recorder.kiwoom.fields import TABLES
+from recorder.store.fs import acquire_lock, fsync_dir, lock_held, write_atomic
 from recorder.store.journal import list_writers, read_checkpoint
 from recorder.store.layout import (
     INTENT_DIR,
@@ -329,9 +329,9 @@ def _compact_group(data_dir: Path, group: list[_Part], res: CompactResult, hook:
     for p in group:
         _unlink(p.path)
         _step(hook, "input-removed")
-    _fsync_dir(pdir)
+    _sync_dir(pdir)
     _unlink(intent)
-    _fsync_dir(intent.parent)
+    _sync_dir(intent.parent)
     _step(hook, "intent-removed")
     res.groups += 1
     res.files_before += len(group)
@@ -381,13 +381,13 @@ def _replay(data_dir: Path) -> list[str]:
                     if (pdir / i["name"]).stat().st_size != i["bytes"]:
                         raise StoreError(f"{pdir / i['name']} changed after compaction intent {ipath}")
                     _unlink(pdir / i["name"])
-            _fsync_dir(pdir)
+            _sync_dir(pdir)
             what = "finished"
         else:  # the inputs are intact; only write_part's temp file may be left
             temp_path(out).unlink(missing_ok=True)
             what = "rolled back"
         _unlink(ipath)
-        _fsync_dir(idir)
+        _sync_dir(idir)
         done.append(f"{what} an interrupted compaction of {rel.as_posix()} (writer {it['writer']})")
         log.warning("%s", done[-1])
     return done
@@ -409,14 +409,12 @@ def _step(hook: Hook | None, name: str) -> None:
 def _flock(path: Path, busy: str) -> Iterator[None]:
     """Hold an exclusive flock on ``path`` (created if needed); ConfigError(busy) if taken."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)  # flock needs no write
+        fd = acquire_lock(path)
+    except BlockingIOError:
+        raise ConfigError(busy) from None
     except OSError as exc:
         raise StoreError(f"cannot open lock file {path}: {exc.strerror}") from exc
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(busy) from None
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -424,13 +422,7 @@ def _flock(path: Path, busy: str) -> Iterator[None]:
 
 def _lock_busy(path: Path) -> bool:
     """Whether another process holds ``path`` (a journal LOCK) right now."""
-    try:
-        with _flock(path, "busy"):
-            return False
-    except ConfigError:
-        return True
-    except StoreError:  # no lock file (never captured) or no access: nobody to wait for
-        return False
+    return lock_held(path)
 
 
 def _footer_rows(path: Path) -> int:
@@ -441,17 +433,10 @@ def _footer_rows(path: Path) -> int:
 
 
 def _write_json(path: Path, obj: object) -> None:
-    """Atomically: temp (O_EXCL), fsync, rename, fsync dir; like write_part."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Write ``obj`` as JSON with :func:`recorder.store.fs.write_atomic`; StoreError on failure."""
     try:
-        with open(tmp, "xb", opener=lambda p, f: os.open(p, f, 0o600)) as fh:
-            fh.write(orjson.dumps(obj))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.rename(tmp, path)
-        _fsync_dir(path.parent)
+        write_atomic(path, orjson.dumps(obj))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise StoreError(f"cannot write {path}: {exc}") from exc
 
 
@@ -462,13 +447,9 @@ def _unlink(path: Path) -> None:
         raise StoreError(f"cannot remove {path}: {exc}") from exc
 
 
-def _fsync_dir(d: Path) -> None:
+def _sync_dir(d: Path) -> None:
     try:
-        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(d)
     except OSError as exc:
         raise StoreError(f"cannot sync directory {d}: {exc}") from exc
 

@@ -39,12 +39,10 @@ push it past ``segment_bytes`` (a larger record gets a segment of its own).
 from __future__ import annotations
 
 import errno
-import fcntl
 import logging
 import os
 import re
 import struct
-import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -55,6 +53,8 @@ from typing import Any, BinaryIO
 import orjson
 
 from recorder.errors import JournalError
+from recorder.store.fs import acquire_lock, fsync_dir, private_opener, write_atomic
+from recorder.store.layout import LOCK
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +127,6 @@ def _list_segments(root: Path) -> list[tuple[int, Path]]:
         raise _error("cannot list journal directory", root, exc) from exc
     found = ((_SEG_RE.match(n), n) for n in names)
     return sorted((int(m.group(1)), root / n) for m, n in found if m)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:  # a new or replaced name must survive a crash, like the bytes behind it
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _parse(
@@ -215,7 +207,7 @@ class _Cursor:
 
 def _default_opener(path: Path) -> BinaryIO:
     # "xb" is O_CREAT | O_EXCL: never truncate. Unbuffered: the writer buffers itself.
-    return open(path, "xb", buffering=0, opener=lambda p, f: os.open(p, f | os.O_CLOEXEC, 0o600))
+    return open(path, "xb", buffering=0, opener=private_opener)
 
 
 class JournalWriter:
@@ -272,8 +264,7 @@ class JournalWriter:
             for d in (self.root.parent, self.root):  # _journal/ and _journal/<writer_id>/
                 if not d.is_dir():
                     d.mkdir(mode=0o700)
-            self._lock_fd = os.open(self.root / "LOCK", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._lock_fd = acquire_lock(self.root / LOCK)
         except BlockingIOError:
             self._release()
             raise JournalError(
@@ -337,7 +328,7 @@ class JournalWriter:
         self._path = self.root / _seg_name(self._next_fno)
         try:
             self._file = self._opener(self._path)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)  # the new name must survive a crash, like the bytes behind it
         except OSError as exc:
             raise self._fail("cannot create journal segment", exc) from exc
         self._seg_size = 0
@@ -585,24 +576,14 @@ def write_checkpoint(root: Path, fno: int, state: dict[str, Any] | None = None) 
     ``state`` is whatever the reader needs to resume exactly at ``fno + 1`` (the decoding
     pipeline's trading day and continuity expectations); it is stored with the number so
     the two can never disagree. Atomic: a temporary file is written, fsynced and renamed
-    over ``CHECKPOINT``, so a crash leaves the old value or the new one. Raises
-    JournalError on any OSError.
+    over ``CHECKPOINT`` (:func:`recorder.store.fs.write_atomic`), so a crash leaves the old
+    value or the new one. Raises JournalError on any OSError.
     """
     target = Path(root) / "CHECKPOINT"
-    tmp: str | None = None
+    data = b"%d\n" % fno + (orjson.dumps(state) + b"\n" if state is not None else b"")
     try:
-        fd, tmp = tempfile.mkstemp(dir=root, prefix=".CHECKPOINT.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(b"%d\n" % fno)
-            if state is not None:
-                f.write(orjson.dumps(state) + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-        _fsync_dir(Path(root))
+        write_atomic(target, data, replace=True)
     except OSError as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         raise _error("cannot write journal checkpoint", target, exc) from exc
 
 

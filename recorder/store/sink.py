@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import logging
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -38,9 +37,8 @@ from recorder.kiwoom.decode import SEQ_SHIFT, Decoded, TableColumns
 from recorder.kiwoom.fields import MARKET_TABLES
 from recorder.kiwoom.schema import SCHEMAS, TIMESTAMP, timestamps
 from recorder.kiwoom.time import kst_date
+from recorder.store.fs import atomic_write
 from recorder.store.layout import SORT_TIME, WRITER_RE, parse_part_name, part_name, partition_dir
-
-log = logging.getLogger(__name__)
 
 _WRITERS = min(os.cpu_count() or 1, 8)  # threads writing the partitions of one flush
 
@@ -309,25 +307,16 @@ def _market_layout(table: str) -> pa.Schema:
 
 
 def write_part(t: pa.Table, final: Path) -> None:
-    """Write ``t`` to ``final`` atomically: temp file (O_EXCL), fsync, rename, fsync dir.
+    """Write ``t`` to ``final`` (zstd) with :func:`recorder.store.fs.atomic_write`.
 
     Raises:
         StoreError: on any filesystem or Arrow error, or if ``final`` already exists.
     """
-    tmp = final.with_name(f".{final.name}.tmp")
     try:
         final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if final.exists():
-            raise StoreError(f"{final} already exists; refusing to overwrite a part file")
-        tmp.unlink(missing_ok=True)  # a leftover of a crash mid-write; never visible as data
-        with open(tmp, "xb", opener=_private) as f:
+        with atomic_write(final) as f:
             pq.write_table(t, f, compression="zstd", **_write_options(t.schema))
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, final)
-        _fsync_dir(final.parent)
     except (OSError, pa.ArrowException) as exc:
-        _remove_quietly(tmp)
         raise StoreError(f"cannot write {final}: {exc}") from exc
 
 
@@ -340,26 +329,6 @@ def _write_options(schema: pa.Schema) -> dict[str, Any]:
     strings = [f.name for f in schema if pa.types.is_string(f.type)]
     stats = [n for n in ("ts", "recv_ts", "seq", "start_ts", "venue", "price") if n in schema.names]
     return {"use_dictionary": strings, "write_statistics": stats}
-
-
-def _private(path: str, flags: int) -> int:
-    return os.open(path, flags, 0o600)
-
-
-def _remove_quietly(p: Path) -> None:
-    """Best-effort removal of a temp file after a failed write; the original error is raised."""
-    try:
-        p.unlink(missing_ok=True)
-    except OSError as exc:
-        log.warning("could not remove %s: %s", p, exc)
-
-
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_table(root: Path, table: str, **filters: Any) -> pa.Table:
