@@ -7,7 +7,9 @@ Parquet in place (nothing is copied): filters on ``date`` and ``symbol`` prune f
 ``symbol`` is read as VARCHAR (``005930`` is not a number) and ``date`` as DATE. The session
 time zone is Asia/Seoul, so times show and bucket in KST. The macro
 ``book_seconds(ts, next_ts, bucket, width)`` gives the seconds an order-book snapshot stands
-within its time bucket (the time weighting of ``spread`` and ``imbalance``).
+within its time bucket (the time weighting of ``spread`` and ``imbalance``), and
+``item_venue(item)`` the venue of a Kiwoom item (``'005930_NX'`` → ``'NXT'``), as
+:mod:`recorder.kiwoom.items` spells it.
 
 Named queries (``bars``, ``spread``, ``imbalance``, ``coverage``, ``vwap``) are ``.sql``
 files in this package with bound ``$name`` parameters (see :mod:`queries.named`)::
@@ -31,6 +33,7 @@ import pyarrow as pa
 from queries.named import NamedQuery, NamedQueryError, Param, QueryError, get, named
 from recorder.errors import StoreError
 from recorder.kiwoom.fields import TABLES
+from recorder.kiwoom.items import SUFFIX_VENUE
 from recorder.kiwoom.schema import SCHEMAS
 from recorder.store.layout import hive_types, parse_part, part_glob
 
@@ -45,6 +48,7 @@ __all__ = [
     "run",
     "sql",
 ]
+
 
 def _has_parts(data_dir: Path, table: str) -> bool:
     return any(parse_part(p.relative_to(data_dir)) for p in data_dir.glob(part_glob(table)))
@@ -73,6 +77,7 @@ def connect(
     con = con or duckdb.connect()
     con.execute("SET TimeZone = 'Asia/Seoul'")  # show and bucket times in KST, the market's clock
     con.execute(_BOOK_SECONDS)
+    con.execute(_item_venue_macro())
     for table in TABLES:
         if _has_parts(data_dir, table):
             path = (data_dir / part_glob(table)).as_posix().replace("'", "''")
@@ -100,6 +105,13 @@ _BOOK_SECONDS = """
 CREATE OR REPLACE MACRO book_seconds(ts, next_ts, bucket, width) AS
     (epoch_us(least(coalesce(next_ts, bucket + width), bucket + width)) - epoch_us(ts)) / 1e6
 """
+
+
+def _item_venue_macro() -> str:
+    """``item_venue(item)``: the venue of an item, from the one table of item suffixes."""
+    # The suffix follows the 6-character code; anything else (not an item) has no venue.
+    whens = " ".join(f"WHEN '{suffix}' THEN '{venue}'" for suffix, venue in SUFFIX_VENUE.items())
+    return f"CREATE OR REPLACE MACRO item_venue(item) AS CASE substr(item, 7) {whens} END"
 
 
 def _connect_or_raise(data_dir: Path | str) -> duckdb.DuckDBPyConnection:

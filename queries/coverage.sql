@@ -1,24 +1,27 @@
 -- coverage: Per symbol and KST day: rows recorded, first and last times, gaps and cumulative-volume breaks.
--- params: start date, end date, symbol varchar = NULL
+-- params: start date, end date, symbol varchar = NULL, venue varchar = NULL
 --
 -- start, end   KST trading dates, both inclusive (they prune date= folders).
--- symbol       6-character code, or NULL for every symbol.
+-- symbol       6-character code, or an item (005930_NX: that code on NXT), or NULL for every
+--              symbol.
+-- venue        KRX, NXT or SOR, or NULL for every venue.
 --
 -- One row per (date, symbol) that has trades, order books, or a gaps row naming it.
 -- Columns:
 --   date, symbol
---   trades, orderbook   rows in each table (all venues).
+--   trades, orderbook   rows in each table (every venue, or the one asked for).
 --   first_ts, last_ts   earliest and latest exchange time over both tables (NULL if none).
 --   gaps          gaps rows that apply to the symbol that day. A row whose `symbols` list is
 --                 empty (or NULL) applies to every symbol; otherwise to the items it lists,
 --                 matched on their 6-character code ("005930_NX" applies to 005930). A
---                 row listing both 005930 and 005930_NX counts once. Every kind counts
+--                 row listing both 005930 and 005930_NX counts once. With a venue, only
+--                 the items of that venue count (item_venue, defined by queries.connect). Every kind counts
 --                 (disconnect, reg_rejected, continuity, restart, ...).
 --   gap_seconds   sum of end_ts - start_ts over those rows; a row without end_ts (still
 --                 open when written) counts in gaps but adds no seconds.
 --   cum_volume_breaks  trades whose cum_volume is not the previous trade's cum_volume plus
---                 their own volume, per (date, symbol, venue) in (ts, seq) order (invariant 2
---                 of ARCHITECTURE.md: each break means trades were missed). Not counted:
+--                 their own volume, per (date, symbol, venue) in (ts, seq) order (the continuity
+--                 invariant: each break means trades were missed). Not counted:
 --                 the first trade of each (date, symbol, venue), and the first trade after
 --                 a gap that covers it (a gaps row of any kind but 'continuity' that applies
 --                 to the symbol and overlaps the time from the previous trade to this one;
@@ -37,6 +40,7 @@ WITH trade_rows AS (
     FROM trades
     WHERE date BETWEEN $start::DATE AND $end::DATE
         AND ($symbol::VARCHAR IS NULL OR symbol = $symbol::VARCHAR)
+        AND ($venue::VARCHAR IS NULL OR venue = $venue::VARCHAR)
     WINDOW w AS (PARTITION BY date, symbol, venue ORDER BY ts, seq)
 ),
 book_rows AS (
@@ -44,6 +48,7 @@ book_rows AS (
     FROM orderbook
     WHERE date BETWEEN $start::DATE AND $end::DATE
         AND ($symbol::VARCHAR IS NULL OR symbol = $symbol::VARCHAR)
+        AND ($venue::VARCHAR IS NULL OR venue = $venue::VARCHAR)
     GROUP BY ALL
 ),
 gap_items AS (
@@ -56,7 +61,10 @@ gap_items AS (
         unnest(
             CASE
                 WHEN len(coalesce(symbols, [])) = 0 THEN [NULL::VARCHAR]
-                ELSE list_distinct(list_transform(symbols, lambda s: left(s, 6)))
+                ELSE list_distinct(list_transform(
+                    list_filter(symbols, lambda s: $venue::VARCHAR IS NULL OR item_venue(s) = $venue::VARCHAR),
+                    lambda s: left(s, 6)
+                ))
             END
         ) AS symbol
     FROM gaps

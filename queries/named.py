@@ -17,9 +17,13 @@ Contracts, checked when the files are loaded (a broken file fails loudly, not at
   a parameter's type from context (``'2026-07-20'`` is a DATE because the file says so).
 
 Values are always *bound* as DuckDB prepared-statement parameters, never pasted into the SQL
-text: ``symbol="005930' OR 1=1 --"`` is just a symbol that matches nothing. Before running,
-each value is cast to its declared type on its own, so a bad value is reported with the
-parameter's name instead of as an error somewhere inside the query.
+text. Before running, each value is cast to its declared type on its own, so a bad value is
+reported with the parameter's name instead of as an error somewhere inside the query.
+
+Filters speak the recorder's item vocabulary (:mod:`recorder.kiwoom.items`), as capture and
+replay do: ``symbol`` takes a code (``005930``: every venue) or an item (``005930_NX``: the
+code on NXT, that is ``symbol=005930, venue=NXT``), and ``venue`` takes ``KRX``, ``NXT`` or
+``SOR`` in any case. Anything else is refused, never an empty answer.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import duckdb
 import pyarrow as pa
 
 from recorder.errors import ConfigError, RecorderError
+from recorder.kiwoom.items import VENUES, parse_filter
 
 
 class QueryError(RecorderError):
@@ -125,6 +130,7 @@ class NamedQuery:
             raise NamedQueryError(
                 f"{self.name}: unknown parameter(s) {', '.join(unknown)}; it takes: {self.signature}"
             )
+        values = self._filters(values)
         out: dict[str, Any] = {}
         missing = []
         for p in self.params:
@@ -136,6 +142,42 @@ class NamedQuery:
             raise NamedQueryError(
                 f"{self.name}: missing parameter(s) {', '.join(missing)}; it takes: {self.signature}"
             )
+        return out
+
+    def _filters(self, values: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``symbol`` and ``venue`` in the item vocabulary → the stored columns' values.
+
+        Raises:
+            NamedQueryError: a symbol that is not one item, a venue that is not KRX, NXT or
+                SOR, or an item whose venue contradicts ``venue``.
+        """
+        out = dict(values)
+        venue = out.get("venue")
+        if isinstance(venue, str):
+            out["venue"] = venue.strip().upper()
+            if out["venue"] not in VENUES:
+                raise NamedQueryError(f"{self.name}: venue={venue!r} is not one of {', '.join(VENUES)}")
+        symbol = out.get("symbol")
+        if not isinstance(symbol, str):
+            return out
+        try:
+            wanted = parse_filter(symbol)
+        except ConfigError as exc:
+            raise NamedQueryError(f"{self.name}: symbol={symbol!r}: {exc}") from None
+        if wanted is None or len(wanted) != 1 or len(next(iter(wanted.values())) or ()) > 1:
+            raise NamedQueryError(f"{self.name}: symbol={symbol!r}: give one code or item, e.g. 005930_NX")
+        ((code, venues),) = wanted.items()
+        out["symbol"] = code
+        if venues is None:
+            return out
+        (item_venue,) = venues
+        if "venue" not in {p.name for p in self.params}:
+            raise NamedQueryError(
+                f"{self.name}: symbol={symbol!r}: this query has no venue filter; give the code {code}"
+            )
+        if out.get("venue") not in (None, item_venue):
+            raise NamedQueryError(f"{self.name}: symbol={symbol!r} is on {item_venue}, not {out['venue']}")
+        out["venue"] = item_venue
         return out
 
     def check_types(self, con: duckdb.DuckDBPyConnection, bound: Mapping[str, Any]) -> None:

@@ -108,8 +108,8 @@ def test_named_takes_items_as_symbols(store: Store, root: Path) -> None:
 
 
 def test_named_refuses_what_it_cannot_filter(store: Store) -> None:
-    with pytest.raises(ConfigError, match="venue"):  # coverage has no venue parameter
-        store.named("coverage", start=DAY, end=DAY, symbol="005930_NX")
+    with pytest.raises(ConfigError, match="venue='NYSE'"):  # no such venue
+        store.named("bars", start=DAY, end=DAY, venue="NYSE")
     with pytest.raises(ConfigError, match="KRX"):
         store.named("bars", start=DAY, end=DAY, symbol="005930_NX", venue="KRX")
     with pytest.raises(ConfigError, match="not a Kiwoom item"):

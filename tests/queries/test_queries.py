@@ -206,12 +206,77 @@ def test_bars_filters_symbol_venue_and_interval(store: Path) -> None:
 
 def test_parameters_are_bound_not_pasted(store: Path) -> None:
     evil = "005930' OR 1=1 --"
-    for name in ["bars", "spread", "imbalance", "vwap", "coverage"]:
-        assert queries.run(name, store, symbol=evil, **DAY_PARAMS).num_rows == 0, name
-    assert queries.run("bars", store, venue="KRX' OR '1'='1", **DAY_PARAMS).num_rows == 0
     assert queries.sql(
         store, "SELECT count(*) AS n FROM trades WHERE symbol = $s", {"s": evil}
     ).to_pylist() == [{"n": 0}]
+    # Named queries check their filters first: such a value is refused, never run.
+    for name in ["bars", "spread", "imbalance", "vwap", "coverage"]:
+        with pytest.raises(NamedQueryError, match="not a Kiwoom stock item"):
+            queries.run(name, store, symbol=evil, **DAY_PARAMS)
+    with pytest.raises(NamedQueryError, match="venue=\"KRX' OR '1'='1\" is not one of KRX, NXT, SOR"):
+        queries.run("bars", store, venue="KRX' OR '1'='1", **DAY_PARAMS)
+
+
+# --------------------------------------------------------------------------- item filters
+
+
+def nxt_trades_from_files(root: Path, symbol: str) -> pd.DataFrame:
+    df = trades_from_files(root)
+    return df[(df.symbol == symbol) & (df.venue == "NXT")]
+
+
+@pytest.mark.parametrize("spelling", [{"symbol": "005930_NX"}, {"symbol": "005930_nx", "venue": "nxt"}])
+def test_item_form_selects_exactly_the_nxt_rows(store: Path, spelling: dict[str, str]) -> None:
+    want = nxt_trades_from_files(store, "005930")
+    assert len(want) > 0 and len(want) < len(trades_from_files(store).query("symbol == '005930'"))
+    (vwap,) = queries.run("vwap", store, **spelling, **DAY_PARAMS).to_pylist()
+    assert (vwap["symbol"], vwap["venue"]) == ("005930", "NXT")
+    assert (vwap["trades"], vwap["volume"]) == (len(want), want.volume.sum())
+    bars = queries.run("bars", store, **spelling, **DAY_PARAMS)
+    assert set(bars.column("venue").to_pylist()) == {"NXT"}
+    assert sum(bars.column("trades").to_pylist()) == len(want)
+    assert bars.equals(queries.run("bars", store, symbol="005930", venue="NXT", **DAY_PARAMS))
+    for name in ("spread", "imbalance"):
+        got = queries.run(name, store, **spelling, **DAY_PARAMS)
+        assert got.num_rows > 0 and set(got.column("venue").to_pylist()) == {"NXT"}, name
+        assert got.equals(queries.run(name, store, symbol="005930", venue="NXT", **DAY_PARAMS)), name
+    (cov,) = queries.run("coverage", store, **spelling, **DAY_PARAMS).to_pylist()
+    assert (cov["symbol"], cov["trades"]) == ("005930", len(want))
+
+
+def test_venue_is_case_insensitive(store: Path) -> None:
+    lower = queries.run("vwap", store, venue="nxt", **DAY_PARAMS)
+    assert lower.num_rows == len(SYMBOLS) and set(lower.column("venue").to_pylist()) == {"NXT"}
+    assert lower.equals(queries.run("vwap", store, venue="NXT", **DAY_PARAMS))
+    assert queries.run("vwap", store, venue=" Krx ", **DAY_PARAMS).column("venue").to_pylist() == ["KRX"] * 3
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"symbol": "5930"}, "symbol='5930': not a Kiwoom stock item"),
+        ({"symbol": "005930,000660"}, "give one code or item"),
+        ({"symbol": "005930_NX,005930_AL"}, "give one code or item"),
+        ({"symbol": "005930_NX", "venue": "KRX"}, "symbol='005930_NX' is on NXT, not KRX"),
+        ({"venue": "NYSE"}, "venue='NYSE' is not one of KRX, NXT, SOR"),
+    ],
+)
+def test_filters_that_cannot_match_are_refused(store: Path, params: dict[str, str], message: str) -> None:
+    with pytest.raises(NamedQueryError, match=re.escape(message)):
+        queries.run("vwap", store, **params, **DAY_PARAMS)
+
+
+def test_cli_item_form_returns_the_nxt_rows(store: Path) -> None:
+    vwap = ["--data-dir", str(store), "--named", "vwap", "--param", f"start={DAY}", "--param", f"end={DAY}"]
+    r = invoke(*vwap, "--param", "symbol=005930_NX", "--format", "json")
+    assert r.exit_code == 0, r.output
+    (row,) = [orjson.loads(line) for line in r.stdout.splitlines()]
+    want = nxt_trades_from_files(store, "005930")
+    assert (row["symbol"], row["venue"], row["trades"]) == ("005930", "NXT", len(want))
+    r = invoke(*vwap, "--param", "venue=sor")
+    assert r.exit_code == 0 and "(0 rows)" in r.stdout  # a venue nobody recorded: valid, empty
+    r = invoke(*vwap, "--param", "symbol=5930")
+    assert r.exit_code == 2 and r.stderr.startswith("error: vwap: symbol='5930'")
 
 
 # --------------------------------------------------------------------------- coverage
@@ -255,6 +320,20 @@ def test_coverage_counts_breaks_and_gaps(tmp_path: Path) -> None:
     assert rows["999999"]["trades"] == 0 and rows["999999"]["first_ts"] is None
     one = queries.run("coverage", tmp_path, symbol="000660", **DAY_PARAMS).to_pylist()
     assert [(r["symbol"], r["gaps"]) for r in one] == [("000660", 2)]
+    # With a venue, a gap that names items counts only on their venue; one naming none, on all.
+    krx = queries.run("coverage", tmp_path, symbol="000660", venue="KRX", **DAY_PARAMS).to_pylist()
+    nxt = queries.run("coverage", tmp_path, symbol="000660_NX", **DAY_PARAMS).to_pylist()
+    assert [(r["gaps"], r["gap_seconds"]) for r in krx] == [(1, 30.0)]
+    assert [(r["gaps"], r["gap_seconds"]) for r in nxt] == [(2, 40.0)]
+    assert krx[0]["trades"] + nxt[0]["trades"] == rows["000660"]["trades"]
+    # 005930's missed trade was on KRX: the break is there, not on NXT.
+    breaks = {
+        item: queries.run("coverage", tmp_path, symbol=item, **DAY_PARAMS).to_pylist()[0]["cum_volume_breaks"]
+        for item in ("005930", "005930_NX")
+    }
+    assert breaks == {"005930": 1, "005930_NX": 0}
+    krx_breaks = queries.run("coverage", tmp_path, symbol="005930", venue="krx", **DAY_PARAMS)
+    assert krx_breaks.column("cum_volume_breaks").to_pylist() == [1]
 
 
 def test_coverage_of_a_clean_store_has_no_breaks(store: Path) -> None:
