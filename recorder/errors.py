@@ -13,6 +13,7 @@ catch these::
     ├── NothingCapturedError     a capture never logged in and subscribed, or recorded nothing
     ├── JournalError             the raw-frame journal could not be written or read
     └── StoreError               a Parquet part file could not be written or read
+        └── UnreadableFileError  a stored file is truncated, damaged or cannot be opened
 
 Every message is safe to print: no app key, secret key or token ever goes into one
 (docs/architecture.md, invariants).
@@ -66,3 +67,11 @@ class JournalError(RecorderError):
 
 class StoreError(RecorderError):
     """A Parquet part file could not be written, renamed or read."""
+
+
+class UnreadableFileError(StoreError):
+    """A stored file cannot be read: truncated, damaged, not Parquet, or not readable.
+
+    The message names the file. The CLI exits 2 for it, as ``recorder verify`` does for a
+    store with unreadable files.
+    """

@@ -1,9 +1,16 @@
-"""Shared pieces of the ``recorder`` click commands: error handling and common options."""
+"""Shared pieces of the ``recorder`` click commands: error handling and common options.
+
+Every ordinary mistake ends in one ``error: …`` line on stderr and a documented exit code,
+never a traceback: errors raised by a command are translated by :func:`handle_errors`, and
+option values are checked while the command line is parsed (:class:`OptionError`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +18,13 @@ from typing import Any, TypeVar
 
 import click
 
-from recorder.errors import AuthError, ConfigError, NothingCapturedError, RecorderError
+from recorder.errors import (
+    AuthError,
+    ConfigError,
+    NothingCapturedError,
+    RecorderError,
+    UnreadableFileError,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,6 +50,9 @@ def handle_errors(fn: F) -> F:
         except NothingCapturedError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_NOTHING)
+        except UnreadableFileError as exc:  # a damaged file is exit 2, as for `recorder verify`
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_CONFIG)
         except RecorderError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_FAILURE)
@@ -44,13 +60,126 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class OptionError(click.ClickException):
+    """A bad option value found while the command line is parsed: one ``error: …`` line, exit 2.
+
+    Click prints its own usage errors over several lines; the checks below print the one
+    line :func:`handle_errors` prints for a :class:`~recorder.errors.ConfigError`.
+    """
+
+    exit_code = EXIT_CONFIG
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def existing_data_dir(path: Path) -> Path:
+    """``path`` if it is a folder; a store that is not there is an error, never an empty answer.
+
+    Raises:
+        ConfigError: ``path`` does not exist or is not a folder.
+    """
+    if not path.exists():
+        raise ConfigError(f"no store at {path}: the folder does not exist (give --data-dir DIR)")
+    if not path.is_dir():
+        raise ConfigError(f"no store at {path}: it is a file, not a folder")
+    return path
+
+
+class DataDir(click.Path):
+    """``--data-dir``: a local folder, which ``must_exist`` for the commands that read a store.
+
+    A URL (``s3://bucket/x``, anything with ``://``) is refused rather than taken as a local
+    folder named ``s3:``; so is a path that names a file.
+    """
+
+    name = "data_dir"
+
+    def __init__(self, *, must_exist: bool = False) -> None:
+        super().__init__(path_type=Path)
+        self.must_exist = must_exist
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = os.fspath(value)
+        if "://" in text:
+            raise OptionError(f"--data-dir {text}: object storage data dirs are not supported yet")
+        path = Path(text)
+        try:
+            if self.must_exist:
+                existing_data_dir(path)
+            elif path.exists() and not path.is_dir():
+                raise ConfigError(f"no store at {path}: it is a file, not a folder")
+        except ConfigError as exc:
+            raise OptionError(str(exc)) from None
+        return super().convert(value, param, ctx)
+
+
 DATA_DIR = click.option(
     "--data-dir",
-    type=click.Path(path_type=Path),
+    type=DataDir(),
     default=Path("data"),
     show_default=True,
     help="The store (Hive-partitioned Parquet).",
 )
+
+#: ``--data-dir`` for commands that only read a store: a folder that does not exist is an error.
+EXISTING_DATA_DIR = click.option(
+    "--data-dir",
+    type=DataDir(must_exist=True),
+    default=Path("data"),
+    show_default=True,
+    help="The store (Hive-partitioned Parquet); it must exist.",
+)
+
+
+class OutputFile(click.Path):
+    """``--out FILE``: not a folder, and in a folder that exists (checked before any work)."""
+
+    name = "file"
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = Path(os.fspath(value))
+        if path.is_dir():
+            raise OptionError(f"--out {path}: is a folder; give a file name")
+        folder = path.parent
+        if not folder.is_dir():
+            state = "is not a folder" if folder.exists() else "does not exist"
+            raise OptionError(f"--out {path}: the folder {folder} {state}")
+        return super().convert(value, param, ctx)
+
+
+def number_check(
+    low: float, high: float | None = None, *, above: bool = False
+) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback: the value must be finite and ``> low`` (``above``) or ``>= low``,
+    and ``<= high`` when given; NaN and infinities are refused."""
+    if high is None:
+        wanted = f"above {low:g}" if above else f"{low:g} or more"
+    else:
+        wanted = f"above {low:g} and at most {high:g}" if above else f"from {low:g} to {high:g}"
+
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is None:
+            return value
+        ok = math.isfinite(value) and (value > low if above else value >= low)
+        if not ok or (high is not None and value > high):
+            raise OptionError(f"{param.opts[0]} {value}: must be {wanted}")
+        return value
+
+    return check
+
+
+#: ``--port``: a TCP port, 0 for any free one.
+PORT_CHECK = number_check(0, 65535)
+
+
+def write_error(path: Path, exc: OSError) -> ConfigError:
+    """The one-line error for an output file that could not be written."""
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return ConfigError(f"cannot write {path}: {reason}")
 
 
 REQUIRE_CREDENTIALS = click.option(

@@ -7,23 +7,33 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from recorder.cli.common import write_error
 from recorder.errors import ConfigError
 
 
 def write_result(table: pa.Table, fmt: str, out: Path | None = None) -> None:
-    """Write ``table`` to ``out`` (or stdout) as ``table``, ``csv``, ``json`` or ``parquet``."""
-    if fmt == "parquet":
-        if out is None:
-            raise ConfigError("--format parquet needs --out FILE")
-        import pyarrow.parquet as pq
+    """Write ``table`` to ``out`` (or stdout) as ``table``, ``csv``, ``json`` or ``parquet``.
 
-        pq.write_table(table, out, compression="zstd")
-        return
-    text = _render(table, fmt)
-    if out is None:
-        sys.stdout.write(text)
-    else:
-        out.write_text(text, encoding="utf-8")
+    Raises:
+        ConfigError: parquet without ``out``, or ``out`` cannot be written.
+    """
+    if fmt == "parquet" and out is None:
+        raise ConfigError("--format parquet needs --out FILE")
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, out, compression="zstd")
+            return
+        text = _render(table, fmt)
+        if out is None:
+            sys.stdout.write(text)
+        else:
+            out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        if out is None:
+            raise
+        raise write_error(out, exc) from exc
 
 
 def _render(table: pa.Table, fmt: str) -> str:

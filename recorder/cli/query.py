@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from recorder.cli.common import DATA_DIR, handle_errors
+from recorder.cli.common import DATA_DIR, OutputFile, existing_data_dir, handle_errors
 from recorder.errors import ConfigError
 
 
@@ -37,9 +37,7 @@ from recorder.errors import ConfigError
     show_default=True,
     type=click.Choice(["table", "csv", "json", "parquet"]),
 )
-@click.option(
-    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here (required for parquet)."
-)
+@click.option("--out", type=OutputFile(), help="Write here (required for parquet).")
 @handle_errors
 def query(
     sql_text: str | None,
@@ -82,7 +80,7 @@ def query(
         }
         write_result(pa.table(listing), fmt, out)
     elif named is not None:
-        write_result(queries.run(named, data_dir, **values), fmt, out)
+        write_result(queries.run(named, existing_data_dir(data_dir), **values), fmt, out)
     else:
         assert sql_text is not None
-        write_result(queries.sql(data_dir, sql_text, values or None), fmt, out)
+        write_result(queries.sql(existing_data_dir(data_dir), sql_text, values or None), fmt, out)

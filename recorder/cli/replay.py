@@ -5,11 +5,24 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from recorder.cli.common import DATA_DIR, REQUIRE_CREDENTIALS, handle_errors, venue_credentials
+from recorder.cli.common import (
+    EXISTING_DATA_DIR,
+    PORT_CHECK,
+    REQUIRE_CREDENTIALS,
+    OutputFile,
+    handle_errors,
+    number_check,
+    venue_credentials,
+    write_error,
+)
 from recorder.errors import ConfigError
+
+if TYPE_CHECKING:
+    from recorder.replay.read import Selection
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +46,7 @@ def parse_speed(text: str) -> float | None:
 
 
 @click.command()
-@DATA_DIR
+@EXISTING_DATA_DIR
 @click.option("--date", "date", required=True, help="KST trading date to replay (YYYY-MM-DD).")
 @click.option("--end-date", help="Last date, inclusive, to replay several days in a row.")
 @click.option(
@@ -45,12 +58,20 @@ def parse_speed(text: str) -> float | None:
 )
 @click.option("--serve", is_flag=True, help="Serve the day from the embedded Kiwoom-compatible venue.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="With --serve: address to bind.")
-@click.option("--port", default=8910, show_default=True, type=int, help="With --serve: port (0 = any).")
+@click.option(
+    "--port",
+    default=8910,
+    show_default=True,
+    type=int,
+    callback=PORT_CHECK,
+    help="With --serve: port (0 = any free port; the banner shows the one bound).",
+)
 @click.option(
     "--settle",
     default=1.0,
     show_default=True,
     type=float,
+    callback=number_check(0),
     help="With --serve: seconds after a client's last REG to start, unless it registered everything.",
 )
 @click.option(
@@ -59,7 +80,7 @@ def parse_speed(text: str) -> float | None:
     type=click.Choice(["ndjson"]),
     help="Without --serve: REAL frames, one per line (the default).",
 )
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
+@click.option("--out", type=OutputFile(), help="Write here instead of stdout.")
 @REQUIRE_CREDENTIALS
 @handle_errors
 def replay(
@@ -85,7 +106,7 @@ def replay(
     until interrupted.
     """
     from recorder.kiwoom.items import parse_items
-    from recorder.replay.rows import select
+    from recorder.replay.read import select
 
     if serve and (fmt or out):
         raise ConfigError("--serve serves the replay; --format/--out write it: choose one")
@@ -96,16 +117,27 @@ def replay(
         creds = venue_credentials(require_credentials)
         _serve(data_dir, date, end_date, items, type_list, pace, host, port, settle, creds)
         return
-    from recorder.replay.feed import write_ndjson
+    _write(select(data_dir, date, end_date, symbols=items, types=type_list), pace, out)
 
-    sel = select(data_dir, date, end_date, symbols=items, types=type_list)
-    if out is not None:
-        with open(out, "wb") as f:
-            res = write_ndjson(f, sel, speed=pace)
+
+def _write(sel: Selection, speed: float | None, out: Path | None) -> None:
+    """NDJSON to ``out`` or stdout; a selection with nothing recorded is an error, not empty output."""
+    from recorder.replay.feed import write_ndjson
+    from recorder.replay.read import partitions
+
+    nothing = f"nothing recorded in {sel.data_dir} for {', '.join(sel.dates)} and that selection"
+    if not partitions(sel):
+        raise ConfigError(nothing)
+    if out is None:
+        res = write_ndjson(sys.stdout.buffer, sel, speed=speed)
     else:
-        res = write_ndjson(sys.stdout.buffer, sel, speed=pace)
-    if res.entries == 0:
-        log.warning("nothing recorded in %s for %s with that selection", data_dir, ", ".join(sel.dates))
+        try:
+            with open(out, "wb") as f:
+                res = write_ndjson(f, sel, speed=speed)
+        except OSError as exc:  # the store's read errors are translated where it is read
+            raise write_error(out, exc) from exc
+    if res.entries == 0:  # the folders are there, but the venue filter kept nothing
+        raise ConfigError(nothing)
     log.info("replayed %d entries in %d frames", res.entries, res.frames)
 
 
@@ -122,19 +154,23 @@ def _serve(
     creds: tuple[str | None, str | None],
 ) -> None:
     from recorder.replay.feed import RecordedFeed
-    from recorder.sim.venue import VenueConfig, run_forever
+    from recorder.sim.venue import Venue, VenueConfig, run_forever
 
     with RecordedFeed(
         data_dir, date, end_date, symbols=items, types=types, speed=speed, settle_s=settle
     ) as feed:
-        click.echo(
-            f"replaying {len(feed.items)} items of {date} at speed {speed or 'max'} on http://{host}:{port} "
-            f"(WebSocket ws://{host}:{port}/api/dostk/websocket); starts when a client has registered; "
-            "Ctrl-C stops",
-            err=True,
-        )
+
+        def banner(venue: Venue) -> None:
+            click.echo(
+                f"replaying {len(feed.items)} items of {date} at speed {speed or 'max'} on "
+                f"{venue.rest_url} (WebSocket {venue.ws_url}); starts when a client has "
+                "registered; Ctrl-C stops",
+                err=True,
+            )
+
         # A finer tick than the synthetic market's: pacing is only as fine as the steps.
         run_forever(
             VenueConfig(host=host, port=port, tick_interval=0.01, appkey=creds[0], secretkey=creds[1]),
             feed=feed,
+            on_listening=banner,
         )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from recorder.cli.common import DATA_DIR, check_date, handle_errors
+from recorder.cli.common import DATA_DIR, EXISTING_DATA_DIR, check_date, handle_errors
 from recorder.kiwoom.fields import MARKET_TABLES, TABLES
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 @click.command("ls")
-@DATA_DIR
+@EXISTING_DATA_DIR
 @click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "json"]))
 @handle_errors
 def ls(data_dir: Path, fmt: str) -> None:
@@ -91,7 +91,7 @@ def verify(data_dir: Path, scratch_dir: Path | None) -> None:
 
 
 @click.command()
-@DATA_DIR
+@EXISTING_DATA_DIR
 @click.option("--date", "dates", multiple=True, help="Only this date (YYYY-MM-DD); repeatable.")
 @click.option(
     "--table", "tables", multiple=True, type=click.Choice(TABLES), help="Only this table; repeatable."

@@ -3,7 +3,7 @@
 Both encode with :func:`recorder.kiwoom.frames.encode_entry` / :func:`~recorder.kiwoom.frames.encode_frame`
 (the inverse of the decoder, which restores Kiwoom's price-sign conventions), so a recorder
 that ingests or captures the output rebuilds the same tables (all columns but ``recv_ts``
-and ``seq``; ARCHITECTURE.md invariant 3).
+and ``seq``: the round-trip invariant).
 
 :class:`RecordedFeed` implements the venue's ``Feed`` protocol and its optional hooks
 (:class:`recorder.sim.venue.FeedHooks`):
@@ -45,7 +45,7 @@ from recorder.kiwoom.fields import TABLE_TYPES
 from recorder.kiwoom.frames import encode_entry, encode_frame
 from recorder.kiwoom.items import VENUE_SUFFIX
 from recorder.kiwoom.time import NS
-from recorder.replay.read import Dateish, Selection, partitions, select
+from recorder.replay.read import Dateish, Selection, partitions, reading, select
 from recorder.replay.rows import Pacer, ReplayRow, iter_row_chunks
 from recorder.sim.symbols import symbol_info
 
@@ -154,14 +154,15 @@ class Inventory:
 
 
 def _venues(path: Path) -> set[str]:
-    pf = pq.ParquetFile(path)
-    md = pf.metadata
-    names = md.schema.names
-    if "venue" in names and md.num_row_groups == 1:  # the statistics settle a one-venue file
-        st = md.row_group(0).column(names.index("venue")).statistics
-        if st is not None and st.has_min_max and st.min == st.max:
-            return {st.min}
-    col = pf.read(columns=["venue"]).column("venue")
+    with reading(path):
+        pf = pq.ParquetFile(path)
+        md = pf.metadata
+        names = md.schema.names
+        if "venue" in names and md.num_row_groups == 1:  # the statistics settle a one-venue file
+            st = md.row_group(0).column(names.index("venue")).statistics
+            if st is not None and st.has_min_max and st.min == st.max:
+                return {st.min}
+        col = pf.read(columns=["venue"]).column("venue")
     return {v for v in pc.unique(col).to_pylist() if v is not None}
 
 
@@ -175,14 +176,24 @@ def inventory(sel: Selection) -> Inventory:
             for venue in _venues(path):
                 if part.venues is None or venue in part.venues:
                     pairs.add((part.symbol + VENUE_SUFFIX[venue], code))
-        first = pq.ParquetFile(part.files[0])
-        if part.table == "trades" and part.symbol not in prev and "change" in first.schema_arrow.names:
-            t = first.read_row_group(0, columns=["price", "change"]).to_pydict()
-            for price, change in zip(t["price"], t["change"], strict=True):
-                if price is not None and change is not None:
-                    prev[part.symbol] = price - change
-                    break
+        if part.table == "trades" and part.symbol not in prev:
+            close = _prev_close(part.files[0])
+            if close is not None:
+                prev[part.symbol] = close
     return Inventory(frozenset(pairs), prev)
+
+
+def _prev_close(path: Path) -> int | None:
+    """The previous close (``price - change``) from the first trade of ``path`` that gives it."""
+    with reading(path):
+        first = pq.ParquetFile(path)
+        if "change" not in first.schema_arrow.names:
+            return None
+        t = first.read_row_group(0, columns=["price", "change"]).to_pydict()
+    for price, change in zip(t["price"], t["change"], strict=True):
+        if price is not None and change is not None:
+            return price - change  # type: ignore[no-any-return]
+    return None
 
 
 # --------------------------------------------------------------------------- the venue feed
@@ -342,7 +353,7 @@ class RecordedFeed:
                 break
             self._pending.popleft()
             out.append(entry)
-        self.entries += len(out)
+            self.entries += 1  # counted as handed out, so the end-of-replay log counts them all
         return out
 
     def _refill(self) -> bool:

@@ -8,6 +8,7 @@ memory stays bounded whatever the size of the day.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Iterable, Iterator, Sequence
@@ -18,10 +19,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recorder.errors import ConfigError, StoreError
-from recorder.kiwoom.fields import REAL_TYPES
+from recorder.errors import ConfigError, StoreError, UnreadableFileError
+from recorder.kiwoom.fields import MARKET_TABLES, REAL_TYPES
 from recorder.kiwoom.items import parse_filter
-from recorder.kiwoom.schema import MARKET_TABLES, SCHEMAS
+from recorder.kiwoom.schema import SCHEMAS
+from recorder.store.layout import parse_part, part_glob
 
 __all__ = [
     "KEYS",
@@ -32,6 +34,7 @@ __all__ = [
     "iter_windows",
     "parse_types",
     "partitions",
+    "reading",
     "select",
 ]
 
@@ -108,6 +111,26 @@ def parse_types(types: Iterable[str]) -> tuple[str, ...]:
     return tuple(t for t in MARKET_TABLES if t in wanted)
 
 
+# --------------------------------------------------------------------------- reading files
+
+
+@contextlib.contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Translate what pyarrow and the OS raise while ``path`` is read into one error naming it.
+
+    Raises:
+        UnreadableFileError: ``path`` is truncated, damaged, not Parquet or cannot be opened.
+    """
+    try:
+        yield
+    except (pa.ArrowException, OSError) as exc:
+        words = "".join(c if c.isprintable() else " " for c in str(exc)).split()
+        reason = " ".join(words) or type(exc).__name__
+        raise UnreadableFileError(
+            f"cannot read {path}: {reason} (a damaged or truncated file; recorder verify lists them)"
+        ) from exc
+
+
 # --------------------------------------------------------------------------- runs
 
 
@@ -127,24 +150,23 @@ def partitions(sel: Selection) -> list[Partition]:
     out = []
     for table in sel.tables:
         for date in sel.dates:
-            day = sel.data_dir / table / f"date={date}"
-            if not day.is_dir():
-                continue
-            if sel.symbols is None:
-                codes = sorted(p.name[7:] for p in day.iterdir() if p.name.startswith("symbol="))
-            else:
-                codes = sorted(sel.symbols)
-            for code in codes:
-                files = tuple(sorted((day / f"symbol={code}").glob("[!._]*.parquet")))
-                if files:
-                    venues = None if sel.symbols is None else sel.symbols[code]
-                    out.append(Partition(table, date, code, files, venues))
+            found: dict[str, list[Path]] = {}
+            for code in ("*",) if sel.symbols is None else sorted(sel.symbols):
+                with reading(sel.data_dir / table):
+                    for path in sel.data_dir.glob(part_glob(table, date, code)):
+                        part = parse_part(path.relative_to(sel.data_dir))
+                        if part is not None and part.symbol is not None:
+                            found.setdefault(part.symbol, []).append(path)
+            for code, files in sorted(found.items()):
+                venues = None if sel.symbols is None else sel.symbols[code]
+                out.append(Partition(table, date, code, tuple(sorted(files)), venues))
     return out
 
 
 def _ts_range(path: Path) -> tuple[int, int] | None:
     """(min, max) of ``ts`` in µs from the footer statistics, or None if absent."""
-    md = pq.ParquetFile(path).metadata
+    with reading(path):
+        md = pq.ParquetFile(path).metadata
     names = md.schema.names
     if "ts" not in names or md.num_row_groups == 0:
         return None
@@ -201,10 +223,16 @@ class _Run:
 
     def _read(self, files: list[Path], batch_rows: int) -> Iterator[pa.Table]:
         for path in files:
-            pf = pq.ParquetFile(path)
-            present = set(pf.schema_arrow.names)
-            cols = [n for n in self._schema.names if n in present]
-            for batch in pf.iter_batches(batch_size=batch_rows, columns=cols):
+            with reading(path):
+                pf = pq.ParquetFile(path)
+                present = set(pf.schema_arrow.names)
+                cols = [n for n in self._schema.names if n in present]
+                batches = pf.iter_batches(batch_size=batch_rows, columns=cols)
+            while True:
+                with reading(path):
+                    batch = next(batches, None)
+                if batch is None:
+                    break
                 yield self._conform(pa.Table.from_batches([batch]), path)
 
     def _conform(self, t: pa.Table, path: Path) -> pa.Table:

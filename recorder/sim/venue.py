@@ -1,7 +1,7 @@
 """A Kiwoom-compatible venue on loopback: REST and WebSocket on one aiohttp port.
 
 Made for tests, demos (``recorder sim``) and replay (``recorder replay --serve``); it is
-never part of a production capture. It follows kiwoom-protocol.md §8.2 ("Suggested
+never part of a production capture. It follows protocol notes §8.2 ("Suggested
 fake-server behaviour"): tokens (§2), LOGIN/PING/REG/REMOVE/SYSTEM (§3), REAL frames
 (§4) and ka10099 (§5.2). REST lives in :mod:`recorder.sim.rest`, one WebSocket
 session in :mod:`recorder.sim.ws`.
@@ -35,7 +35,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import random
+import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -43,6 +45,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from recorder.errors import ConfigError, RecorderError
 from recorder.kiwoom.limits import MAX_CODES_PER_KEY, REG_PER_SECOND, REST_PER_SECOND, WS_PATH
 from recorder.sim.market import SyntheticMarket
 from recorder.sim.rest import RestApi, TokenStore
@@ -138,7 +141,7 @@ class VenueConfig:
     close_timeout: float = 5.0
     clock: Callable[[], int] = time.time_ns
 
-    def __repr__(self) -> str:  # never show credentials (ARCHITECTURE.md invariant 5)
+    def __repr__(self) -> str:  # never show credentials: secrets stay out of logs and messages
         return f"VenueConfig(host={self.host!r}, port={self.port}, symbols={len(self.symbols)})"
 
 
@@ -248,14 +251,25 @@ class Venue:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Bind, start serving and start stepping the feed; sets the URLs."""
+        """Bind, start serving and start stepping the feed; sets the URLs.
+
+        Raises:
+            ConfigError: the address cannot be bound (port in use, no such host or
+                address, port out of range); nothing is left running.
+        """
         app = web.Application()
         app.add_routes(RestApi(self.config, self.tokens, self.feed, self.stats, self.clock).routes())
         app.add_routes([web.get(WS_PATH, self._ws_handler)])
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
-        await site.start()
+        try:
+            await site.start()
+        except (OSError, OverflowError) as exc:  # OverflowError: a port outside 0-65535
+            await self._runner.cleanup()
+            self._runner = None
+            where = f"{self.config.host}:{self.config.port}"
+            raise ConfigError(f"cannot listen on {where}: {_bind_reason(exc)}") from exc
         self.port = site.port
         self.rest_url = f"http://{self.config.host}:{self.port}"
         self.ws_url = f"ws://{self.config.host}:{self.port}{WS_PATH}"
@@ -501,28 +515,59 @@ class Venue:
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("venue feed failed; no more market data", exc_info=task.exception())
+    if task.cancelled() or (exc := task.exception()) is None:
+        return
+    if isinstance(exc, RecorderError):  # a message meant for people (e.g. a damaged file)
+        log.error("venue feed failed; no more market data: %s", exc)
+    else:
+        log.error("venue feed failed; no more market data", exc_info=exc)
 
 
-async def serve(config: VenueConfig, *, feed: Feed | None = None) -> None:
+def _bind_reason(exc: BaseException) -> str:
+    """Why a bind failed, in a few words (``address already in use``)."""
+    errno = getattr(exc, "errno", None)
+    if isinstance(exc, OSError) and not isinstance(exc, socket.gaierror) and errno:
+        return os.strerror(errno).lower()
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+async def serve(
+    config: VenueConfig,
+    *,
+    feed: Feed | None = None,
+    on_listening: Callable[[Venue], None] | None = None,
+) -> None:
     """Run a venue until cancelled, logging where it listens (never the credentials).
 
     Nothing can read :attr:`Venue.sent` here, so the venue runs with ``record_sent`` off
     (a long run would otherwise keep every frame in memory).
 
+    Args:
+        config, feed: as for :class:`Venue`.
+        on_listening: called once the venue listens, with the venue: its
+            :attr:`Venue.rest_url` and :attr:`Venue.ws_url` carry the bound port (the one
+            picked for port 0).
+
     Raises:
+        ConfigError: the address cannot be bound (see :meth:`Venue.start`).
         Exception: whatever the feed raised; the venue stops then.
     """
     config = dataclasses.replace(config, record_sent=False)
     async with Venue(config, feed=feed) as venue:
         log.info("venue listening: REST %s  WebSocket %s", venue.rest_url, venue.ws_url)
+        if on_listening is not None:
+            on_listening(venue)
         await venue.serve_forever()
 
 
-def run_forever(config: VenueConfig, *, feed: Feed | None = None) -> None:
+def run_forever(
+    config: VenueConfig,
+    *,
+    feed: Feed | None = None,
+    on_listening: Callable[[Venue], None] | None = None,
+) -> None:
     """Blocking :func:`serve` for a CLI; returns on Ctrl-C."""
     try:
-        asyncio.run(serve(config, feed=feed))
+        asyncio.run(serve(config, feed=feed, on_listening=on_listening))
     except KeyboardInterrupt:
         log.info("venue stopped")

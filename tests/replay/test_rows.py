@@ -10,7 +10,7 @@ import asyncio
 import collections
 import datetime as dt
 import io
-import random
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -30,52 +30,16 @@ from recorder.kiwoom.frames import build_login, build_reg, decode_rows, row_colu
 from recorder.kiwoom.time import KST, NS, trading_day
 from recorder.replay.feed import RecordedFeed, write_ndjson
 from recorder.replay.rows import ReplayRow, aiter_rows, iter_batches, iter_rows, select
-from recorder.sim.market import SyntheticMarket, real_frames
 from recorder.sim.venue import Venue, VenueConfig
-from recorder.store.pipeline import Pipeline
-from recorder.store.sink import Sink, read_table
+from recorder.store.sink import read_table
 from tests.helpers import CREDS, capture_config
+from tests.replay.stores import build_store
 
 RECEIVE_SIDE = ("recv_ts", "seq")
 DAY1, DAY2 = "2026-07-20", "2026-07-21"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def build_store(
-    root: Path,
-    day: str,
-    *,
-    steps: int = 30,
-    symbols: int = 3,
-    seed: int = 1,
-    writer: str = "w1",
-    hole: tuple[int, int] | None = None,
-    max_rows: int = 2_000_000,
-) -> None:
-    """Synthetic frames through the capture's pipeline, 100 ms apart from 09:00 KST of ``day``.
-
-    ``hole=(step, n)``: nothing is recorded for ``n`` steps after ``step`` (a disconnect).
-    Frames of a step are received 2 ms after it, 1 µs apart.
-    """
-    market = SyntheticMarket(
-        SyntheticMarket.universe(symbols, 0), seed=seed, venues=("KRX", "NXT"), trade_rate=8.0
-    )
-    t0 = int(dt.datetime.fromisoformat(f"{day}T09:00:00").replace(tzinfo=KST).timestamp()) * NS
-    sink = Sink(root, writer, max_rows=max_rows)
-    pipe = Pipeline(sink, trading_day=trading_day(day), batch=50)
-    rng = random.Random(seed)
-    fno = 0
-    for i in range(steps):
-        if hole and hole[0] < i <= hole[0] + hole[1]:
-            continue
-        now = t0 + i * NS // 10
-        for k, (frame, _) in enumerate(real_frames(market.step(now), rng)):
-            pipe.feed_frame(frame, now + 2_000_000 + k * 1000, fno)
-            fno += 1
-    pipe.drain()
-    sink.close()
 
 
 def _key(t: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -451,3 +415,16 @@ def test_replay_cli_refuses_bad_options(tmp_path: Path, holed: Path) -> None:
         e["type"] for line in out.read_bytes().splitlines() for e in orjson.loads(line)["data"]
     )
     assert set(entries) == {"0B"} and entries["0B"] == read_table(holed, "trades").num_rows
+
+
+def test_recorded_feed_logs_every_entry_it_served(holed: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The end-of-replay log counts the entries of the step that emptied the recording too
+    (served in one step here, so a count taken after that step would say 0)."""
+    total = sum(1 for _ in iter_rows(holed, DAY1))
+    with RecordedFeed(holed, DAY1, max_step=10 * total, prefetch=False) as feed:
+        feed.on_subscribed(feed.inventory.pairs, 0)  # a client registered every recorded pair
+        with caplog.at_level(logging.INFO, logger="recorder.replay.feed"):
+            served = feed.step(NS)
+        assert feed.exhausted and len(served) == feed.entries == total
+    (done,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("replay complete")]
+    assert done.startswith(f"replay complete: {total} entries")
