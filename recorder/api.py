@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recorder.errors import ConfigError
-from recorder.kiwoom.items import split_item
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -152,9 +151,10 @@ class Store:
     def named(self, name: str, /, **params: Any) -> pa.Table:
         """Run a named query (``bars``, ``spread``, ``imbalance``, ``coverage``, ``vwap``).
 
-        ``symbol`` takes an item: ``symbol="005930_NX"`` is ``symbol="005930",
-        venue="NXT"`` for the queries that have a ``venue`` parameter.
-        ``queries.named()`` lists the queries and their parameters.
+        ``symbol`` takes a code (``005930``: every venue) or an item (``005930_NX``: the
+        code on NXT); ``venue`` takes ``KRX``, ``NXT`` or ``SOR``. A filter that cannot match
+        is refused, never an empty answer. ``queries.named()`` lists the queries and their
+        parameters.
 
         Returns:
             The result, timestamp columns in ``tz=Asia/Seoul``.
@@ -167,7 +167,7 @@ class Store:
         """
         import queries
 
-        return _in_kst(queries.run(name, self._dir, **_item_params(name, params)))
+        return _in_kst(queries.run(name, self._dir, **params))
 
     # ----------------------------------------------------------------------- replay
 
@@ -272,25 +272,6 @@ def _rows(rows: Iterable[Any]) -> Iterator[Row]:
             if ns is not None:
                 values[col] = (_EPOCH + dt.timedelta(microseconds=ns // 1000)).astimezone(kst)
         yield Row(r.table, values)
-
-
-def _item_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """``symbol="005930_NX"`` → ``symbol="005930", venue="NXT"`` (the filter vocabulary)."""
-    symbol = params.get("symbol")
-    if not isinstance(symbol, str) or "_" not in symbol:
-        return params
-    parsed = split_item(symbol.strip().upper())
-    if parsed is None:
-        raise ConfigError(f"{name}: symbol={symbol!r} is not a Kiwoom item (e.g. 005930 or 005930_NX)")
-    code, venue = parsed
-    import queries
-
-    if "venue" not in {p.name for p in queries.get(name).params}:
-        raise ConfigError(f"{name}: has no venue parameter; give the plain code {code}")
-    given = params.get("venue")
-    if given is not None and str(given).upper() != venue:
-        raise ConfigError(f"{name}: symbol={symbol} is on {venue}, but venue={given}")
-    return {**params, "symbol": code, "venue": venue}
 
 
 def _in_kst(table: pa.Table) -> pa.Table:
