@@ -1,5 +1,5 @@
 """Malformed input for the ``malformed`` scenario: a hypothesis grammar over Kiwoom's frame
-format (kiwoom-protocol.md §4), where every generated frame carries the outcome the store
+format (protocol notes §4), where every generated frame carries the outcome the store
 must show for it, worked out from the spec's rules (§4.3, ``recorder.kiwoom.fields``), not from
 the decoder:
 

@@ -1,7 +1,7 @@
 """Live capture: sessions → journal → (decoder thread) → Parquet, with recovery and shutdown.
 
 The event loop thread reads the socket and appends every frame to the journal before
-anything else looks at it (ARCHITECTURE.md invariant 1). A decoder thread follows the
+anything else looks at it (docs/architecture.md, invariant 1). A decoder thread follows the
 journal (:class:`recorder.store.journal.JournalTail`), decodes and writes part files, and
 advances the checkpoint after each flush. Memory therefore stays bounded however slow the
 Parquet side is: frames wait on disk, not in a queue.

@@ -10,7 +10,7 @@ rate. When a group fails the strict character checks, its entries are decoded on
 by the field-by-field path (:func:`_strict_values`), which is the reference semantics:
 the fast path either agrees with it exactly or steps aside (a property test checks).
 
-Value rules (kiwoom-protocol.md §4.3): every value is a string; ``""`` and a missing FID
+Value rules (protocol notes §4.3): every value is a string; ``""`` and a missing FID
 are null; prices lose their direction sign (it is against the previous close, not a
 negative price); quantities with a real sign keep it; a leading space or ``+`` is allowed.
 An entry whose *required* FIDs do not parse goes whole to ``rejects``; an entry with an

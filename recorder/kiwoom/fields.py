@@ -1,6 +1,6 @@
 """FID tables for the real-time types the recorder stores: 0B (trades) and 0D (order book).
 
-Every FID of the spec (kiwoom-protocol.md §4.4 for 0B, §4.5 for 0D) maps to one named,
+Every FID of the spec (protocol notes §4.4 for 0B, §4.5 for 0D) maps to one named,
 typed column. The decoder (:mod:`recorder.kiwoom.frames`), the encoder and the Arrow schemas
 (:mod:`recorder.kiwoom.schema`) all derive from these tables, so a column is added in one place.
 

@@ -1,6 +1,6 @@
 """Arrow schemas of the stored tables, derived from the FID tables in :mod:`recorder.kiwoom.fields`.
 
-The storage layout (ARCHITECTURE.md) is a contract::
+The storage layout (docs/architecture.md, "The store") is a contract::
 
     DATA_DIR/trades/date=YYYY-MM-DD/symbol=XXXXXX/part-*.parquet
     DATA_DIR/orderbook/date=YYYY-MM-DD/symbol=XXXXXX/part-*.parquet

@@ -1,6 +1,6 @@
 """Recorded days back out of the store, in time order: rows, Arrow batches, paced rows, REAL frames.
 
-One engine behind every face of ``recorder replay`` (ARCHITECTURE.md, "replay"):
+One engine behind every face of ``recorder replay`` (docs/architecture.md, "Packages"):
 
 - :func:`iter_rows`: :class:`ReplayRow` values merged across symbols and tables;
 - :func:`iter_batches`: the same data as Arrow record batches, for speed;

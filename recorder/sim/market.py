@@ -2,7 +2,7 @@
 
 Pure: no I/O, no asyncio, no clock of its own. The caller passes the time to :meth:`step`
 and gets back entries shaped exactly like the ``data`` items of a live REAL frame
-(kiwoom-protocol.md §4.1): ``{"values": {...}, "type", "name", "item"}``, every value a
+(protocol notes §4.1): ``{"values": {...}, "type", "name", "item"}``, every value a
 string. Given the same seed, symbols and sequence of ``now_ns`` values, the output is
 identical, so tests can compare what a recorder stored against what was produced.
 
@@ -12,7 +12,7 @@ Model, per *stream* (one symbol on one venue, e.g. ``005930`` on KRX or ``005930
   quantity from the best level and the price moves a tick when that level is used up;
 - trades arrive as a Poisson process at ``trade_rate`` per stream per second; each one
   adds exactly ``|FID 15|`` to the cumulative volume (FID 13) of its stream, the invariant
-  recorders check (ARCHITECTURE.md invariant 2);
+  recorders check (docs/architecture.md, invariant 2);
 - books are full snapshots sent at most ``book_rate`` times per second per stream (§4.5:
   0D is throttled to about 3.6/s per symbol).
 

@@ -1,10 +1,10 @@
-"""The REST half of the local venue: tokens (au10001/au10002) and ka10099 (kiwoom-protocol.md §2, §5).
+"""The REST half of the local venue: tokens (au10001/au10002) and ka10099 (protocol notes §2, §5).
 
 Business errors come back as HTTP 200 with a non-zero ``return_code`` and a
 ``return_msg`` embedding ``[NNNN:text]`` (§5.1); only the rate limit uses HTTP 429.
 Texts quoted in the protocol note are used verbatim; the others are marked [GUESS].
 
-Nothing here logs an app key, a secret key or a token (ARCHITECTURE.md invariant 5).
+Nothing here logs an app key, a secret key or a token (docs/architecture.md, invariant 6).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """KRX reference data for the synthetic market: the tick grid and a symbol catalogue.
 
 Pure and deterministic. Well-known codes carry real names so that demos look familiar
-(prices are illustrative, as in kiwoom-protocol.md §7.3-7.5); any other code gets facts
+(prices are illustrative, as in protocol notes §7.3-7.5); any other code gets facts
 seeded from the code itself, so a symbol looks the same whatever universe it is part of.
 """
 

@@ -1,4 +1,4 @@
-"""One WebSocket session of the local venue: LOGIN, PING, REG/REMOVE and REAL (kiwoom-protocol.md §3).
+"""One WebSocket session of the local venue: LOGIN, PING, REG/REMOVE and REAL (protocol notes §3).
 
 Each :class:`Connection` runs three tasks: a reader (LOGIN, then client frames), a writer
 that sends queued frames in order (so a SYSTEM frame always goes out before the close it

@@ -2,7 +2,7 @@
 
 Live capture (following the journal), crash recovery, ``recorder rebuild`` and
 ``recorder ingest`` all feed a :class:`Pipeline`, so the tables they produce from the same
-frames are identical (ARCHITECTURE.md invariant 4).
+frames are identical (docs/architecture.md, invariant 4).
 
 What becomes a row:
 
