@@ -487,7 +487,7 @@ def sigkill(work: Path, *, kills: int = 12, seed: int = 3) -> Outcome:
 def signals(work: Path, *, rounds: int = 6, seed: int = 4) -> Outcome:
     """SIGTERM and SIGINT, alternately: each run exits 0 with everything flushed (the last
     journal record is the clean-stop event, the checkpoint is the last record, and the
-    store equals the journal)."""
+    store equals the journal), and each restart leaves a ``restart`` gap over the hole."""
     rng = random.Random(seed)
     failures: list[str] = []
     sigs = [signal.SIGTERM if i % 2 == 0 else signal.SIGINT for i in range(max(rounds, 2))]
@@ -512,10 +512,14 @@ def signals(work: Path, *, rounds: int = 6, seed: int = 4) -> Outcome:
             failures.extend(f"round {i + 1} ({name}): {f}" for f in _flushed(run.data))
         v = run.verify(prefix_ok=set(at_least_all), at_least=at_least_all)
         kinds = _common_checks(v, failures)
-        if kinds["restart"] or kinds["disconnect"]:
+        stops = [g for g in v.gaps if g["kind"] == "restart" and "stopped" in g["detail"]]
+        if kinds["restart"] != len(sigs) - 1 or len(stops) != kinds["restart"]:
             failures.append(
-                f"clean stops left {kinds['restart']} restart and {kinds['disconnect']} disconnect gaps"
+                f"{kinds['restart']} restart gaps ({len(stops)} after a clean stop) for "
+                f"{len(sigs) - 1} restarts after a clean stop"
             )
+        if kinds["disconnect"]:
+            failures.append(f"clean stops left {kinds['disconnect']} disconnect gaps")
         return _outcome(
             "signals",
             run,

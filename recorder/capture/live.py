@@ -8,8 +8,9 @@ Parquet side is: frames wait on disk, not in a queue.
 
 On start, frames journaled by an earlier run but not yet in Parquet (a crash, ``kill -9``)
 are recovered first, exactly once, and a ``restart`` gap covers the time the recorder was
-down. Shutdown (duration reached, ``--until``, SIGINT/SIGTERM) closes the sessions, lets
-the decoder reach the last journaled frame, flushes every buffer and checkpoints.
+down, whether the previous run stopped cleanly or died. Shutdown (duration reached,
+``--until``, SIGINT/SIGTERM) closes the sessions, lets the decoder reach the last journaled
+frame, flushes every buffer and checkpoints.
 
 A run in which no session ever got logged in and subscribed (a wrong URL, a closed port, a
 refused token) recorded nothing: its whole time becomes a ``disconnect`` gap, and
@@ -48,6 +49,7 @@ from recorder.store.journal import (
     EVENT,
     JournalTail,
     JournalWriter,
+    Record,
     read_checkpoint_state,
     read_records,
     write_checkpoint,
@@ -211,7 +213,7 @@ def recover(root: Path, data_dir: Path, writer: str, last_fno: int) -> int:
     return n
 
 
-def _last_record(root: Path, last_fno: int) -> Any:
+def _last_record(root: Path, last_fno: int) -> Record | None:
     if last_fno < 0:
         return None
     last = None
@@ -363,19 +365,27 @@ class Capture:
         self.stats.recovered_frames = recover(self.root, self.cfg.data_dir, self.cfg.writer, last)
         self._tail_start = last + 1  # the decoder follows from here, restart gap included
         prev = _last_record(self.root, last)
-        if prev is not None and not (prev.kind == EVENT and prev.event().get("kind") == STOPPED):
-            now = self.clock_ns()
-            gap = {
-                "kind": "restart",
-                "start_ns": prev.recv_ts_ns,
-                "end_ns": now,
-                "detail": "the recorder was not running (crash or kill); restarted",
-                "symbols": [],
-            }
-            self.journal.append_event(now, gap)
-            self.journal.flush()
+        if prev is not None:
+            self._journal_restart(prev)
         # Journaled, so recovery and rebuild date the frames the same way; None unpins.
         self.journal.append_event(self.clock_ns(), {"kind": TRADING_DAY, "date": self.cfg.trading_date})
+        self.journal.flush()
+
+    def _journal_restart(self, prev: Record) -> None:
+        """A ``restart`` gap from the previous run's last record (its clean-stop event, or
+        the last thing it journaled before it died) to now: nothing was recorded between."""
+        clean = prev.kind == EVENT and prev.event().get("kind") == STOPPED
+        now = self.clock_ns()
+        gap = {
+            "kind": "restart",
+            "start_ns": prev.recv_ts_ns,
+            "end_ns": now,
+            "detail": "the recorder was stopped; restarted"
+            if clean
+            else "the recorder was not running (crash or kill); restarted",
+            "symbols": [],
+        }
+        self.journal.append_event(now, gap)
         self.journal.flush()
 
     async def _capture(self, cfg: CaptureConfig) -> None:

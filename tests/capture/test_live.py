@@ -15,6 +15,7 @@ import pytest
 import queries
 from recorder.capture.live import Capture
 from recorder.sim.venue import Venue, VenueConfig
+from recorder.store.journal import EVENT, read_records
 from recorder.store.layout import journal_root
 from tests.helpers import CREDS, capture_config, decoded_rows, journaled_frames, stored_rows
 
@@ -177,8 +178,33 @@ def test_kill_and_restart_recovers_journaled_frames_exactly_once(tmp_path: Path)
     rows = stored_rows(tmp_path, "trades")
     assert rows == decoded_rows(journaled_frames(tmp_path, "t1"), "trades")  # both runs, exactly once
     assert set(rows_first) <= set(rows)
-    restarts = queries.sql(tmp_path, "SELECT count(*) AS n FROM gaps WHERE kind = 'restart'").to_pylist()
-    assert restarts == [{"n": 0}]  # the first run stopped cleanly: no downtime to report
+    restarts = queries.sql(tmp_path, "SELECT detail FROM gaps WHERE kind = 'restart'").to_pylist()
+    assert restarts == [{"detail": "the recorder was stopped; restarted"}]  # the first run stopped cleanly
+
+
+def test_a_clean_stop_and_restart_leave_a_restart_gap_over_the_hole(tmp_path: Path) -> None:
+    """Between a clean stop and the next start nothing is recorded: a gap says so."""
+
+    async def script(venue: Venue, cap: Capture) -> None:
+        await venue.wait_sent(20)
+
+    for seed in (7, 8):
+        asyncio.run(_run(tmp_path, VenueConfig(n_symbols=2, tick_interval=0.02, seed=seed), script))
+    records = list(read_records(journal_root(tmp_path, "t1")))
+    stop = next(r for r in records if r.kind == EVENT and r.event()["kind"] == "stopped")
+    before = [r.recv_ts_ns for r in records if r.kind != EVENT and r.fno < stop.fno]
+    after = [r.recv_ts_ns for r in records if r.kind != EVENT and r.fno > stop.fno]
+    assert before and after
+    gaps = queries.sql(
+        tmp_path,
+        "SELECT kind, detail, epoch_ns(start_ts) AS start_ns, epoch_ns(end_ts) AS end_ns FROM gaps",
+    ).to_pylist()
+    (gap,) = gaps
+    assert gap["kind"] == "restart" and "stopped" in gap["detail"]
+    # The gap is the hole: from the first run's stop to before the second run's first frame
+    # (in µs, the precision of the stored timestamps).
+    start_us, end_us = gap["start_ns"] // 1000, gap["end_ns"] // 1000
+    assert max(before) // 1000 <= start_us == stop.recv_ts_ns // 1000 < end_us <= min(after) // 1000
 
 
 def test_wrong_secret_fails_fast_without_leaking(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
