@@ -40,7 +40,7 @@ from recorder.errors import ConfigError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from recorder.store.compact import Inventory
+    from recorder.store.inventory import Inventory
     from recorder.store.verify import VerifyReport
 
 __all__ = ["Row", "Store"]
@@ -232,7 +232,7 @@ class Store:
         Raises:
             StoreError, JournalError: a folder cannot be listed.
         """
-        from recorder.store.compact import inventory
+        from recorder.store.inventory import inventory
 
         return inventory(self._dir)
 

@@ -1,4 +1,5 @@
-"""``recorder ls``, ``verify`` and ``compact``: thin click commands over :mod:`recorder.store.compact`."""
+"""``recorder ls``, ``verify``, ``compact``, ``ingest`` and ``rebuild``: thin click commands over
+:mod:`recorder.store` (inventory, verify, compact, ingest, rebuild)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from recorder.cli.common import DATA_DIR, EXISTING_DATA_DIR, check_date, handle_
 from recorder.kiwoom.fields import MARKET_TABLES, TABLES
 
 if TYPE_CHECKING:
-    from recorder.store.compact import Inventory
+    from recorder.store.inventory import Inventory
 
 # The store modules (DuckDB, the decoder) are imported by the command that needs them, so
 # that every other ``recorder`` command starts fast.
@@ -26,9 +27,9 @@ def ls(data_dir: Path, fmt: str) -> None:
     """Inventory: dates, symbols, files, rows and bytes per table; journal size per writer."""
     import orjson
 
-    from recorder.store import compact as maintenance
+    from recorder.store.inventory import inventory
 
-    inv = maintenance.inventory(data_dir)
+    inv = inventory(data_dir)
     if fmt == "json":
         click.echo(orjson.dumps(inv.to_dict(), option=orjson.OPT_INDENT_2).decode())
         return
@@ -102,11 +103,11 @@ def compact(
     data_dir: Path, dates: tuple[str, ...], tables: tuple[str, ...], writers: tuple[str, ...]
 ) -> None:
     """Merge each writer's part files of each partition into one file, crash-safely."""
-    from recorder.store import compact as maintenance
+    from recorder.store.compact import compact as compact_store
 
     for d in dates:
         check_date(d)
-    r = maintenance.compact(data_dir, dates=dates, tables=tables, writers=writers)
+    r = compact_store(data_dir, dates=dates, tables=tables, writers=writers)
     for line in r.recovered:
         click.echo(line)
     for line in r.skipped:
@@ -146,7 +147,7 @@ def ingest(file: Path, data_dir: Path, date: str | None, writer_id: str | None) 
 @handle_errors
 def rebuild(data_dir: Path, writers: tuple[str, ...]) -> None:
     """Regenerate Parquet from the journal (the journal is the source of truth)."""
-    from recorder.store.ingest import rebuild as do_rebuild
+    from recorder.store.rebuild import rebuild as do_rebuild
 
     r = do_rebuild(data_dir, list(writers) or None)
     click.echo(

@@ -1,9 +1,6 @@
-"""Store maintenance: inventory (``recorder ls``) and small-file merging (``compact``).
+"""``recorder compact``: merging small part files, crash-safely, and the compaction lock and intents.
 
-:func:`inventory` reads Parquet footers only. Integrity checking (``recorder verify``) lives
-in :mod:`recorder.store.verify` and shares the scanning and locking helpers here.
-
-Compaction. The part files of each (table, partition, writer) group of two or more become one
+The part files of each (table, partition, writer) group of two or more become one
 ``part-<writer>-<first fno of the group>-<last fno>.parquet``, rows sorted by (time, ``seq``).
 One output per writer keeps exactly-once resume working: the sink takes a writer's last
 frame in a partition from the names, and the highest one never changes.
@@ -42,9 +39,8 @@ import os
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -52,18 +48,15 @@ import pyarrow.parquet as pq
 
 from recorder.errors import ConfigError, StoreError
 from recorder.kiwoom.fields import TABLES
-from recorder.store.fs import acquire_lock, fsync_dir, lock_held, write_atomic
-from recorder.store.journal import list_writers, read_checkpoint
+from recorder.store.fs import acquire_lock, fsync_dir, write_atomic
+from recorder.store.inventory import Part, scan
 from recorder.store.layout import (
     INTENT_DIR,
     INTENT_GLOB,
-    JOURNAL_DIR,
     LOCK,
     SORT_TIME,
-    TMP_RE,
     intent_path,
     journal_root,
-    parse_part,
     parse_part_name,
     part_name,
     temp_path,
@@ -72,161 +65,9 @@ from recorder.store.sink import write_part
 
 log = logging.getLogger(__name__)
 
-_SHOWN = 20  # continuity lines listed one by one
-
 #: Called after each compaction step ("intent-written", "merged-visible", "input-removed",
 #: "intent-removed"); tests raise from it to simulate a crash right there.
 Hook = Callable[[str], None]
-
-
-# --------------------------------------------------------------------------- scanning
-
-
-@dataclass(frozen=True, slots=True)
-class _Part:
-    """A Parquet file where a query reads one; ``writer`` is None unless sink-named."""
-
-    path: Path
-    table: str
-    date: str
-    symbol: str | None
-    size: int
-    writer: str | None
-    first: int
-    last: int
-
-    @property
-    def where(self) -> str:
-        return f"{self.table} date={self.date}" + (f" symbol={self.symbol}" if self.symbol else "")
-
-
-@dataclass(slots=True)
-class _Scan:
-    parts: list[_Part] = field(default_factory=list)
-    temps: list[Path] = field(default_factory=list)
-    strays: list[Path] = field(default_factory=list)
-
-
-def _scan(data_dir: Path) -> _Scan:
-    """Every file under the table directories: part files, temp files, strays.
-
-    Raises:
-        StoreError: a directory or file could not be listed or stat'ed.
-    """
-
-    def fail(exc: OSError) -> None:
-        raise StoreError(f"cannot list {exc.filename}: {exc.strerror}")
-
-    scan = _Scan()
-    try:
-        for table in TABLES:
-            base = data_dir / table
-            for dirpath, dirs, files in os.walk(base, onerror=fail) if base.is_dir() else ():
-                dirs.sort()
-                for name in sorted(files):
-                    path = Path(dirpath, name)
-                    if TMP_RE.fullmatch(name):
-                        scan.temps.append(path)
-                    elif (pp := parse_part(path.relative_to(data_dir))) is None:
-                        scan.strays.append(path)
-                    else:
-                        scan.parts.append(
-                            _Part(path, pp.table, pp.date, pp.symbol, path.stat().st_size, *pp[3:])
-                        )
-    except OSError as exc:
-        raise StoreError(f"cannot read the store at {data_dir}: {exc}") from exc
-    return scan
-
-
-# --------------------------------------------------------------------------- inventory
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionInfo:
-    table: str
-    date: str
-    symbol: str | None
-    files: int
-    rows: int
-    bytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class TableInfo:
-    table: str
-    files: int
-    rows: int
-    bytes: int
-    dates: list[str]
-    symbols: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class JournalInfo:
-    writer: str
-    segments: int
-    bytes: int
-    checkpoint: int  # every frame up to this one reached Parquet (-1: none)
-
-
-@dataclass(slots=True)
-class Inventory:
-    """What the store holds. Rows come from Parquet footers; bytes are file sizes."""
-
-    data_dir: str
-    tables: list[TableInfo]
-    partitions: list[PartitionInfo]
-    journals: list[JournalInfo]
-    unreadable: list[str]  # part files whose footer cannot be read (their rows count as 0)
-    temp_files: int
-    pending_compactions: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def inventory(data_dir: Path) -> Inventory:
-    """Dates, symbols, files, rows and bytes per table and partition; journal size per writer.
-
-    Raises:
-        ConfigError: ``data_dir`` is not a directory.
-        StoreError, JournalError: a directory cannot be listed.
-    """
-    if not data_dir.is_dir():
-        raise ConfigError(f"{data_dir} is not a directory; no store there")
-    scan = _scan(data_dir)
-    acc: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-    unreadable = []
-    for p in scan.parts:
-        try:
-            rows = pq.read_metadata(p.path).num_rows  # the footer only
-        except (OSError, pa.ArrowException) as exc:
-            rows = 0
-            unreadable.append(f"{_rel(data_dir, p.path)}: {exc}")
-        a = acc[(p.table, p.date, p.symbol or "")]
-        a[0], a[1], a[2] = a[0] + 1, a[1] + rows, a[2] + p.size
-    parts = [PartitionInfo(t, d, s or None, *a) for (t, d, s), a in sorted(acc.items())]
-    tables = []
-    for table in TABLES:
-        ps = [p for p in parts if p.table == table]
-        tables.append(
-            TableInfo(
-                table,
-                sum(p.files for p in ps),
-                sum(p.rows for p in ps),
-                sum(p.bytes for p in ps),
-                sorted({p.date for p in ps}),
-                sorted({p.symbol for p in ps if p.symbol}),
-            )
-        )
-    journals = []
-    for w in list_writers(data_dir / JOURNAL_DIR):
-        root = journal_root(data_dir, w)
-        files = [e for e in os.scandir(root) if e.is_file()]
-        segs = sum(1 for e in files if e.name.startswith("seg-") and e.name.endswith(".jnl"))
-        journals.append(JournalInfo(w, segs, sum(e.stat().st_size for e in files), read_checkpoint(root)))
-    pending = len(list((data_dir / INTENT_DIR).glob(INTENT_GLOB)))
-    return Inventory(str(data_dir), tables, parts, journals, unreadable, len(scan.temps), pending)
 
 
 # --------------------------------------------------------------------------- compaction
@@ -267,13 +108,16 @@ def compact(
     idir = data_dir / INTENT_DIR
     idir.mkdir(mode=0o700, exist_ok=True)
     res = CompactResult()
-    with _flock(idir / LOCK, f"another compact is running on {data_dir}"), contextlib.ExitStack() as locks:
-        res.recovered = _replay(data_dir)
-        groups: dict[tuple[str, str, str, str], list[_Part]] = defaultdict(list)
-        for p in _scan(data_dir).parts:
+    with (
+        compaction_lock(data_dir, f"another compact is running on {data_dir}"),
+        contextlib.ExitStack() as locks,
+    ):
+        res.recovered = replay_intents(data_dir)
+        groups: dict[tuple[str, str, str, str], list[Part]] = defaultdict(list)
+        for p in scan(data_dir).parts:
             if p.writer and _keep(dates, p.date) and _keep(tables, p.table) and _keep(writers, p.writer):
                 groups[(p.table, p.date, p.symbol or "", p.writer)].append(p)
-        todo = [sorted(g, key=lambda p: p.first) for _, g in sorted(groups.items()) if len(g) > 1]
+        todo = [sorted(g, key=lambda p: p.first_fno) for _, g in sorted(groups.items()) if len(g) > 1]
         for w in sorted({g[0].writer for g in todo if g[0].writer}):
             if (root := journal_root(data_dir, w)).is_dir():
                 locks.enter_context(
@@ -289,10 +133,11 @@ def compact(
     return res
 
 
-def _compact_group(data_dir: Path, group: list[_Part], res: CompactResult, hook: Hook | None) -> None:
+def _compact_group(data_dir: Path, group: list[Part], res: CompactResult, hook: Hook | None) -> None:
     head, pdir = group[0], group[0].path.parent
     assert head.writer is not None
-    out = pdir / part_name(head.writer, min(p.first for p in group), max(p.last for p in group))
+    first, last = min(p.first_fno for p in group), max(p.last_fno for p in group)
+    out = pdir / part_name(head.writer, first, last)
     if out.exists():  # one input covers the others' frames: overlapping ranges, left to verify
         res.skipped.append(f"{head.where} writer {head.writer}: {out.name} exists; run recorder verify")
         return
@@ -347,18 +192,36 @@ def finish_compactions(data_dir: Path) -> list[str]:
     Safe at any time (a running compaction is left alone); meant for ``compact``, ``verify``
     and the start of a capture. Raises StoreError if an intent does not match the files.
     """
-    idir = data_dir / INTENT_DIR
-    if not any(idir.glob(INTENT_GLOB)):
+    if not any((data_dir / INTENT_DIR).glob(INTENT_GLOB)):
         return []
     try:
-        with _flock(idir / LOCK, "busy"):
-            return _replay(data_dir)
+        with compaction_lock(data_dir, "busy"):
+            return replay_intents(data_dir)
     except ConfigError:
         return ["a compaction is running; files may change while they are read"]
 
 
-def _replay(data_dir: Path) -> list[str]:
-    """Roll forward intents whose output is in place, roll back the others. Hold the lock."""
+@contextlib.contextmanager
+def compaction_lock(data_dir: Path, busy: str) -> Iterator[None]:
+    """Hold the store's compaction lock (``_compaction/LOCK``; the folder must exist).
+
+    Raises:
+        ConfigError: another process holds it; the message is ``busy``.
+        StoreError: the lock file cannot be opened.
+    """
+    with _flock(data_dir / INTENT_DIR / LOCK, busy):
+        yield
+
+
+def replay_intents(data_dir: Path) -> list[str]:
+    """Finish interrupted compactions: roll forward the intents whose output is in place,
+    roll back the others; returns what was done, one line each.
+
+    Hold :func:`compaction_lock` while calling it.
+
+    Raises:
+        StoreError: an intent cannot be read or does not match the files.
+    """
     idir, done = data_dir / INTENT_DIR, []
     for tmp in idir.glob(f".{INTENT_GLOB}.tmp"):  # a crash while writing an intent: never acted on
         _unlink(tmp)
@@ -420,11 +283,6 @@ def _flock(path: Path, busy: str) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def _lock_busy(path: Path) -> bool:
-    """Whether another process holds ``path`` (a journal LOCK) right now."""
-    return lock_held(path)
-
-
 def _footer_rows(path: Path) -> int:
     try:
         return int(pq.read_metadata(path).num_rows)
@@ -452,7 +310,3 @@ def _sync_dir(d: Path) -> None:
         fsync_dir(d)
     except OSError as exc:
         raise StoreError(f"cannot sync directory {d}: {exc}") from exc
-
-
-def _rel(data_dir: Path, p: Path) -> str:
-    return p.relative_to(data_dir).as_posix()

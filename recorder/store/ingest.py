@@ -1,4 +1,10 @@
-"""Store-level operations that are not live capture: ingest of raw frames and rebuild from the journal."""
+"""``recorder ingest``: a file of raw REAL frames (NDJSON, one per line) → the store.
+
+The file is read in blocks of whole lines from a memory map; threads parse the next blocks
+(:func:`recorder.kiwoom.decode_arrow.parse_block`) while the current one goes through the
+capture's :class:`~recorder.store.pipeline.Pipeline`, so ingested rows are decoded exactly as
+captured ones. A frame's number is its line number, so a reject points at its line.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +22,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from recorder.errors import ConfigError, StoreError
+from recorder.errors import ConfigError
 from recorder.kiwoom.decode_arrow import parse_block
-from recorder.kiwoom.fields import TABLES
 from recorder.kiwoom.time import KST, trading_day
-from recorder.store.layout import JOURNAL_DIR, journal_root, parse_part
+from recorder.store.inventory import scan
 from recorder.store.pipeline import Pipeline, PipelineStats
 from recorder.store.sink import Sink
 
@@ -165,68 +170,4 @@ def _file_digest(path: Path) -> str:
 
 
 def _writer_has_parts(data_dir: Path, writer: str) -> bool:
-    for _ in iter_parts(data_dir, writer):
-        return True
-    return False
-
-
-def iter_parts(data_dir: Path, writer: str | None = None) -> Iterator[Path]:
-    """Every part file of the store (of one writer, if given)."""
-    for table in TABLES:
-        base = data_dir / table
-        if not base.is_dir():
-            continue
-        for dirpath, _dirs, files in os.walk(base):
-            for name in files:
-                path = Path(dirpath, name)
-                part = parse_part(path.relative_to(data_dir))
-                if part is not None and part.writer is not None and writer in (None, part.writer):
-                    yield path
-
-
-@dataclass(slots=True)
-class RebuildResult:
-    writers: list[str]
-    removed: int
-    stats: PipelineStats
-    files: int
-
-
-def rebuild(data_dir: Path, writers: list[str] | None = None) -> RebuildResult:
-    """Regenerate the Parquet tables of journaled writers from their journals.
-
-    The part files of each writer are removed, then every journal record is decoded again.
-    Ingested data (no journal) is left alone.
-    """
-    from recorder.store.journal import JournalWriter, list_writers, read_records
-
-    jdir = data_dir / JOURNAL_DIR
-    writers = writers if writers is not None else list_writers(jdir)
-    if not writers:
-        raise ConfigError(f"no journal under {jdir}; nothing to rebuild")
-    removed = files = 0
-    total = PipelineStats()
-    for writer in writers:
-        root = journal_root(data_dir, writer)
-        with JournalWriter(root).open():  # holds the writer's lock: no capture is running
-            removed += _remove_parts(data_dir, writer)
-            sink = Sink(data_dir, writer)
-            pipe = Pipeline(sink)
-            pipe.feed_records(read_records(root))
-            pipe.drain()
-            sink.close()
-        files += sink.files_written
-        for name in total.__slots__:  # type: ignore[attr-defined]
-            setattr(total, name, getattr(total, name) + getattr(pipe.stats, name))
-    return RebuildResult(writers, removed, total, files)
-
-
-def _remove_parts(data_dir: Path, writer: str) -> int:
-    n = 0
-    for p in list(iter_parts(data_dir, writer)):
-        try:
-            p.unlink()
-        except OSError as exc:
-            raise StoreError(f"cannot remove {p}: {exc}") from exc
-        n += 1
-    return n
+    return any(p.writer == writer for p in scan(data_dir).parts)

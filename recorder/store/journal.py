@@ -118,7 +118,8 @@ def _error(action: str, path: Path, exc: OSError) -> JournalError:
     return JournalError(f"{action} {path}: {exc.strerror or exc} ({code})")
 
 
-def _list_segments(root: Path) -> list[tuple[int, Path]]:
+def list_segments(root: Path) -> list[tuple[int, Path]]:
+    """``(first fno, path)`` of each segment of a writer directory, in fno order."""
     try:
         names = os.listdir(root)
     except FileNotFoundError:
@@ -284,7 +285,7 @@ class JournalWriter:
 
     def _recover(self) -> int:
         """The fno after the last valid record; last segments without one are set aside."""
-        segments = _list_segments(self.root)
+        segments = list_segments(self.root)
         while segments:
             first, path = segments.pop()
             cur = _Cursor(first, path)
@@ -456,7 +457,7 @@ def read_records(root: Path, start_fno: int = 0) -> Iterator[Record]:
     Raises:
         JournalError: a segment could not be opened or read.
     """
-    segments = _list_segments(Path(root))
+    segments = list_segments(Path(root))
     i = 0
     while i + 1 < len(segments) and segments[i + 1][0] <= start_fno:
         i += 1
@@ -540,7 +541,7 @@ class JournalTail:
         return status
 
     def _start(self) -> bool:
-        segments = _list_segments(self.root)
+        segments = list_segments(self.root)
         if not segments:
             return False
         before = [s for s in segments if s[0] <= self.next_fno]
@@ -554,7 +555,7 @@ class JournalTail:
         if status == _CLEAN:  # the writer goes on at exactly cur.seq
             path = self.root / _seg_name(cur.seq)
             return (cur.seq, path) if cur.seq > cur.first and path.exists() else None
-        later = [s for s in _list_segments(self.root) if s[0] > cur.first]
+        later = [s for s in list_segments(self.root) if s[0] > cur.first]
         return later[0] if later else None
 
     def close(self) -> None:

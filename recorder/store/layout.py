@@ -63,8 +63,13 @@ class PartPath(NamedTuple):
 
     @property
     def where(self) -> str:
-        """The partition, for messages: ``trades date=2026-07-20 symbol=005930``."""
-        return f"{self.table} date={self.date}" + (f" symbol={self.symbol}" if self.symbol else "")
+        """The partition, for messages (see :func:`partition_label`)."""
+        return partition_label(self.table, self.date, self.symbol)
+
+
+def partition_label(table: str, date: str, symbol: str | None = None) -> str:
+    """A partition named for messages: ``trades date=2026-07-20 symbol=005930``."""
+    return f"{table} date={date}" + (f" symbol={symbol}" if symbol else "")
 
 
 def partition_keys(table: str) -> tuple[str, ...]:

@@ -78,9 +78,8 @@ class Sink:
         max_age_s: flush a table whose oldest buffered row is this old (by ``clock``).
         resume: skip rows that part files of this writer already hold (crash recovery).
         clock: monotonic seconds.
-        write: writes one part file atomically; default :func:`write_part`. (Added for the
-            soak runs: a slow consumer is injected here, see ``recorder capture
-            --throttle-writes``.)
+        write: writes one part file atomically; default :func:`write_part`. A test or a soak
+            run passes a slower or failing writer here.
     """
 
     def __init__(
@@ -93,7 +92,7 @@ class Sink:
         max_age_s: float = 900.0,
         resume: bool = False,
         clock: Callable[[], float] = time.monotonic,
-        write: Callable[[pa.Table, Path], None] | None = None,  # soak hook; None = write_part
+        write: Callable[[pa.Table, Path], None] | None = None,
     ) -> None:
         if not WRITER_RE.fullmatch(writer):
             raise StoreError(f"writer id {writer!r} must be letters, digits, '.', '_' and '-'")
@@ -102,7 +101,7 @@ class Sink:
         self.max_rows, self.max_bytes, self.max_age_s = max_rows, max_bytes, max_age_s
         self.resume = resume
         self.clock = clock
-        self._write = write if write is not None else write_part  # soak hook (slow consumer)
+        self._write = write if write is not None else write_part
         self._buffers: dict[str, _Buffer] = {}
         self._done: dict[tuple[str, str, str | None], int] = {}  # partition → last fno on disk
         self.files_written = 0
@@ -124,7 +123,6 @@ class Sink:
             self._buffer("rejects", t.append_column("date", pa.array([kst_date(r) for r in recv])))
         self._enforce_limits()
 
-    # --- added for recorder.kiwoom.decode_arrow: market rows that arrive already as Arrow tables
     def add_tables(self, tables: dict[str, pa.Table]) -> None:
         """Buffer market rows already built as Arrow tables (:mod:`recorder.kiwoom.decode_arrow`).
 
@@ -141,8 +139,6 @@ class Sink:
             if len(t):
                 self._buffer(table, t)
         self._enforce_limits()
-
-    # --- end of the arrow_decode addition
 
     def add_gaps(self, gaps: Iterable[Gap]) -> None:
         rows = list(gaps)
@@ -300,7 +296,6 @@ def _partitions(table: str, buf: _Buffer) -> list[tuple[tuple[str, str, str | No
     ]
 
 
-# Added with Sink.add_tables (recorder.kiwoom.decode_arrow).
 def _market_layout(table: str) -> pa.Schema:
     """``SCHEMAS[table]`` plus the ``date`` partition column: what market buffers hold."""
     return SCHEMAS[table].append(pa.field("date", pa.string()))

@@ -33,26 +33,20 @@ from recorder.errors import JournalError, RecorderError, StoreError
 from recorder.kiwoom.decode import SEQ_SHIFT
 from recorder.kiwoom.fields import TABLES
 from recorder.kiwoom.schema import SCHEMAS, file_schema
-from recorder.store.compact import (
-    _flock,
-    _lock_busy,
-    _Part,
-    _rel,
-    _replay,
-    _Scan,
-    _scan,
-)
+from recorder.store.compact import compaction_lock, replay_intents
+from recorder.store.fs import lock_held
+from recorder.store.inventory import Part, Scan, scan
 from recorder.store.journal import list_writers, read_checkpoint, read_records
 from recorder.store.layout import (
     INTENT_DIR,
     JOURNAL_DIR,
     LOCK,
     SORT_TIME,
-    PartPath,
     hive_types,
     journal_root,
     part_glob,
     partition_keys,
+    partition_label,
 )
 from recorder.store.pipeline import Pipeline
 from recorder.store.sink import Sink
@@ -114,34 +108,35 @@ def verify(
         rep.unreadable = True
         rep.problems.append(f"{data_dir}: not a directory; no store to verify")
         return rep
-    idir = data_dir / INTENT_DIR  # created by the first compaction: none can run without it
+    # The folder is created by the first compaction: none can run without it.
     busy = f"a compaction is running on {data_dir}; verify when it has finished"
-    with _flock(idir / LOCK, busy) if idir.is_dir() else contextlib.nullcontext():
+    compacted = (data_dir / INTENT_DIR).is_dir()
+    with compaction_lock(data_dir, busy) if compacted else contextlib.nullcontext():
         try:
-            rep.warnings.extend(_replay(data_dir))
-            scan = _scan(data_dir)
+            rep.warnings.extend(replay_intents(data_dir))
+            found = scan(data_dir)
         except RecorderError as exc:
             rep.unreadable = True
             rep.problems.append(str(exc))
             return rep
-        _verify(data_dir, scan, rep, scratch_dir, tmp_age_s, time.time() if now is None else now)
+        _verify(data_dir, found, rep, scratch_dir, tmp_age_s, time.time() if now is None else now)
     return rep
 
 
 def _verify(
-    data_dir: Path, scan: _Scan, rep: VerifyReport, scratch_dir: Path | None, tmp_age_s: float, now: float
+    data_dir: Path, found: Scan, rep: VerifyReport, scratch_dir: Path | None, tmp_age_s: float, now: float
 ) -> None:
-    for t in scan.temps:
+    for t in found.temps:
         with contextlib.suppress(FileNotFoundError):  # a write in progress may just have renamed it
             if (age := now - t.stat().st_mtime) >= tmp_age_s:
                 rep.warnings.append(
                     f"{_rel(data_dir, t)}: leftover temporary file, {age:.0f} s old "
                     "(a write that never completed; it holds no visible data and can be deleted)"
                 )
-    for s in scan.strays:
+    for s in found.strays:
         rep.warnings.append(f"{_rel(data_dir, s)}: not a part file of the store layout; ignored")
     readable = []
-    for p in scan.parts:
+    for p in found.parts:
         rel = _rel(data_dir, p.path)
         problems, rows = _check_file(p, rel)
         rep.problems.extend(problems)
@@ -153,14 +148,14 @@ def _verify(
         readable.append(p)
         if p.writer is None:
             rep.warnings.append(f"{rel}: not named part-<writer>-<first>-<last>.parquet; compaction skips it")
-    rep.problems.extend(_overlaps(scan.parts))
+    rep.problems.extend(_overlaps(found.parts))
     with contextlib.closing(duckdb.connect()) as con:
-        for w in _writers_to_compare(data_dir, scan.parts, rep):
-            _compare_journal(con, data_dir, w, scan.parts, readable, scratch_dir, rep)
+        for w in _writers_to_compare(data_dir, found.parts, rep):
+            _compare_journal(con, data_dir, w, found.parts, readable, scratch_dir, rep)
         _continuity(con, [p for p in readable if p.table == "trades"], rep)
 
 
-def _check_file(p: _Part, rel: str) -> tuple[list[str], int | None]:
+def _check_file(p: Part, rel: str) -> tuple[list[str], int | None]:
     """(problems, rows); rows is None when the file cannot be read at all."""
     try:
         with pq.ParquetFile(p.path) as pf:
@@ -213,17 +208,17 @@ def _schema_problems(table: str, schema: pa.Schema, rel: str) -> list[str]:
     return out
 
 
-def _overlaps(parts: list[_Part]) -> list[str]:
+def _overlaps(parts: list[Part]) -> list[str]:
     """A writer's ranges in one partition never overlap, unless rows are duplicated."""
-    groups: dict[tuple[str, str, str, str], list[_Part]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, str], list[Part]] = defaultdict(list)
     for p in parts:
         if p.writer is not None:
             groups[(p.table, p.date, p.symbol or "", p.writer)].append(p)
     out = []
     for (*_, w), ps in sorted(groups.items()):
-        ps.sort(key=lambda p: (p.first, p.last))
+        ps.sort(key=lambda p: (p.first_fno, p.last_fno))
         for a, b in itertools.pairwise(ps):
-            if b.first <= a.last:
+            if b.first_fno <= a.last_fno:
                 out.append(
                     f"{a.where}: part files of writer {w} cover overlapping frames "
                     f"({a.path.name}, {b.path.name}): their rows are probably duplicated"
@@ -231,7 +226,7 @@ def _overlaps(parts: list[_Part]) -> list[str]:
     return out
 
 
-def _writers_to_compare(data_dir: Path, parts: list[_Part], rep: VerifyReport) -> list[str]:
+def _writers_to_compare(data_dir: Path, parts: list[Part], rep: VerifyReport) -> list[str]:
     try:
         writers = list_writers(data_dir / JOURNAL_DIR)
     except RecorderError as exc:
@@ -247,8 +242,8 @@ def _compare_journal(
     con: duckdb.DuckDBPyConnection,
     data_dir: Path,
     writer: str,
-    parts: list[_Part],
-    readable: list[_Part],
+    parts: list[Part],
+    readable: list[Part],
     scratch_dir: Path | None,
     rep: VerifyReport,
 ) -> None:
@@ -258,7 +253,7 @@ def _compare_journal(
     compared (later ones may still be in the capture's buffers), on both sides.
     """
     root = journal_root(data_dir, writer)
-    live = _lock_busy(root / LOCK)
+    live = lock_held(root / LOCK)
     try:
         checkpoint = read_checkpoint(root)
         bound = checkpoint if live else None
@@ -285,7 +280,7 @@ def _compare_journal(
                     rep.problems.append(f"{table} of writer {writer}: cannot compare with the journal: {exc}")
                     continue
                 for what, date, symbol, n in diffs:
-                    where = PartPath(table, date, symbol, None, -1, -1).where
+                    where = partition_label(table, date, symbol)
                     msg = "missing from the store" if what == "missing" else "not in the journal"
                     late = what == "missing" and not live and pipe.last_fno > checkpoint
                     hint = " (a capture was interrupted; its next start recovers frames after the checkpoint)"
@@ -327,7 +322,7 @@ def _diff(
     return con.sql(q).fetchall()
 
 
-def _continuity(con: duckdb.DuckDBPyConnection, files: list[_Part], rep: VerifyReport) -> None:
+def _continuity(con: duckdb.DuckDBPyConnection, files: list[Part], rep: VerifyReport) -> None:
     if not files:
         return
     q = f"""
@@ -351,3 +346,7 @@ def _continuity(con: duckdb.DuckDBPyConnection, files: list[_Part], rep: VerifyR
         rep.info.append(f"continuity: {c.date} {c.symbol} {c.venue}: breaks {c.breaks}, trades {c.trades}")
     if len(broken) > _SHOWN:
         rep.info.append(f"continuity: … and {len(broken) - _SHOWN} more streams with breaks")
+
+
+def _rel(data_dir: Path, p: Path) -> str:
+    return p.relative_to(data_dir).as_posix()

@@ -20,6 +20,7 @@ from recorder.cli.main import main
 from recorder.errors import ConfigError
 from recorder.store import compact as maintenance
 from recorder.store import verify as verify_store
+from recorder.store.inventory import inventory
 from recorder.store.journal import JournalWriter, read_records, write_checkpoint
 from recorder.store.layout import journal_root
 from recorder.store.pipeline import Pipeline
@@ -170,7 +171,7 @@ def test_store_has_several_files_per_partition_and_writer(base_store: Path) -> N
 
 
 def test_ls_counts_rows_and_bytes(store: Path) -> None:
-    inv = maintenance.inventory(store)
+    inv = inventory(store)
     for t in inv.tables:
         assert t.rows == queries.sql(store, f"SELECT count(*) AS n FROM {t.table}").to_pylist()[0]["n"]
         files = part_files(store, t.table)
@@ -191,7 +192,7 @@ def test_ls_counts_rows_and_bytes(store: Path) -> None:
 def test_ls_cli(store: Path) -> None:
     r = CliRunner().invoke(main, ["ls", "--data-dir", str(store)])
     assert r.exit_code == 0, r.output
-    rows = maintenance.inventory(store).tables[0].rows
+    rows = inventory(store).tables[0].rows
     assert "trades     (all)            3" in r.output and f"{rows:,}" in r.output
     assert "gaps       2026-07-20       -       4" in r.output
     assert "journal w1: 1 segments" in r.output
@@ -290,7 +291,7 @@ def test_verify_leftover_temp_file_is_a_warning(store: Path) -> None:
         and old.name in rep.warnings[0]
         and "leftover temporary file" in rep.warnings[0]
     )
-    assert maintenance.inventory(store).temp_files == 2
+    assert inventory(store).temp_files == 2
 
 
 def test_verify_warns_about_files_outside_the_naming(store: Path) -> None:
