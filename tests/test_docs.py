@@ -147,3 +147,41 @@ def test_protocol_section_citations_resolve() -> None:
         if m.group(1) not in sections
     ]
     assert not unresolved, f"no such section in docs/protocol.md: {unresolved}"
+
+
+# --------------------------------------------------------------------------- the reference
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def reference() -> str:
+    """The README's command reference, generated from the click tree (``python -m tests.test_docs``)."""
+    ctx = click.Context(main, info_name="recorder")
+    out = [
+        "## Command reference",
+        "",
+        "Every option as `--help` spells it (`python -m tests.test_docs` regenerates this section from the",
+        "click commands; `tests/test_docs.py` checks that every command and option appears). Every command",
+        "also takes `--help`.",
+        "",
+    ]
+    for path, cmd, sub in commands(main, ctx):
+        usage = " ".join(cmd.collect_usage_pieces(sub))
+        first = " ".join((cmd.help or "").split("\n\n")[0].split())
+        what = first if cmd is not main else "options that go before the command."
+        out += [f"### `{path}`", "", f"`{path} {usage}`: {what}", "", "| option | |", "|---|---|"]
+        for p in cmd.get_params(sub):
+            if not isinstance(p, click.Option) or p.hidden or p is cmd.get_help_option(sub):
+                continue
+            record = p.get_help_record(sub)
+            assert record is not None
+            text = " ".join(record[1].split()).replace("<", "&lt;").replace(">", "&gt;")
+            out.append(f"| `{_cell(record[0])}` | {_cell(text)} |")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(reference())
