@@ -1,0 +1,119 @@
+"""The store's atomic write and locks: real files under tmp_path, and a writer killed mid-write."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recorder.store.fs import acquire_lock, atomic_write, lock_held, locked, write_atomic
+from recorder.store.layout import temp_path
+
+
+def names(d: Path) -> list[str]:
+    return sorted(p.name for p in d.iterdir())
+
+
+def test_the_file_appears_complete_and_private(tmp_path: Path) -> None:
+    final = tmp_path / "part.bin"
+    with atomic_write(final) as f:
+        f.write(b"half")
+        assert names(tmp_path) == [temp_path(final).name]  # nothing visible under the final name
+        f.write(b" and the rest")
+    assert final.read_bytes() == b"half and the rest"
+    assert names(tmp_path) == ["part.bin"]
+    assert stat.S_IMODE(final.stat().st_mode) == 0o600
+
+
+def test_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
+    final = tmp_path / "part.bin"
+    with pytest.raises(RuntimeError, match="encoder failed"), atomic_write(final) as f:
+        f.write(b"some bytes")
+        raise RuntimeError("encoder failed")
+    assert names(tmp_path) == []
+
+
+def test_an_existing_file_is_refused_unless_replacing(tmp_path: Path) -> None:
+    final = tmp_path / "CHECKPOINT"
+    write_atomic(final, b"1\n")
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        write_atomic(final, b"2\n")
+    assert final.read_bytes() == b"1\n" and names(tmp_path) == ["CHECKPOINT"]
+    inode = final.stat().st_ino
+    write_atomic(final, b"2\n", replace=True)
+    assert final.read_bytes() == b"2\n" and final.stat().st_ino != inode  # renamed over, not rewritten
+    assert names(tmp_path) == ["CHECKPOINT"]
+
+
+def test_a_leftover_of_a_crash_is_replaced(tmp_path: Path) -> None:
+    final = tmp_path / "intent-1.json"
+    temp_path(final).write_bytes(b"torn")
+    write_atomic(final, b"{}")
+    assert final.read_bytes() == b"{}" and names(tmp_path) == ["intent-1.json"]
+
+
+def test_a_missing_folder_is_an_os_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        write_atomic(tmp_path / "missing" / "f", b"x")
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+from recorder.store.fs import atomic_write
+
+with atomic_write(Path(sys.argv[1])) as f:
+    f.write(b"x" * 100_000)
+    f.flush()
+    print("written", flush=True)
+    sys.stdin.read()  # killed while waiting here, before the rename
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_no_visible_file(tmp_path: Path) -> None:
+    final = tmp_path / "part.bin"
+    with subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(final)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None and proc.stdout.readline() == "written\n"
+        proc.send_signal(signal.SIGKILL)
+    assert not final.exists() and temp_path(final).stat().st_size == 100_000
+    write_atomic(final, b"complete")  # the next writer takes the leftover's place
+    assert final.read_bytes() == b"complete" and names(tmp_path) == ["part.bin"]
+
+
+def test_a_lock_is_exclusive_until_its_descriptor_closes(tmp_path: Path) -> None:
+    lock = tmp_path / "LOCK"
+    assert not lock_held(lock) and not lock.exists()  # asking does not create the file
+    fd = acquire_lock(lock)
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+    try:
+        assert lock_held(lock)
+        with pytest.raises(BlockingIOError), locked(lock):
+            pass
+    finally:
+        os.close(fd)
+    assert not lock_held(lock)
+    with locked(lock):
+        assert lock_held(lock)
+    assert not lock_held(lock)
+
+
+def test_a_killed_holder_releases_its_lock(tmp_path: Path) -> None:
+    lock = tmp_path / "LOCK"
+    code = (
+        "import sys; from pathlib import Path; from recorder.store.fs import acquire_lock; "
+        "acquire_lock(Path(sys.argv[1])); print('held', flush=True); sys.stdin.read()"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code, str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+        assert lock_held(lock)
+        proc.send_signal(signal.SIGKILL)
+    assert not lock_held(lock)
