@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
+from recorder.capture.progress import CaptureStats
 from recorder.client.rest import Credentials, KiwoomRest
 from recorder.client.session import Session, SessionEvent, SessionTuning
 from recorder.errors import (
@@ -89,25 +90,6 @@ class CaptureConfig:
     # Writes one part file atomically; None is the store's own writer. Recovery always
     # uses the store's writer: this seam is for the live path (e.g. a slow consumer).
     part_writer: PartWriter | None = None
-
-
-@dataclass
-class CaptureStats:
-    """Live figures for the progress display, updated by both threads."""
-
-    started_ns: int = 0
-    frames: int = 0
-    rows: dict[str, int] = field(default_factory=lambda: {"trades": 0, "orderbook": 0})
-    rejects: int = 0
-    gaps: int = 0
-    recovered_frames: int = 0
-    symbols_live: int = 0
-    last_recv_ns: int = 0
-    last_decoded_ns: int = 0
-    files: int = 0
-    pings: int = 0
-    reconnects: int = 0
-    subscribed: bool = False  # a session was logged in and subscribed at least once
 
 
 @dataclass

@@ -8,12 +8,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from recorder.capture.live import Capture, CaptureConfig, CaptureResult, PartWriter, install_signal_handlers
-from recorder.capture.progress import report
+from recorder.capture.progress import read_figures, report, summary_line
 from recorder.capture.universe import read_items_file
 from recorder.client.credentials import Credentials, load_credentials
 from recorder.client.endpoints import Endpoints, resolve_endpoints
@@ -60,13 +61,8 @@ class RunResult:
     data_dir: Path
 
     def summary(self) -> str:
-        s = self.capture.stats
-        rows = {k: v for k, v in s.rows.items() if k != "pending"}
-        return (
-            f"captured {s.frames:,} frames → trades {rows.get('trades', 0):,} rows, orderbook "
-            f"{rows.get('orderbook', 0):,} rows, {s.rejects} rejects, {s.gaps} gaps, "
-            f"{self.capture.files} part files in {self.data_dir}"
-        )
+        """The final line; its counts are those of the last progress line."""
+        return summary_line(read_figures(self.capture.stats, time.time_ns()), self.data_dir)
 
 
 def _universe(req: CaptureRequest) -> tuple[list[str], str | None]:
@@ -81,9 +77,22 @@ def _universe(req: CaptureRequest) -> tuple[list[str], str | None]:
 
 
 async def run_capture(
-    req: CaptureRequest, *, stop: asyncio.Event | None = None, progress: bool = True
+    req: CaptureRequest,
+    *,
+    stop: asyncio.Event | None = None,
+    progress: bool = True,
+    progress_every_s: float | None = None,
 ) -> RunResult:
-    """Run one capture to completion (duration, ``stop``, SIGINT or SIGTERM)."""
+    """Run one capture to completion (duration, ``stop``, SIGINT or SIGTERM).
+
+    With ``progress``, a live line on a terminal or a log line every ``progress_every_s``
+    (default 30 s off a terminal), and a last one when the capture has finished.
+
+    Raises:
+        NothingCapturedError: no session was ever logged in and subscribed (see
+            :meth:`recorder.capture.live.Capture.run`); AuthError, ConfigError,
+            JournalError, StoreError as documented there.
+    """
     symbols, market = _universe(req)
     if not symbols and market is None:
         raise ConfigError("nothing to capture: give --symbols, --universe, or --sim")
@@ -112,11 +121,15 @@ async def run_capture(
         )
         cap = Capture(cfg, stop=stop)
         install_signal_handlers(cap.stop)
-        reporter = asyncio.create_task(report(cap.stats, cap.stop)) if progress else None
+        finished = asyncio.Event()
+        reporter = (
+            asyncio.create_task(report(cap.stats, finished, every_s=progress_every_s)) if progress else None
+        )
         try:
             result = await cap.run()
         finally:
             cap.stop.set()
+            finished.set()
             if reporter is not None:
                 await reporter
     return RunResult(result, req.data_dir)
