@@ -19,9 +19,7 @@ Usage: python benchmarks/bench_replay.py [--rows N] [--symbols N] [--repeat N]
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import random
 import shutil
 import tempfile
 import time
@@ -30,36 +28,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+from store_builder import build_store
 
-from recorder.kiwoom.time import KST, NS, trading_day
 from recorder.replay.feed import RecordedFeed, write_ndjson
 from recorder.replay.read import KEYS, partitions, select
 from recorder.replay.rows import iter_batches, iter_rows
-from recorder.sim.market import SyntheticMarket, real_frames
-from recorder.store.pipeline import Pipeline
-from recorder.store.sink import Sink
-
-
-def build(root: Path, day: str, rows: int, symbols: int, seed: int = 7) -> int:
-    """Synthetic frames 100 ms apart from 09:00 KST, 1-4 entries each, until ``rows`` entries."""
-    market = SyntheticMarket(
-        SyntheticMarket.universe(symbols, seed), seed=seed, venues=("KRX", "NXT"), trade_rate=3.0
-    )
-    now = int(dt.datetime.fromisoformat(f"{day}T09:00:00").replace(tzinfo=KST).timestamp()) * NS
-    # Flushes every ~50k rows per table, like a capture's flush cadence: several files per partition.
-    sink = Sink(root, "bench", max_rows=50_000)
-    pipe = Pipeline(sink, trading_day=trading_day(day))
-    rng = random.Random(seed)
-    n = fno = 0
-    while n < rows:
-        now += NS // 10
-        for k, (frame, data) in enumerate(real_frames(market.step(now), rng)):
-            pipe.feed_frame(frame, now + 3_000_000 + k * 1000, fno)
-            fno += 1
-            n += len(data)
-    pipe.drain()
-    sink.close()
-    return n
 
 
 def best(fn: Callable[[], int], repeat: int) -> tuple[int, float]:
@@ -85,7 +58,7 @@ def main() -> None:
         tmp = Path(tempfile.mkdtemp(prefix="bench-replay-"))
         root = tmp / "store"
         started = time.perf_counter()
-        n = build(root, args.date, args.rows, args.symbols)
+        n = build_store(root, args.date, args.rows, args.symbols)
         print(f"built {n:,} rows ({args.symbols} symbols, KRX+NXT) in {time.perf_counter() - started:.1f}s")
     else:
         root = args.data_dir
