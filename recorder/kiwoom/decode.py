@@ -47,6 +47,17 @@ _INT_RE = re.compile(r" *[+-]?[0-9]+ *")
 _FLOAT_RE = re.compile(r" *[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+) *")
 
 
+def _brief(value: Any, n: int) -> str:
+    """``str(value)[:n]`` for a reason; a value nested too deep to print is named by its type.
+
+    A frame orjson accepts may nest 1024 levels, deeper than ``str`` can recurse.
+    """
+    try:
+        return str(value)[:n]
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deep to print>"
+
+
 def _side(value: Any) -> str | None:
     sign = value.lstrip()[:1] if isinstance(value, str) else ""
     return "buy" if sign == "+" else "sell" if sign == "-" else None
@@ -232,7 +243,7 @@ class Decoder:
         for pos, entry in enumerate(data):
             problem = self._add_entry(entry, recv_ts_ns, seq0 + pos, raw, pos)
             if problem:
-                self._rejects.append((recv_ts_ns, seq0 + pos, problem, entry_text(entry)))
+                self._rejects.append((recv_ts_ns, seq0 + pos, problem, entry_text(entry, raw)))
 
     def _add_entry(self, entry: Any, recv_ts_ns: int, seq: int, raw: str | bytes, pos: int) -> str:
         if not isinstance(entry, dict):
@@ -240,10 +251,10 @@ class Decoder:
         kind = entry.get("type")
         plan = PLANS.get(kind) if isinstance(kind, str) else None  # a list or dict is unhashable
         if plan is None:
-            return f"unsupported real-time type {str(entry.get('type'))[:20]!r}"
+            return f"unsupported real-time type {_brief(entry.get('type'), 20)!r}"
         split = split_item(entry.get("item"))
         if split is None:
-            return f"item {str(entry.get('item'))[:40]!r} is not a stock code with a known suffix"
+            return f"item {_brief(entry.get('item'), 40)!r} is not a stock code with a known suffix"
         values = entry.get("values")
         if isinstance(values, list) and len(values) == 1:
             values = values[0]  # §4.1: a one-element list has been seen by one client.
@@ -251,7 +262,7 @@ class Decoder:
             return f"values is {type(values).__name__}, not an object"
         ts = parse_time(values.get(plan.time_fid), recv_ts_ns, self.trading_day)
         if ts is None:
-            return f"time FID {plan.time_fid} unparseable: {str(values.get(plan.time_fid))[:20]!r}"
+            return f"time FID {plan.time_fid} unparseable: {_brief(values.get(plan.time_fid), 20)!r}"
         vals = list(values.values())
         keys = tuple(values)
         shape = _shape(plan, keys)
@@ -374,13 +385,13 @@ def _slow_columns(group: _Group, rejects: list[tuple[int, int, str, str]]) -> _C
             values = values[0]
         parsed, problems = strict_values(plan, values)
         if parsed is None:
-            rejects.append((m[1], m[2], "; ".join(problems), entry_text(entry)))
+            rejects.append((m[1], m[2], "; ".join(problems), entry_text(entry, raw)))
             continue
         meta.append(m)
         rows.append(parsed)
         if problems:
             reason = "partial: " + "; ".join(problems) + " (row stored with these fields null)"
-            rejects.append((m[1], m[2], reason, entry_text(entry)))
+            rejects.append((m[1], m[2], reason, entry_text(entry, raw)))
     n = len(plan.value_columns)
     cols = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(n)]
     return _Chunk(meta, cols, list(range(n)))
@@ -450,9 +461,13 @@ def raw_text(raw: str | bytes) -> str:
     return raw.decode("utf-8", errors="backslashreplace")
 
 
-def entry_text(entry: Any) -> str:
-    """An entry's JSON text (re-serialised from the parsed frame; the journal keeps the exact bytes)."""
+def entry_text(entry: Any, frame: str | bytes) -> str:
+    """An entry's JSON text, written again from the parsed ``frame`` (the journal keeps the bytes).
+
+    orjson writes at most 254 levels of nesting while it reads 1024: an entry nested deeper
+    than it writes is given as the text of its whole frame instead, which holds it unmodified.
+    """
     try:
         return orjson.dumps(entry).decode()
-    except (TypeError, orjson.JSONEncodeError):  # pragma: no cover - parsed JSON always dumps
-        return repr(entry)
+    except orjson.JSONEncodeError:
+        return raw_text(frame)

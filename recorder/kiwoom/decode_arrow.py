@@ -11,21 +11,25 @@ rejects. For the frames it decodes, the tables are identical to what ``Decoder``
 Ingest takes a shorter road for files: :func:`parse_block` parses a block of whole NDJSON
 lines as it lies in the memory-mapped file, when every line in it is plainly one object,
 and :func:`decode_block` decodes it; no line is ever copied out. Blocks that are not
-plain (blank or indented lines, CRLF, invalid UTF-8) go line by line through
-:func:`decode_frames`. A test holds ingest to the reference decoder line for line.
+plain (blank or indented lines, CRLF, invalid UTF-8, a field outside the schema) go line by
+line through :func:`decode_frames`. A test holds ingest to the reference decoder line for line.
 
 A frame is clean when it is one JSON object (``{`` ... ``}`` once outer whitespace is
-stripped) of valid UTF-8, ``trnm`` is ``"REAL"``, ``data`` is a list of fewer than 65536
-entries, and every entry is a 0B/0D object with a stock item, a 6-digit HHMMSS time and
-valid values for all of its type's FIDs: required ones present and non-empty, numbers in
-the strict grammar of :mod:`recorder.kiwoom.decode`, in int64 range, floats finite.
+stripped) of valid UTF-8 that orjson accepts, ``trnm`` is ``"REAL"``, ``data`` is a list of
+fewer than 65536 entries, and every entry is a 0B/0D object with a stock item, a 6-digit
+HHMMSS time and valid values for all of its type's FIDs: required ones present and non-empty,
+numbers in the strict grammar of :mod:`recorder.kiwoom.decode`, in int64 range, floats finite.
 
-Known limits: JSON that Arrow's parser accepts but orjson rejects *in fields the recorder
-never reads* (``NaN``/``Infinity`` literals, integers beyond the double range, nesting
-deeper than 1024) is decoded here, where the reference rejects the frame; finding those
-would cost a scan of every byte. Some decodable frames go to the fallback needlessly:
-integers of 19 digits or more, non-string values under another type's FIDs, duplicate
-keys (which Arrow refuses).
+One decoded form: Arrow's JSON parser accepts some text that orjson, and so the reference,
+refuses (``NaN``, numbers past the double range, very deep nesting; see
+:mod:`recorder.kiwoom.strict_json`). A batch is first parsed with every field of a REAL frame
+in the schema, typed as strings, and any other field refused: a frame that parses so holds
+none of those. Only a batch that does not parse so (a frame with an unread FID or key, or
+broken JSON) is parsed leniently, after its frames that might hold them have been checked
+with orjson; those orjson refuses go to the fallback, to be rejected whole by the reference.
+So whatever the batch size, the same frames give the same rows and rejects. Some decodable
+frames go to the fallback needlessly: integers of 19 digits or more, non-string values under
+another type's FIDs, duplicate keys (which Arrow refuses).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from recorder.kiwoom import strict_json
 from recorder.kiwoom.decode import MAX_ENTRIES, SEQ_SHIFT
 from recorder.kiwoom.fields import REAL_TYPES, Field, Kind, RealType
 from recorder.kiwoom.items import ITEM_PATTERN, SUFFIX_VENUE
@@ -85,6 +90,11 @@ _VALUES = pa.struct([(fid, pa.string()) for fid in _ALL_FIDS])
 _ENTRY = pa.struct([("values", _VALUES), ("type", pa.string()), ("item", pa.string())])
 _PARSE_SCHEMA = pa.schema([("data", pa.list_(_ENTRY)), ("trnm", pa.string())])
 _PARSE_OPTIONS = pj.ParseOptions(explicit_schema=_PARSE_SCHEMA, unexpected_field_behavior="ignore")
+# Every field of a REAL frame (protocol notes §4.1), so any other field is refused: what parses
+# so is strings and nulls in a fixed shape, where Arrow's parser and orjson agree exactly.
+_STRICT_ENTRY = pa.struct([*_ENTRY, ("name", pa.string())])
+_STRICT_SCHEMA = pa.schema([("data", pa.list_(_STRICT_ENTRY)), ("trnm", pa.string())])
+_STRICT_OPTIONS = pj.ParseOptions(explicit_schema=_STRICT_SCHEMA, unexpected_field_behavior="error")
 _JSON_SPACE = b" \t\r\n"
 _first_byte = operator.itemgetter(slice(0, 1))
 _last_byte = operator.itemgetter(slice(-1, None))
@@ -95,8 +105,12 @@ _last_byte = operator.itemgetter(slice(-1, None))
 _Pieces = list[tuple[list[int], pa.Table]]  # (indices of frames, their rows as parsed)
 
 
-def _read(buf: pa.Buffer | bytes, *, threads: bool = True) -> pa.Table:
-    """Parse NDJSON; ``threads=False`` parses it as one block on the calling thread."""
+def _read(buf: pa.Buffer | bytes, *, threads: bool = True, strict: bool = False) -> pa.Table:
+    """Parse NDJSON; ``threads=False`` parses it as one block on the calling thread.
+
+    ``strict`` refuses any field outside the schema of a REAL frame (see :func:`_parse_strict`);
+    otherwise fields outside the schema are skipped, whatever they hold.
+    """
     if not threads:
         # Cheaper in CPU than Arrow's threaded reader (about 15%, measured): for callers
         # that parse several buffers at once on their own threads.
@@ -106,7 +120,43 @@ def _read(buf: pa.Buffer | bytes, *, threads: bool = True) -> pa.Table:
         # blocks are slower (measured), hence the cap.
         block = min(_MAX_BLOCK, max(_MIN_BLOCK, len(buf) // (os.cpu_count() or 1) + 1))
         options = pj.ReadOptions(use_threads=True, block_size=block)
-    return pj.read_json(pa.BufferReader(buf), read_options=options, parse_options=_PARSE_OPTIONS)
+    parse = _STRICT_OPTIONS if strict else _PARSE_OPTIONS
+    return pj.read_json(pa.BufferReader(buf), read_options=options, parse_options=parse)
+
+
+def _parse_strict(buf: bytes, idx: list[int]) -> _Pieces | None:
+    """The whole batch parsed strictly, or None when it does not parse so, one row per frame.
+
+    Strictly: every field in the schema, typed as strings, and any other field refused. Arrow
+    then meets no ``NaN``, number or nesting that orjson would refuse (they would have to be
+    values, and a value must be a string), so the batch needs no screening. A batch that holds
+    a frame with another field fails at that frame, so the try costs little when it fails.
+    """
+    if not idx:
+        return []
+    try:
+        t = _read(buf, strict=True)
+    except pa.ArrowException:
+        return None
+    return [(idx, t)] if t.num_rows == len(idx) else None
+
+
+def _screen(frames: Sequence[bytes], idx: list[int], buf: bytes, bad: list[int]) -> tuple[list[int], bytes]:
+    """Move the frames of ``idx`` that orjson refuses to ``bad``; return the rest and their NDJSON.
+
+    Only frames that :func:`recorder.kiwoom.strict_json.suspects` marks are parsed with orjson.
+    """
+    if not idx:
+        return idx, buf
+    ends = np.cumsum(np.fromiter((len(frames[i]) + 1 for i in idx), np.int64, len(idx)))
+    starts = np.concatenate([[0], ends[:-1]])
+    refused = [idx[k] for k in strict_json.suspects(buf, starts) if strict_json.refused(frames[idx[k]])]
+    if not refused:
+        return idx, buf
+    bad.extend(refused)
+    drop = set(refused)
+    idx = [i for i in idx if i not in drop]
+    return idx, _join(frames, idx)
 
 
 def _parse(
@@ -380,9 +430,12 @@ def decode_frames(
     if not len(frames) == len(recv_ts_ns) == len(fnos):
         raise ValueError("frames, recv_ts_ns and fnos must have the same length")
     bad: list[int] = []
-    pieces: _Pieces = []
     idx, stripped, buf = _candidates(frames, bad)
-    _parse(stripped, idx, pieces, bad, buf)
+    pieces = _parse_strict(buf, idx)
+    if pieces is None:
+        pieces = []
+        idx, buf = _screen(stripped, idx, buf, bad)
+        _parse(stripped, idx, pieces, bad, buf)
     del buf
     if not pieces:
         return ArrowDecoded(fallback=sorted(bad))
@@ -406,10 +459,11 @@ def parse_block(buf: pa.Buffer | bytes, *, threads: bool = True) -> tuple[pa.Tab
 
     Plain: every line (``\\n``-terminated, the last one too) starts with ``{`` and ends
     with ``}``, with nothing around them and no blank lines, the block is valid UTF-8, it
-    parses, and it yields one row per line. Then row ``i`` is line ``i``, as
-    :func:`_parse` argues for frames, and :func:`decode_block` decodes it without the
-    lines ever being split out of the block. Any other block (rare in real files) is
-    decoded line by line with :func:`decode_frames`, which sorts out which lines are bad.
+    parses strictly (every field of every line in the schema, see :func:`_parse_strict`),
+    and it yields one row per line. Then row ``i`` is line ``i``, as :func:`_parse` argues
+    for frames, and :func:`decode_block` decodes it without the lines ever being split out
+    of the block. Any other block (rare in real files) is decoded line by line with
+    :func:`decode_frames`, which sorts out which lines are bad or refused by orjson.
 
     Holds the GIL only briefly (NumPy and Arrow do the work), so ingest parses the next
     blocks on other threads while the current one is decoded; it passes ``threads=False``
@@ -428,7 +482,7 @@ def parse_block(buf: pa.Buffer | bytes, *, threads: bool = True) -> tuple[pa.Tab
     if not plain or not _is_utf8(buf):
         return None, lines
     try:
-        t = _read(buf, threads=threads)
+        t = _read(buf, threads=threads, strict=True)
     except pa.ArrowException:
         return None, lines
     return (t if t.num_rows == lines else None), lines

@@ -282,10 +282,11 @@ def test_bisection_isolates_the_invalid_lines(monkeypatch: pytest.MonkeyPatch) -
         frames.insert(i, b'{"data":[{"values":{"20":"102756"}')
     calls = []
     read = arrow_decode._read
-    monkeypatch.setattr(arrow_decode, "_read", lambda buf: calls.append(1) or read(buf))
+    monkeypatch.setattr(arrow_decode, "_read", lambda buf, **kw: calls.append(1) or read(buf, **kw))
     got = assert_equivalent(frames, [RECV] * 53, list(range(53)))
     assert got.fallback == bad_at
-    assert len(calls) <= 1 + 2 * 3 * math.ceil(math.log2(53))  # O(bad · log n) parses
+    # The strict try, then O(bad · log n) lenient parses.
+    assert len(calls) <= 2 + 2 * 3 * math.ceil(math.log2(53))
     entries_ = sum(len(orjson.loads(f)["data"]) for f in frames if f in good)
     assert sum(len(t) for t in got.tables.values()) == entries_
 
@@ -332,13 +333,15 @@ def test_sink_takes_the_tables_as_built(tmp_path: Path) -> None:
         arrow_sink.add_tables({"trades": got.tables["orderbook"]})
 
 
-def test_documented_limits() -> None:
-    """JSON Arrow's parser accepts but orjson rejects, in fields the recorder never reads: the
-    reference rejects the frame, the Arrow decoder stores the entry (see the module docstring).
-    Everything it reads is still exactly what the reference would read."""
+def test_text_orjson_refuses_is_refused_whole_in_every_batch() -> None:
+    """JSON Arrow's parser accepts but orjson refuses, even in fields the recorder never reads:
+    the frame goes to the fallback, where the reference rejects it whole, alone or in a batch."""
     entry = b'{"type":"0B","item":"005930","values":{"20":"090000","10":"1","15":"1","13":"1"}}'
-    for junk in (b"NaN", b"-Infinity", b"1" * 400, b"[" * 1100 + b"]" * 1100):
+    clean = b'{"data":[' + entry + b'],"trnm":"REAL"}'
+    for junk in (b"NaN", b"-Infinity", b"1" * 400, b"1.8e308", b"[" * 1100 + b"]" * 1100):
         raw = b'{"data":[' + entry + b'],"trnm":"REAL","x":' + junk + b"}"
         _, rejected = reference([raw], [RECV], [7])
-        got = decode_frames([raw], [RECV], [7])
-        assert rejected == {7} and got.fallback == [] and len(got.tables["trades"]) == 1
+        assert rejected == {7}
+        assert decode_frames([raw], [RECV], [7]).fallback == [0]
+        got = assert_equivalent([clean, raw, clean], [RECV] * 3, [6, 7, 8])
+        assert got.fallback == [1] and len(got.tables["trades"]) == 2
