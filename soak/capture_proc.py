@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
 import sys
@@ -51,10 +52,11 @@ class Gate:
 
     Before each write it sends the part file's name and a newline on ``announce_fd``, then
     reads one byte from ``release_fd``: :data:`RELEASE_ONE` lets this write through,
-    :data:`RELEASE_ALL` this and every later one. Writes wait their turn one at a time, so
-    the harness sees and releases them in order. While a write is held, the capture's
-    decoder cannot flush or checkpoint, so Parquet lags the journal for as long as the
-    harness likes: lag that does not depend on timing.
+    :data:`RELEASE_ALL` this and every later one. Until then writes go one at a time, and
+    the next is announced only once the previous one is on disk, so the harness knows
+    exactly which part files exist. While a write is held, the capture's decoder cannot
+    flush or checkpoint: Parquet lags the journal for as long as the harness likes, a lag
+    that does not depend on timing.
     """
 
     def __init__(self, announce_fd: int, release_fd: int) -> None:
@@ -62,15 +64,19 @@ class Gate:
         self._lock = threading.Lock()
         self._open = False
 
-    def wait(self, final: Path) -> None:
+    def write(self, table: pa.Table, final: Path, write: PartWriter) -> None:
+        """``write(table, final)`` once the harness allows it."""
+        if self._open:
+            write(table, final)
+            return
         with self._lock:
-            if self._open:
-                return
-            os.write(self._announce, final.name.encode() + b"\n")
-            got = os.read(self._release, 1)
-            if not got:
-                raise StoreError(f"write gate closed by the harness before {final.name} was released")
-            self._open = got == RELEASE_ALL
+            if not self._open:
+                os.write(self._announce, final.name.encode() + b"\n")
+                got = os.read(self._release, 1)
+                if not got:
+                    raise StoreError(f"write gate closed by the harness before {final.name} was released")
+                self._open = got == RELEASE_ALL
+            write(table, final)
 
 
 def part_writer(throttle_s: float, gate: Gate | None) -> PartWriter | None:
@@ -79,14 +85,14 @@ def part_writer(throttle_s: float, gate: Gate | None) -> PartWriter | None:
     if not throttle_s and gate is None:
         return None
 
-    def write(table: pa.Table, final: Path) -> None:
-        if gate is not None:
-            gate.wait(final)
+    def slow(table: pa.Table, final: Path) -> None:
         if throttle_s:
             time.sleep(throttle_s)  # the slowness under test, not a synchronisation
         write_part(table, final)
 
-    return write
+    if gate is None:
+        return slow
+    return functools.partial(gate.write, write=slow)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,10 @@ import pytest
 import queries
 from recorder.capture.live import Capture
 from recorder.sim.venue import Venue, VenueConfig
-from recorder.store.journal import EVENT, read_records
+from recorder.store.journal import EVENT, read_checkpoint, read_records
 from recorder.store.layout import journal_root
-from tests.helpers import CREDS, capture_config, decoded_rows, journaled_frames, stored_rows
+from soak.harness import SOAK_CAPTURE, WRITER, CaptureProc, WriteGate
+from tests.helpers import CREDS, capture_config, decoded_rows, journal_rows, journaled_frames, stored_rows
 
 KEY_COLUMNS = ("symbol", "venue", "ts", "seq")
 
@@ -155,31 +157,61 @@ def test_capture_survives_every_fault_and_loses_nothing(tmp_path: Path) -> None:
     assert st.system_echo_closes == 0 and st.heartbeat_closes == 0
 
 
-def test_kill_and_restart_recovers_journaled_frames_exactly_once(tmp_path: Path) -> None:
-    """A capture that dies before writing Parquet leaves only the journal; the next run
-    decodes it exactly once and records the downtime as a restart gap."""
+def _kill_mid_flush(gate: WriteGate, root: Path) -> None:
+    """Let the capture's part-file writes through one at a time until a flush that began
+    after a checkpoint has written one part file and holds the next: then return (the
+    caller kills). The store then has checkpointed part files, one part file beyond the
+    checkpoint, and journaled frames whose rows are in no part file yet."""
+    checkpoint, written_since = -1, 0
+    while True:
+        gate.held()
+        now = read_checkpoint(root)
+        if now != checkpoint:  # a flush completed; this held write belongs to the next one
+            checkpoint, written_since = now, 0
+        if checkpoint >= 0 and written_since:
+            return
+        gate.release()
+        written_since += 1
 
-    async def first(venue: Venue, cap: Capture) -> None:
-        await venue.wait_sent(40)
 
-    cfg = VenueConfig(n_symbols=2, tick_interval=0.02, seed=5, trade_rate=20.0)
-    asyncio.run(_run(tmp_path, cfg, first))
-    rows_first = stored_rows(tmp_path, "trades")
-    # Simulate a crash before any flush: delete the Parquet files and the checkpoint, keep the journal.
-    for table in ("trades", "orderbook", "rejects", "gaps"):
-        for p in (tmp_path / table).rglob("*.parquet"):
-            p.unlink()
-    (journal_root(tmp_path, "t1") / "CHECKPOINT").unlink(missing_ok=True)
+def test_sigkill_mid_flush_then_restart_stores_journaled_frames_exactly_once(
+    tmp_path: Path, venue_thread: Any
+) -> None:
+    """SIGKILL a real capture process in the middle of a flush, restart the real CLI on the
+    same store: every row the journal decodes to is stored exactly once, the rows written
+    before the kill included, and the downtime is a restart gap."""
+    vt = venue_thread(VenueConfig(n_symbols=2, tick_interval=0.02, seed=5, trade_rate=20.0, book_rate=20.0))
+    data, logs, gate = tmp_path / "store", tmp_path / "logs", WriteGate()
+    root = journal_root(data, WRITER)
+    try:
+        doomed = CaptureProc(vt, data, logs, ("--flush-age", "0.2s"), "doomed", SOAK_CAPTURE, gate).start()
+        vt.wait_logins(1)
+        _kill_mid_flush(gate, root)
+        assert doomed.kill() == -signal.SIGKILL
+    finally:
+        gate.close()
+    vt.wait_no_connections()
 
-    async def second(venue: Venue, cap: Capture) -> None:
-        await venue.wait_sent(20)
+    checkpoint = read_checkpoint(root)
+    before = {table: stored_rows(data, table) for table in ("trades", "orderbook")}
+    stored = [r for rows in before.values() for r in rows]
+    journaled = [r for table in before for r in journal_rows(data, WRITER, table)]
+    assert checkpoint >= 0 and stored, "the kill came after a checkpointed flush"
+    assert max(r[2] >> 16 for r in stored) > checkpoint, "a part file beyond the checkpoint"
+    assert set(stored) < set(journaled), "journaled frames whose rows were in no part file"
 
-    asyncio.run(_run(tmp_path, VenueConfig(n_symbols=2, tick_interval=0.02, seed=6, trade_rate=20.0), second))
-    rows = stored_rows(tmp_path, "trades")
-    assert rows == decoded_rows(journaled_frames(tmp_path, "t1"), "trades")  # both runs, exactly once
-    assert set(rows_first) <= set(rows)
-    restarts = queries.sql(tmp_path, "SELECT detail FROM gaps WHERE kind = 'restart'").to_pylist()
-    assert restarts == [{"detail": "the recorder was stopped; restarted"}]  # the first run stopped cleanly
+    again = CaptureProc(vt, data, logs, ("--flush-age", "0.2s"), "again").start()  # the real CLI
+    vt.wait_logins(2)
+    vt.wait_entries(vt.entries_sent() + 40)
+    vt.barrier()
+    assert again.stop() == 0, again.tail()
+
+    for table, rows_before in before.items():
+        rows = stored_rows(data, table)
+        assert rows == journal_rows(data, WRITER, table)  # every journaled row exactly once
+        assert set(rows_before) <= set(rows)
+    restarts = queries.sql(data, "SELECT detail FROM gaps WHERE kind = 'restart'").to_pylist()
+    assert restarts == [{"detail": "the recorder was not running (crash or kill); restarted"}]
 
 
 def test_a_clean_stop_and_restart_leave_a_restart_gap_over_the_hole(tmp_path: Path) -> None:
