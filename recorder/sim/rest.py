@@ -191,6 +191,8 @@ class RestApi:
         if not isinstance(appkey, str) or not isinstance(secretkey, str) or not appkey or not secretkey:
             return NO_KEYS
         cfg = self._config
+        if cfg.keys:
+            return None if dict(cfg.keys).get(appkey) == secretkey else BAD_CREDENTIALS
         if cfg.appkey is not None and appkey != cfg.appkey:
             return BAD_CREDENTIALS
         if cfg.secretkey is not None and secretkey != cfg.secretkey:

@@ -85,6 +85,8 @@ class VenueConfig:
     Attributes:
         host, port: where to listen; port 0 picks a free port.
         appkey, secretkey: the only credentials au10001 accepts; None accepts any.
+        keys: several (appkey, secretkey) pairs au10001 accepts (instead of ``appkey`` and
+            ``secretkey``); each key has its own tokens, its one session and its 200 codes.
         ping_interval: seconds between PINGs (§3.2: unknown live; 10-30 s suggested).
         ping_before_login: send one PING before the LOGIN reply (§3.1.4).
         heartbeat_miss_limit: consecutive un-echoed PINGs before R10002 and close (§3.2).
@@ -115,6 +117,7 @@ class VenueConfig:
     port: int = 0
     appkey: str | None = None
     secretkey: str | None = None
+    keys: tuple[tuple[str, str], ...] = ()
     ping_interval: float = 10.0
     ping_before_login: bool = False
     heartbeat_miss_limit: int = 5

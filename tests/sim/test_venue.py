@@ -606,3 +606,33 @@ async def test_secrets_never_reach_the_logs() -> None:
     text = "\n".join(records)
     for secret in ("app-key", "secret-key", "wrong", token):
         assert secret not in text
+
+
+# --------------------------------------------------------------------------- several app keys
+
+
+KEYS = (("key-one", "secret-one"), ("key-two", "secret-two"), ("key-three", "secret-three"))
+
+
+@async_test
+async def test_several_app_keys_each_with_its_own_session_and_200_codes() -> None:
+    codes = [f"{i:06d}" for i in range(100000, 100201)]
+    async with Venue(config(keys=KEYS, appkey=None, secretkey=None)) as venue:
+        tokens = [str((await issue_token(venue, appkey=k, secretkey=s))["token"]) for k, s in KEYS]
+        bad = await issue_token(venue, appkey="key-one", secretkey="secret-two")
+        assert bad["return_code"] == 3 and "8002" in bad["return_msg"]
+        async with session(venue, tokens[0]) as one, session(venue, tokens[1]) as two:
+            # Different keys: no kick; each connection has its own 200 codes.
+            assert (await request(one, build_reg(codes[:200], ["0B"])))["return_code"] == 0
+            assert (await request(two, build_reg(codes[1:], ["0B"])))["return_code"] == 0
+            assert (await request(one, build_reg(codes[200:], ["0B"])))["return_code"] == 105115
+            assert venue.stats.kicks == 0 and len(venue.connections) == 2
+            # The same key again kicks only its own older session.
+            async with session(venue, tokens[0]):
+                while (msg := await recv_json(one)).get("trnm") != "SYSTEM":
+                    pass
+                assert msg["code"] == "R10001"
+                closed = await closed_by_server(one)
+                assert closed.rcvd is not None and closed.rcvd.code == 1000
+                assert (await request(two, build_reg(["005930"], ["0D"])))["return_code"] == 0
+        assert venue.stats.kicks == 1
