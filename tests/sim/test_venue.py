@@ -634,5 +634,5 @@ async def test_several_app_keys_each_with_its_own_session_and_200_codes() -> Non
                 assert msg["code"] == "R10001"
                 closed = await closed_by_server(one)
                 assert closed.rcvd is not None and closed.rcvd.code == 1000
-                assert (await request(two, build_reg(["005930"], ["0D"])))["return_code"] == 0
+                assert (await request(two, build_reg([codes[1]], ["0D"])))["return_code"] == 0
         assert venue.stats.kicks == 1
