@@ -124,15 +124,15 @@ def compact(
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @DATA_DIR
-@click.option("--date", help="KST trading date of the frames (YYYY-MM-DD); default today.")
+@click.option(
+    "--date", help="KST trading date of the frames (YYYY-MM-DD), for their rows and rejects; default today."
+)
 @click.option("--writer-id", help="Part-file writer id (default: derived from the file).")
 @handle_errors
 def ingest(file: Path, data_dir: Path, date: str | None, writer_id: str | None) -> None:
     """Decode raw REAL frames (NDJSON, one per line) into the store."""
     from recorder.store.ingest import ingest_ndjson
 
-    if date:
-        check_date(date)
     r = ingest_ndjson(file, data_dir, date=date, writer=writer_id)
     s = r.stats
     click.echo(

@@ -113,24 +113,24 @@ def ingest_ndjson(
     Args:
         path: the NDJSON file.
         data_dir: the store.
-        date: the KST trading date of the frames' HHMMSS times; default: today in KST.
+        date: the KST trading date (``YYYY-MM-DD``) of the frames' HHMMSS times, under
+            which their rows and rejects are filed; default: today in KST.
         writer: part-file writer id; default ``ingest-<hash of the file>``, so ingesting the
             same file twice is refused instead of duplicating rows.
         block_bytes: the file is decoded in blocks of about this size (whole lines).
 
     Raises:
-        ConfigError: the file was already ingested into this store.
+        ConfigError: ``date`` is not a date, or the file was already ingested into this store.
         StoreError: a part file could not be written.
     """
     started = time.perf_counter()
-    day_str = date or dt.datetime.now(KST).date().isoformat()
+    day = _ingest_day(date)
     writer = writer or f"ingest-{_file_digest(path)}"
     if _writer_has_parts(data_dir, writer):
         raise ConfigError(f"{path} was already ingested into {data_dir} (writer {writer}); nothing done")
-    day = trading_day(day_str)
     recv_ts = time.time_ns()
-    sink = Sink(data_dir, writer)
-    pipe = Pipeline(sink, trading_day=day)
+    sink = Sink(data_dir, writer, rejects_date=day.isoformat())
+    pipe = Pipeline(sink, trading_day=trading_day(day))
     lines = before = 0
     # The next blocks are parsed (NumPy and Arrow, GIL released) while this one is decoded.
     with ThreadPoolExecutor(max_workers=_PARSERS, thread_name_prefix="ingest-parse") as pool:
@@ -158,6 +158,15 @@ def ingest_ndjson(
     pipe.drain()
     sink.close()
     return IngestResult(lines, pipe.stats, sink.files_written, time.perf_counter() - started)
+
+
+def _ingest_day(date: str | None) -> dt.date:
+    if date is None:
+        return dt.datetime.now(KST).date()
+    try:
+        return dt.date.fromisoformat(date)
+    except ValueError as exc:
+        raise ConfigError(f"{date!r} is not a date (YYYY-MM-DD)") from exc
 
 
 def _file_digest(path: Path) -> str:

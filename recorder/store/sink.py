@@ -77,6 +77,9 @@ class Sink:
         max_bytes: flush the largest table while all buffers together hold more.
         max_age_s: flush a table whose oldest buffered row is this old (by ``clock``).
         resume: skip rows that part files of this writer already hold (crash recovery).
+        rejects_date: the trading date (``YYYY-MM-DD``) every ``rejects`` row is filed under;
+            default: the KST date of its receive time. Ingest of a past day's frames sets it,
+            as their receive time is the time of the ingest.
         clock: monotonic seconds.
         write: writes one part file atomically; default :func:`write_part`. A test or a soak
             run passes a slower or failing writer here.
@@ -91,6 +94,7 @@ class Sink:
         max_bytes: int = 512 << 20,
         max_age_s: float = 900.0,
         resume: bool = False,
+        rejects_date: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         write: Callable[[pa.Table, Path], None] | None = None,
     ) -> None:
@@ -100,6 +104,7 @@ class Sink:
         self.writer = writer
         self.max_rows, self.max_bytes, self.max_age_s = max_rows, max_bytes, max_age_s
         self.resume = resume
+        self.rejects_date = rejects_date
         self.clock = clock
         self._write = write if write is not None else write_part
         self._buffers: dict[str, _Buffer] = {}
@@ -120,7 +125,8 @@ class Sink:
                 {"recv_ts": timestamps(recv), "seq": seq, "reason": reason, "raw": raw},
                 schema=SCHEMAS["rejects"],
             )
-            self._buffer("rejects", t.append_column("date", pa.array([kst_date(r) for r in recv])))
+            dates = [self.rejects_date or kst_date(r) for r in recv]
+            self._buffer("rejects", t.append_column("date", pa.array(dates, pa.string())))
         self._enforce_limits()
 
     def add_tables(self, tables: dict[str, pa.Table]) -> None:

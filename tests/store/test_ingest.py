@@ -10,10 +10,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import queries
+from recorder.cli.main import main
 from recorder.kiwoom.decode_arrow import parse_block
 from recorder.kiwoom.time import KST, trading_day
 from recorder.sim.market import SyntheticMarket, real_frames
@@ -151,3 +153,33 @@ def test_files_without_blocks_or_newlines(tmp_path: Path, content: bytes) -> Non
     got = ingest_ndjson(path, tmp_path / "store", date=DATE)
     assert got.lines == (1 if content.strip() else 0)
     assert got.stats.rows == (len(orjson.loads(FRAMES[0])["data"]) if content.strip() else 0)
+
+
+@pytest.mark.parametrize("date_arg", ["2021-03-04", "20210304"])
+def test_ingest_date_files_rows_and_rejects_under_that_date(tmp_path: Path, date_arg: str) -> None:
+    """The frames' day is the one given, not the day of the ingest: their rejects too."""
+    path = tmp_path / "frames.ndjson"
+    path.write_bytes(b"\n".join([*FRAMES[:6], b"not json", orjson.dumps(BAD_VALUE)]) + b"\n")
+    store = tmp_path / "store"
+    r = CliRunner().invoke(main, ["ingest", str(path), "--data-dir", str(store), "--date", date_arg])
+    assert r.exit_code == 0, r.output
+    got = queries.sql(
+        store,
+        "SELECT 'trades' AS t, date, count(*) AS n FROM trades GROUP BY ALL UNION ALL "
+        "SELECT 'orderbook', date, count(*) FROM orderbook GROUP BY ALL UNION ALL "
+        "SELECT 'rejects', date, count(*) FROM rejects GROUP BY ALL ORDER BY ALL",
+    ).to_pylist()
+    day = dt.date(2021, 3, 4)
+    assert {(g["t"], g["date"]) for g in got} == {("orderbook", day), ("rejects", day), ("trades", day)}
+    assert [g["n"] for g in got if g["t"] == "rejects"] == [2]
+    assert sorted(p.name for p in (store / "rejects").iterdir()) == ["date=2021-03-04"]
+
+
+def test_ingest_refuses_a_date_that_is_not_one(tmp_path: Path) -> None:
+    path = tmp_path / "frames.ndjson"
+    path.write_bytes(FRAMES[0] + b"\n")
+    r = CliRunner().invoke(
+        main, ["ingest", str(path), "--data-dir", str(tmp_path / "s"), "--date", "2021-13-01"]
+    )
+    assert r.exit_code == 2 and "'2021-13-01' is not a date" in r.output
+    assert not (tmp_path / "s").exists()
