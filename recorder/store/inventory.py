@@ -28,34 +28,20 @@ from recorder.store.layout import (
     INTENT_GLOB,
     JOURNAL_DIR,
     TMP_RE,
+    PartPath,
     journal_root,
     parse_part,
-    partition_label,
 )
 
 # --------------------------------------------------------------------------- scanning
 
 
 @dataclass(frozen=True, slots=True)
-class Part:
-    """A Parquet file where a query reads one (see :class:`recorder.store.layout.PartPath`).
-
-    ``writer`` is None, and the frame range -1, -1, unless the sink named the file.
-    """
+class Part(PartPath):
+    """A Parquet file where a query reads one: what its path says, where it is, its size."""
 
     path: Path
     size: int
-    table: str
-    date: str
-    symbol: str | None
-    writer: str | None
-    first_fno: int
-    last_fno: int
-
-    @property
-    def where(self) -> str:
-        """The file's partition, for messages."""
-        return partition_label(self.table, self.date, self.symbol)
 
 
 @dataclass(slots=True)
@@ -90,7 +76,10 @@ def scan(data_dir: Path) -> Scan:
                     elif (p := parse_part(path.relative_to(data_dir))) is None:
                         out.strays.append(path)
                     else:
-                        out.parts.append(Part(path, path.stat().st_size, *p))
+                        size = path.stat().st_size
+                        out.parts.append(
+                            Part(p.table, p.date, p.symbol, p.writer, p.first_fno, p.last_fno, path, size)
+                        )
     except OSError as exc:
         raise StoreError(f"cannot read the store at {data_dir}: {exc}") from exc
     return out

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import re
 import socket
+from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import NamedTuple
 
 from recorder.kiwoom.fields import MARKET_TABLES, TABLES
 
@@ -47,7 +47,8 @@ SORT_TIME = {"trades": "ts", "orderbook": "ts", "gaps": "start_ts", "rejects": "
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-class PartPath(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class PartPath:
     """What a part file's path says about it.
 
     ``writer`` is None (and the frame range -1, -1) for a Parquet file in a partition folder
