@@ -459,11 +459,12 @@ def parse_block(buf: pa.Buffer | bytes, *, threads: bool = True) -> tuple[pa.Tab
 
     Plain: every line (``\\n``-terminated, the last one too) starts with ``{`` and ends
     with ``}``, with nothing around them and no blank lines, the block is valid UTF-8, it
-    parses strictly (every field of every line in the schema, see :func:`_parse_strict`),
-    and it yields one row per line. Then row ``i`` is line ``i``, as :func:`_parse` argues
-    for frames, and :func:`decode_block` decodes it without the lines ever being split out
-    of the block. Any other block (rare in real files) is decoded line by line with
-    :func:`decode_frames`, which sorts out which lines are bad or refused by orjson.
+    yields one row per line, and orjson would accept every line: either the block parses
+    strictly (see :func:`_parse_strict`) or it parses leniently and orjson accepts each line
+    that :func:`recorder.kiwoom.strict_json.suspects` marks. Then row ``i`` is line ``i``,
+    as :func:`_parse` argues for frames, and :func:`decode_block` decodes it without the
+    lines ever being split out of the block. Any other block (rare in real files) is decoded
+    line by line with :func:`decode_frames`, which sorts out which lines are bad.
 
     Holds the GIL only briefly (NumPy and Arrow do the work), so ingest parses the next
     blocks on other threads while the current one is decoded; it passes ``threads=False``
@@ -481,11 +482,21 @@ def parse_block(buf: pa.Buffer | bytes, *, threads: bool = True) -> tuple[pa.Tab
     )
     if not plain or not _is_utf8(buf):
         return None, lines
-    try:
-        t = _read(buf, threads=threads, strict=True)
-    except pa.ArrowException:
-        return None, lines
-    return (t if t.num_rows == lines else None), lines
+    for strict in (True, False):
+        try:
+            t = _read(buf, threads=threads, strict=strict)
+        except pa.ArrowException:
+            continue
+        if t.num_rows == lines and (strict or not _refuses_a_line(buf, ends)):
+            return t, lines
+    return None, lines
+
+
+def _refuses_a_line(buf: pa.Buffer | bytes, ends: np.ndarray) -> bool:
+    """Whether orjson refuses a line of ``buf`` (lines end at ``ends``) that Arrow accepted."""
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    view = memoryview(buf)
+    return any(strict_json.refused(view[starts[k] : ends[k]]) for k in strict_json.suspects(buf, starts))
 
 
 _NL, _OPEN, _CLOSE = ord("\n"), ord("{"), ord("}")

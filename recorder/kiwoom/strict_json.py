@@ -23,8 +23,13 @@ and :func:`refused` has asked orjson about each (a false positive costs one orjs
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import orjson
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 #: orjson refuses arrays and objects nested deeper than this.
 MAX_DEPTH = 1024
@@ -41,7 +46,7 @@ _CHUNK = 4096  # candidate windows checked at once (bounds the temporary array)
 _ZERO, _NINE = ord("0"), ord("9")
 
 
-def refused(frame: bytes) -> bool:
+def refused(frame: bytes | memoryview) -> bool:
     """Whether orjson refuses ``frame`` (the reference decoder then rejects it whole)."""
     try:
         orjson.loads(frame)
@@ -50,7 +55,7 @@ def refused(frame: bytes) -> bool:
     return False
 
 
-def suspects(buf: bytes, starts: np.ndarray) -> list[int]:
+def suspects(buf: bytes | memoryview | pa.Buffer, starts: np.ndarray) -> list[int]:
     """Lines of ``buf`` that may hold JSON Arrow accepts and orjson refuses (besides bad UTF-8).
 
     Args:
