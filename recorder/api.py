@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recorder.errors import ConfigError
-
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -109,15 +107,9 @@ class Store:
     """
 
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
-        text = os.fspath(data_dir)
-        if "://" in text:
-            raise ConfigError(f"{text}: object storage URLs are not supported yet; give a local folder")
-        path = Path(text)
-        if not path.exists():
-            raise ConfigError(f"no store at {path}: the folder does not exist")
-        if not path.is_dir():
-            raise ConfigError(f"no store at {path}: not a folder")
-        self._dir = path
+        from recorder.store.layout import store_dir
+
+        self._dir = store_dir(os.fspath(data_dir), must_exist=True)
 
     @property
     def data_dir(self) -> Path:

@@ -73,19 +73,6 @@ class OptionError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
-def existing_data_dir(path: Path) -> Path:
-    """``path`` if it is a folder; a store that is not there is an error, never an empty answer.
-
-    Raises:
-        ConfigError: ``path`` does not exist or is not a folder.
-    """
-    if not path.exists():
-        raise ConfigError(f"no store at {path}: the folder does not exist (give --data-dir DIR)")
-    if not path.is_dir():
-        raise ConfigError(f"no store at {path}: it is a file, not a folder")
-    return path
-
-
 class DataDir(click.Path):
     """``--data-dir``: a local folder, which ``must_exist`` for the commands that read a store.
 
@@ -100,15 +87,10 @@ class DataDir(click.Path):
         self.must_exist = must_exist
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        text = os.fspath(value)
-        if "://" in text:
-            raise OptionError(f"--data-dir {text}: object storage data dirs are not supported yet")
-        path = Path(text)
+        from recorder.store.layout import store_dir
+
         try:
-            if self.must_exist:
-                existing_data_dir(path)
-            elif path.exists() and not path.is_dir():
-                raise ConfigError(f"no store at {path}: it is a file, not a folder")
+            store_dir(os.fspath(value), must_exist=self.must_exist)
         except ConfigError as exc:
             raise OptionError(str(exc)) from None
         return super().convert(value, param, ctx)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from recorder.cli.common import DATA_DIR, OutputFile, existing_data_dir, handle_errors
+from recorder.cli.common import DATA_DIR, OutputFile, handle_errors
 from recorder.errors import ConfigError
+from recorder.store.layout import store_dir
 
 
 @click.command()
@@ -80,7 +81,7 @@ def query(
         }
         write_result(pa.table(listing), fmt, out)
     elif named is not None:
-        write_result(queries.run(named, existing_data_dir(data_dir), **values), fmt, out)
+        write_result(queries.run(named, store_dir(data_dir, must_exist=True), **values), fmt, out)
     else:
         assert sql_text is not None
-        write_result(queries.sql(existing_data_dir(data_dir), sql_text, values or None), fmt, out)
+        write_result(queries.sql(store_dir(data_dir, must_exist=True), sql_text, values or None), fmt, out)

@@ -27,6 +27,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
+from recorder.errors import ConfigError
 from recorder.kiwoom.fields import MARKET_TABLES, TABLES
 
 JOURNAL_DIR = "_journal"
@@ -163,3 +164,24 @@ def default_writer_id() -> str:
     host = socket.gethostname().split(".")[0] or "host"
     clean = "".join(c if (c.isascii() and c.isalnum()) or c in "_." else "_" for c in host)
     return clean[:40] or "host"
+
+
+def store_dir(data_dir: str | PurePath, *, must_exist: bool) -> Path:
+    """The store's folder from what a user gave: the one rule every command and the API share.
+
+    A URL (``s3://bucket/x``; anything with ``://``) is refused rather than taken as a local
+    folder named ``s3:``, and so is a path that names a file. With ``must_exist`` (commands
+    that only read), a missing folder is an error, never an empty answer.
+
+    Raises:
+        ConfigError: a URL, a file, or (``must_exist``) a folder that does not exist.
+    """
+    text = str(data_dir)
+    if "://" in text:
+        raise ConfigError(f"{text}: object storage data dirs are not supported yet; give a local folder")
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"no store at {path}: it is a file, not a folder")
+    if must_exist and not path.exists():
+        raise ConfigError(f"no store at {path}: the folder does not exist")
+    return path

@@ -320,7 +320,7 @@ def test_url_data_dirs_are_refused_by_every_command(
         ["compact"],
     ):
         res = invoke(*args, "--data-dir", url)
-        assert_one_line_error(res, f"--data-dir {url}: object storage data dirs are not supported yet")
+        assert_one_line_error(res, f"{url}: object storage data dirs are not supported yet")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames.ndjson"]
 
 
