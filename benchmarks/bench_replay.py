@@ -30,9 +30,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from store_builder import build_store
 
+from recorder.replay import iter_batches, iter_rows
 from recorder.replay.feed import RecordedFeed, write_ndjson
 from recorder.replay.read import KEYS, partitions, select
-from recorder.replay.rows import iter_batches, iter_rows
 
 
 def best(fn: Callable[[], int], repeat: int) -> tuple[int, float]:

@@ -28,8 +28,8 @@ from recorder.cli.main import main
 from recorder.kiwoom.fields import MARKET_TABLES
 from recorder.kiwoom.frames import build_login, build_reg, decode_rows, row_columns
 from recorder.kiwoom.time import KST, NS, trading_day
+from recorder.replay import ReplayRow, aiter_rows, iter_batches, iter_rows, select
 from recorder.replay.feed import RecordedFeed, write_ndjson
-from recorder.replay.rows import ReplayRow, aiter_rows, iter_batches, iter_rows, select
 from recorder.sim.venue import Venue, VenueConfig
 from recorder.store.sink import read_table
 from tests.helpers import CREDS, capture_config
