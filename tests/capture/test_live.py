@@ -43,9 +43,13 @@ async def _run(
     return venue, capture
 
 
-def check_transport(venue: Venue, tmp: Path, dropped: set[int]) -> list[tuple[int, int, str | bytes]]:
+def check_transport(
+    venue: Venue, tmp: Path, dropped: set[int], at_least: dict[int, int]
+) -> list[tuple[int, int, str | bytes]]:
     """The journal holds, connection by connection, exactly what the venue wrote, in order:
-    everything for connections that closed cleanly, a prefix for ones the venue aborted."""
+    everything for connections the venue closed cleanly, a prefix for ones it aborted, and
+    at least ``at_least[conn]`` frames for one the capture closed when it stopped (frames
+    the venue wrote after the last PING barrier may still have been in flight)."""
     journal = journaled_frames(tmp, "t1")
     got = [raw.encode() if isinstance(raw, str) else raw for _, _, raw in journal]
     pos = 0
@@ -56,7 +60,9 @@ def check_transport(venue: Venue, tmp: Path, dropped: set[int]) -> list[tuple[in
         n = 0
         while n < len(sent) and pos + n < len(got) and got[pos + n] == sent[n]:
             n += 1
-        if conn not in dropped:
+        if conn in at_least:
+            assert n >= at_least[conn], f"connection {conn}: frames read before the barrier are missing"
+        elif conn not in dropped:
             assert n == len(sent), f"connection {conn}: {len(sent) - n} frames sent but never journaled"
         pos += n
     assert pos == len(got), "the journal holds frames the venue never sent"
@@ -84,6 +90,8 @@ def test_capture_survives_every_fault_and_loses_nothing(tmp_path: Path) -> None:
         b"\xff\x00 binary garbage",
     ]
 
+    at_barrier: dict[int, int] = {}
+
     async def script(venue: Venue, cap: Capture) -> None:
         await venue.wait_logins(1)
         await venue.wait_sent(30)
@@ -99,6 +107,8 @@ def test_capture_survives_every_fault_and_loses_nothing(tmp_path: Path) -> None:
         for raw in bad_frames:
             await venue.send_raw_all(raw)
         await venue.wait_sent(len(venue.sent) + 30)
+        last = max(venue.connections)
+        at_barrier[last] = sum(1 for f in venue.frames if f.conn_id == last)
         await venue.ping_barrier()  # everything sent so far was read (and journaled)
 
     cfg = VenueConfig(
@@ -114,7 +124,7 @@ def test_capture_survives_every_fault_and_loses_nothing(tmp_path: Path) -> None:
     venue, _cap = asyncio.run(_run(tmp_path, cfg, script))
 
     dropped = {c for c in {f.conn_id for f in venue.frames} if c == 3}
-    journal = check_transport(venue, tmp_path, dropped)
+    journal = check_transport(venue, tmp_path, dropped, at_barrier)
 
     # Every entry that reached the recorder is stored exactly once, with the decoded values
     # (the journal numbers frames from 0 in arrival order, so seq matches too).
@@ -123,7 +133,8 @@ def test_capture_survives_every_fault_and_loses_nothing(tmp_path: Path) -> None:
         assert len(want) > 20
         assert stored_rows(tmp_path, table) == want
 
-    # Independent of our decoder: every trade the venue sent on a clean connection, by value.
+    # Independent of our decoder: every trade the venue sent on a clean connection (on the
+    # last one, before the barrier), by value.
     sent_trades = collections.Counter(
         (
             e.entry["item"][:6],
@@ -132,7 +143,9 @@ def test_capture_survives_every_fault_and_loses_nothing(tmp_path: Path) -> None:
             int(e.entry["values"]["13"]),
         )
         for e in venue.sent
-        if e.entry["type"] == "0B" and e.conn_id not in dropped
+        if e.entry["type"] == "0B"
+        and e.conn_id not in dropped
+        and e.frame_index < at_barrier.get(e.conn_id, len(venue.frames))
     )
     stored = collections.Counter(
         tuple(r.values())
