@@ -1,4 +1,8 @@
-"""Shared fixtures: the embedded venue on its own event-loop thread, for subprocess tests."""
+"""Shared fixtures: the embedded venue on its own event-loop thread, for subprocess tests.
+
+Hypothesis runs without its per-example deadline: on a loaded machine a slow example is
+not a failure (the deadline would make it a "flaky" error), and no test here is about speed.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from recorder.sim.venue import VenueConfig
 from soak.harness import VenueThread
+
+settings.register_profile("recorder", deadline=None)
+settings.load_profile("recorder")
 
 
 @pytest.fixture
