@@ -1,14 +1,21 @@
 """The REAL-frame decoder: many frames in, typed columns out (pure; no I/O).
 
-This is the one decoder that capture, ingest, rebuild and replay share. It works on
-*batches*: :meth:`Decoder.add` checks each frame's envelope and each entry's item and time
-and files the entry's raw value strings with the other entries of the same shape;
-:meth:`Decoder.finish` then parses each shape group's numbers with a single
+This is the reference decoder. Live capture decodes with it; ingest and rebuild decode large
+batches with :mod:`recorder.kiwoom.decode_arrow`, which hands it every frame it does not
+decode itself and otherwise gives the same rows, so the batch size never changes a table.
+It works on *batches*: :meth:`Decoder.add` checks each frame's envelope and each entry's
+item and time and files the entry's raw value strings with the other entries of the same
+shape; :meth:`Decoder.finish` then parses each shape group's numbers with a single
 ``orjson.loads`` of a JSON array and slices the result into columns. That keeps the
-per-field work in C, which is what lets ingest run at a good fraction of the JSON parse
-rate. When a group fails the strict character checks, its entries are decoded one by one
-by the field-by-field path (:func:`_strict_values`), which is the reference semantics:
-the fast path either agrees with it exactly or steps aside (a property test checks).
+per-field work in C. When a group fails the strict character checks, its entries are
+decoded one by one by the field-by-field path (:func:`strict_values`), which is the
+reference semantics: the fast path either agrees with it exactly or steps aside (a property
+test checks).
+
+The decoded form is defined by strict JSON (RFC 8259) as orjson reads it: a frame orjson
+refuses (``NaN``, a number past the double range, nesting deeper than 1024, bad UTF-8), even
+in a field the recorder never reads, goes whole to ``rejects`` with orjson's message; of a
+key given twice, the last one counts.
 
 Value rules (protocol notes §4.3): every value is a string; ``""`` and a missing FID
 are null; prices lose their direction sign (it is against the previous close, not a
