@@ -1,6 +1,8 @@
 """What to do when a Kiwoom session fails: pure decisions, no sockets, no sleeps.
 
-- :func:`backoff` yields the delays between reconnects;
+- :func:`backoff` yields the delays between failed connection attempts;
+- :class:`ReconnectDelays` picks the wait before each reconnect: almost none after a
+  healthy connection, the backoff after consecutive failures, a long one after a kick;
 - :func:`is_retryable` tells whether reconnecting could cure a failure;
 - :func:`translated` turns ``websockets`` and ``OSError`` failures into
   :mod:`recorder.errors`, so that callers never catch ``websockets.*``.
@@ -32,6 +34,57 @@ def backoff(base: float, cap: float, rng: random.Random) -> Iterator[float]:
     while True:
         delay = min(cap, rng.uniform(base, delay * 3))
         yield delay
+
+
+class ReconnectDelays:
+    """The wait before each reconnect of one session; pure (it draws, it never sleeps).
+
+    - After a **healthy** connection (logged in and subscribed) closed or dropped: a jitter
+      in ``[0, jitter_s)``, so that data flows again within a fraction of a second (Kiwoom
+      cuts sessions routinely) while many recorders cut at once do not reconnect in
+      lockstep. The backoff starts over.
+    - After a **failed** attempt (it never got subscribed): the next :func:`backoff` delay,
+      so consecutive failures wait longer and longer, up to ``cap_s``.
+    - After a **kick** (SYSTEM R10001, protocol notes §3.3): ``kicked_s``, healthy or not:
+      another session took the app key, and reconnecting at once would kick it back.
+
+    Like websockets' own reconnecting client, a connection that worked resets the backoff.
+
+    Args:
+        base_s, cap_s: the backoff after failures (see :func:`backoff`).
+        jitter_s: the bound of the wait after a healthy connection.
+        kicked_s: the wait after a kick.
+        rng: the source of every draw; the same seed gives the same delays.
+    """
+
+    def __init__(
+        self, *, base_s: float, cap_s: float, jitter_s: float, kicked_s: float, rng: random.Random
+    ) -> None:
+        if jitter_s < 0 or kicked_s < 0:
+            raise ValueError(f"reconnect waits must be >= 0, got jitter {jitter_s} and kick {kicked_s}")
+        self._base_s, self._cap_s = base_s, cap_s
+        self._jitter_s, self._kicked_s = jitter_s, kicked_s
+        self._rng = rng
+        self._failures = backoff(base_s, cap_s, rng)
+        self.failures = 0  # consecutive failed attempts since the last healthy connection
+
+    def after(self, *, healthy: bool, kicked: bool) -> float:
+        """Seconds to wait before the next attempt, given how the last connection ended.
+
+        Args:
+            healthy: the connection was logged in and subscribed before it ended.
+            kicked: it ended after SYSTEM R10001.
+        """
+        if healthy:
+            self._failures = backoff(self._base_s, self._cap_s, self._rng)
+            self.failures = 0
+        else:
+            self.failures += 1
+        if kicked:
+            return self._kicked_s
+        if healthy:
+            return self._rng.uniform(0.0, self._jitter_s)
+        return next(self._failures)
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -6,8 +6,10 @@ decodes market data and never writes files: every frame read from the socket goe
 capture must turn into ``gaps`` rows or log lines goes to ``on_event`` as a
 :class:`SessionEvent`.
 
-The decisions that do not need a socket are pure functions here: :func:`backoff` yields
-reconnect delays and :func:`is_retryable` tells whether a failure is worth a reconnect.
+The decisions that do not need a socket are pure and live in :mod:`recorder.client.retry`:
+:class:`ReconnectDelays` picks the wait before each reconnect (a jitter under 0.1 s after a
+healthy connection, a growing backoff after consecutive failures, a long wait after a kick)
+and :func:`is_retryable` tells whether a failure is worth a reconnect.
 Errors from ``websockets`` and ``OSError`` are translated into :mod:`recorder.errors` where
 the socket is used; nothing websockets-specific leaves :meth:`Session.run`.
 
@@ -26,14 +28,14 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
 
 import websockets.asyncio.client
 from websockets.exceptions import WebSocketException
 
-from recorder.client.retry import backoff, is_retryable, translated
+from recorder.client.retry import ReconnectDelays, is_retryable, translated
 from recorder.errors import AuthError, ConfigError, TransportError
 from recorder.kiwoom import frames as protocol
 from recorder.kiwoom.frames import FrameKind, Message
@@ -162,7 +164,12 @@ class SessionTuning:
         reg_batch: items per REG message.
         reg_per_s: REG messages per second at most (§3.4: Kiwoom refuses more than ~5/s).
         login_timeout_s: how long to wait for the LOGIN reply, and for each REG ack.
-        backoff_base_s, backoff_cap_s: reconnect backoff (see :func:`backoff`).
+        reconnect_jitter_s: after a healthy connection (logged in and subscribed) closes or
+            drops, reconnect after a random wait in ``[0, reconnect_jitter_s)``: Kiwoom cuts
+            sessions routinely, and each cut should cost a fraction of a second of data.
+        backoff_base_s, backoff_cap_s: the backoff between consecutive failed attempts
+            (attempts that never got subscribed; see :func:`~recorder.client.retry.backoff`),
+            reset by a healthy connection.
         kicked_backoff_s: the wait before reconnecting after SYSTEM R10001 (§3.3).
         reg_retry_s, max_reg_retries: pause and resends for a REG refused with 105110.
         stale_after_s: replace a connection that delivers no frame at all (not even a PING)
@@ -175,6 +182,7 @@ class SessionTuning:
     reg_batch: int = 100
     reg_per_s: float = 4.0
     login_timeout_s: float = 10.0
+    reconnect_jitter_s: float = 0.1
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 60.0
     kicked_backoff_s: float = 60.0
@@ -187,7 +195,13 @@ class SessionTuning:
     def __post_init__(self) -> None:
         if min(self.reg_batch, self.reg_per_s, self.login_timeout_s, self.stale_after_s) <= 0:
             raise ConfigError("reg_batch, reg_per_s, login_timeout_s and stale_after_s must be > 0")
-        waits = (self.backoff_base_s, self.backoff_cap_s, self.kicked_backoff_s, self.reg_retry_s)
+        waits = (
+            self.reconnect_jitter_s,
+            self.backoff_base_s,
+            self.backoff_cap_s,
+            self.kicked_backoff_s,
+            self.reg_retry_s,
+        )
         if min(*waits, self.max_reg_retries) < 0:
             raise ConfigError("session waits and max_reg_retries must be >= 0")
 
@@ -263,7 +277,7 @@ class Session:
         self._batches = [self._items[i : i + t.reg_batch] for i in range(0, len(self._items), t.reg_batch)]
         self._reg_interval_s = 1.0 / t.reg_per_s  # §3.4: Kiwoom refuses more than ~5 REG/s
         self._login_timeout_s = t.login_timeout_s
-        self._backoff_s = (t.backoff_base_s, t.backoff_cap_s)
+        self._tuning = t
         self._kicked_backoff_s = t.kicked_backoff_s
         self._reg_retry_s, self._max_reg_retries = t.reg_retry_s, t.max_reg_retries
         self._stale_after_s = t.stale_after_s
@@ -275,10 +289,13 @@ class Session:
     async def run(self, stop: asyncio.Event) -> None:
         """Stay connected, logged in and subscribed until ``stop`` is set.
 
-        Every close or drop is followed by a backoff, a fresh token, LOGIN and every REG
-        again (§3.3: registrations do not survive a reconnect). Setting ``stop`` closes the
-        socket with code 1000 and returns within about a second, whatever the session was
-        doing. A gap still open then is emitted, ending now.
+        Every close or drop is followed by a wait (:class:`ReconnectDelays`: a jitter under
+        ``reconnect_jitter_s`` if the connection was healthy, the backoff after consecutive
+        failures, ``kicked_backoff_s`` after a kick), a token (the provider's cached one
+        while it is valid), LOGIN and every REG again (§3.3: registrations do not survive a
+        reconnect). Setting ``stop`` closes the socket with code 1000 and returns within
+        about a second, whatever the session was doing. A gap still open then is emitted,
+        ending now.
 
         Raises:
             AuthError: Kiwoom refused the LOGIN, or the token provider refused. Not retried.
@@ -286,7 +303,13 @@ class Session:
             Exception: anything non-retryable from ``token``, ``on_frame`` or ``on_event``
                 (e.g. a JournalError) goes through unchanged.
         """
-        delays = self._new_backoff()
+        delays = ReconnectDelays(
+            base_s=self._tuning.backoff_base_s,
+            cap_s=self._tuning.backoff_cap_s,
+            jitter_s=self._tuning.reconnect_jitter_s,
+            kicked_s=self._tuning.kicked_backoff_s,
+            rng=self._rng,
+        )
         how = "stopped before the session was back"
         try:
             while not stop.is_set():
@@ -299,7 +322,7 @@ class Session:
                     if not is_retryable(exc):
                         how = f"gave up ({type(exc).__name__}) before the session was back"
                         raise
-                    delays, delay = self._after_loss(link, exc, delays)
+                    delay = self._after_loss(link, exc, delays)
                 try:
                     await _unless_stopped(self._sleep(delay), stop)
                 except _Stopped:
@@ -308,17 +331,10 @@ class Session:
         finally:
             self._close_gap(how)
 
-    def _new_backoff(self) -> Iterator[float]:
-        return backoff(*self._backoff_s, self._rng)
-
-    def _after_loss(
-        self, link: _Link, exc: Exception, delays: Iterator[float]
-    ) -> tuple[Iterator[float], float]:
+    def _after_loss(self, link: _Link, exc: Exception, delays: ReconnectDelays) -> float:
         """Open a gap if data was flowing; pick the wait before the next connection."""
         reason = str(exc)
         self.stats.last_error = reason
-        if link.subscribed:
-            delays = self._new_backoff()  # the connection was healthy: start over
         if self._gap is not None:
             self._gap.attempts += 1
         elif link.subscribed and link.kicked_ns is not None:
@@ -329,9 +345,10 @@ class Session:
         elif link.subscribed:
             self._gap = _Gap("disconnect", self._clock(), reason)
         # §3.3: after a kick, wait long: the other session holds the app key.
-        delay = self._kicked_backoff_s if link.kicked_ns is not None else next(delays)
-        log.warning("session %s: %s; reconnecting in %.2f s", self._id, reason, delay)
-        return delays, delay
+        delay = delays.after(healthy=link.subscribed, kicked=link.kicked_ns is not None)
+        failed = f" (failed attempt {delays.failures} in a row)" if delays.failures else ""
+        log.warning("session %s: %s%s; reconnecting in %.3f s", self._id, reason, failed, delay)
+        return delay
 
     def _close_gap(self, how: str) -> None:
         gap, self._gap = self._gap, None

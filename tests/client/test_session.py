@@ -25,8 +25,13 @@ from hypothesis import strategies as st
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidURI
 
-from recorder.client.session import Session, SessionEvent, SessionTuning, backoff, is_retryable
+from recorder.client.credentials import Credentials
+from recorder.client.rest import KiwoomRest
+from recorder.client.retry import ReconnectDelays, backoff, is_retryable
+from recorder.client.session import Session, SessionEvent, SessionTuning
 from recorder.errors import AuthError, ConfigError, JournalError, KiwoomError, TransportError
+from recorder.kiwoom.frames import FrameKind, classify
+from recorder.sim.venue import Venue, VenueConfig
 
 OK_LOGIN = '{"trnm":"LOGIN","return_code":0,"return_msg":"","sor_yn":"Y"}'
 BAD_LOGIN_MSG = "토큰 인증에 실패했습니다. 접속을 종료합니다 [CODE=8005, MESSAGE=Token이 유효하지 않습니다]"
@@ -373,14 +378,134 @@ def test_reconnects_after_clean_close_and_tcp_abort() -> None:
         assert "1000" in gaps[0].detail and "maintenance" in gaps[0].detail
         assert "without a close frame" in gaps[1].detail
         assert gaps[0].symbols == ()
-        # Each connection was healthy, so each wait is a first backoff step: in [base, 3*base]
-        # (without the reset, seed 8 would give 4.23 s the second time).
-        delays = h.sleep.delays
-        assert len(delays) == 2 and all(1.0 <= d <= 3.0 for d in delays)
-        assert delays[0] != delays[1] and 1.0 not in delays  # jittered
+        # Each connection was healthy, so each wait is only the reconnect jitter, drawn
+        # from the session's rng: under 0.1 s, and not the same twice.
+        rng = random.Random(8)
+        assert h.sleep.delays == [rng.uniform(0.0, 0.1), rng.uniform(0.0, 0.1)]
+        assert all(0.0 <= d < 0.1 for d in h.sleep.delays) and len(set(h.sleep.delays)) == 2
         assert s.stats.reconnects == 2 and s.stats.logins == 3
 
     run(main())
+
+
+def test_backoff_only_for_consecutive_failures_and_reset_by_a_healthy_connection() -> None:
+    done = asyncio.Event()
+
+    async def healthy_then_close(c: Conn) -> None:
+        await c.login()
+        await c.ack_regs(1)
+        await c.ws.close(1000, "Bye")
+
+    async def fail(c: Conn) -> None:
+        await c.recv()  # LOGIN, never answered: the attempt never gets subscribed
+        await c.ws.close(1000)
+
+    scripts = (healthy_then_close, fail, fail, fail, healthy_then_close, fail, staying(done))
+
+    async def main() -> Session:
+        h = Harness()
+        async with FakeKiwoom(*scripts) as srv:
+            tuning = SessionTuning(reconnect_jitter_s=0.1, backoff_base_s=1.0, backoff_cap_s=60.0)
+            s = h.session(srv.url, codes(2), tuning=tuning, rng=random.Random(3))
+            task = asyncio.create_task(s.run(h.stop))
+            await done.wait()
+            await h.wait_event("disconnect", 2)
+            await stop_and_join(h, task)
+        # The same draws from the same seed: a jitter after each healthy close, then the
+        # backoff for each consecutive failure, started over after the healthy connection.
+        rng = random.Random(3)
+        first = rng.uniform(0.0, 0.1)
+        fails = backoff(1.0, 60.0, rng)
+        three = [next(fails) for _ in range(3)]
+        second = rng.uniform(0.0, 0.1)
+        again = next(backoff(1.0, 60.0, rng))
+        assert h.sleep.delays == [first, *three, second, again]
+        assert first < 0.1 and second < 0.1
+        assert 1.0 <= three[0] <= 3.0 and 1.0 <= again <= 3.0  # reset: a first step again
+        assert three[2] > 3.0  # ...where a third failure in a row waits longer
+        gaps = [e for e in h.events if e.kind == "disconnect"]
+        assert "4 reconnect attempt(s)" in gaps[0].detail and "2 reconnect attempt(s)" in gaps[1].detail
+        return s
+
+    s = run(main())
+    assert s.stats.reconnects == 6 and s.stats.logins == 3
+
+
+class VenueHarness(Harness):
+    """A :class:`Harness` that keeps one timeline of the session's events and requested
+    sleeps, and counts REAL frames since the last ``subscribed``."""
+
+    def __init__(self) -> None:
+        self.timeline: list[Any] = []
+        super().__init__(FakeSleep(log=self.timeline))
+        self.reals_since_subscribed = 0
+
+    def on_frame(self, ts: int, raw: str | bytes) -> None:
+        super().on_frame(ts, raw)
+        if classify(raw).kind is FrameKind.REAL:
+            self.reals_since_subscribed += 1
+            self.changed.set()
+
+    def on_event(self, event: SessionEvent) -> None:
+        self.timeline.append(event.kind)
+        if event.kind == "subscribed":
+            self.reals_since_subscribed = 0
+        super().on_event(event)
+
+    async def wait_data(self, subscriptions: int) -> None:
+        """Until the ``subscriptions``-th subscription has delivered a REAL frame."""
+        while self.kinds().count("subscribed") < subscriptions or not self.reals_since_subscribed:
+            self.changed.clear()
+            await self.changed.wait()
+
+
+def test_fast_reconnect_against_the_venue_reuses_the_token_and_waits_long_only_after_a_kick() -> None:
+    """Close, drop, kick: each is followed by LOGIN and REG again and data flows; the waits
+    asked for are a jitter under 0.1 s after the close and the drop, kicked_backoff_s after
+    the kick (the injected sleep returns at once: nothing here depends on speed)."""
+    symbols = ["005930", "000660", "373220"]
+    cfg = VenueConfig(symbols=symbols, venues=("KRX",), tick_interval=0.01, trade_rate=20.0, seed=4)
+    h = VenueHarness()
+
+    async def main() -> tuple[Venue, Session]:
+        creds = Credentials("venue-appkey-0001", "venue-secret-0001")
+        async with Venue(cfg) as venue, KiwoomRest(venue.rest_url, creds) as rest:
+            tuning = SessionTuning(reg_batch=2, reg_per_s=4.0, kicked_backoff_s=60.0)
+            s = h.session(venue.ws_url, symbols, token=rest.token, tuning=tuning, rng=random.Random(5))
+            task = asyncio.create_task(s.run(h.stop))
+            await h.wait_data(1)
+            await venue.close_all(1000, "Bye")
+            await h.wait_data(2)
+            await venue.drop_all()
+            await h.wait_data(3)
+            await venue.kick_all()
+            await h.wait_data(4)
+            await stop_and_join(h, task)
+        return venue, s
+
+    venue, s = asyncio.run(asyncio.wait_for(main(), 60))
+    rng = random.Random(5)
+    jitters = [rng.uniform(0.0, 0.1), rng.uniform(0.0, 0.1)]
+    # The first REG goes out as soon as LOGIN is answered; only the second batch is paced.
+    subscribe = ["connected", ("sleep", 0.25), "subscribed"]
+    assert h.timeline == [
+        *subscribe,
+        ("sleep", jitters[0]),  # after the server's close
+        *subscribe,
+        "disconnect",
+        ("sleep", jitters[1]),  # after the drop
+        *subscribe,
+        "disconnect",
+        "kicked",
+        ("sleep", 60.0),  # after the kick
+        *subscribe,
+        "kicked",
+    ]
+    assert all(j < 0.1 for j in jitters)
+    st_ = venue.stats
+    assert (st_.connections, st_.logins, st_.regs, st_.kicks) == (4, 4, 8, 1)
+    assert st_.tokens_issued == 1  # one token, reused by every LOGIN until it expires
+    assert s.stats.reconnects == 3 and s.stats.logins == 4
 
 
 # --------------------------------------------------------------------------- 5. kicked
@@ -517,6 +642,7 @@ def test_more_than_200_codes_is_refused_with_advice() -> None:
         {"login_timeout_s": -1.0},
         {"stale_after_s": 0.0},
         {"backoff_base_s": -0.1},
+        {"reconnect_jitter_s": -0.01},
         {"kicked_backoff_s": -1.0},
         {"max_reg_retries": -1},
     ],
@@ -742,6 +868,29 @@ def test_backoff_grows_to_the_cap_with_jitter() -> None:
     assert delays[0] < 3.0 and max(delays) > 30.0 and len(set(delays)) > 30
     with pytest.raises(ValueError):
         next(backoff(-1.0, 1.0, random.Random(1)))
+
+
+@given(
+    seed=st.integers(0, 2**32),
+    outcomes=st.lists(st.tuples(st.booleans(), st.booleans()), max_size=40),
+)
+def test_reconnect_delays_properties(seed: int, outcomes: list[tuple[bool, bool]]) -> None:
+    delays = ReconnectDelays(base_s=1.0, cap_s=30.0, jitter_s=0.1, kicked_s=60.0, rng=random.Random(seed))
+    failures = 0
+    for healthy, kicked in outcomes:
+        failures = 0 if healthy else failures + 1
+        delay = delays.after(healthy=healthy, kicked=kicked)
+        assert delays.failures == failures
+        if kicked:
+            assert delay == 60.0
+        elif healthy:
+            assert 0.0 <= delay < 0.1
+        elif failures == 1:
+            assert 1.0 <= delay <= 3.0  # the first step of a fresh backoff
+        else:
+            assert 1.0 <= delay <= 30.0
+    with pytest.raises(ValueError):
+        ReconnectDelays(base_s=1.0, cap_s=1.0, jitter_s=-0.1, kicked_s=1.0, rng=random.Random(1))
 
 
 @pytest.mark.parametrize(
