@@ -79,7 +79,7 @@ def capture_config(
         data_dir=data_dir,
         ws_url=venue.ws_url,
         rest_url=venue.rest_url,
-        credentials=CREDS,
+        keys=[CREDS],
         symbols=symbols if symbols is not None else venue.feed.items,
         writer=writer,
         tuning=FAST_SESSION,

@@ -12,6 +12,12 @@ down, whether the previous run stopped cleanly or died. Shutdown (duration reach
 ``--until``, SIGINT/SIGTERM) closes the sessions, lets the decoder reach the last journaled
 frame, flushes every buffer and checkpoints.
 
+Several app keys run one session each (Kiwoom allows one session and 200 codes per key,
+protocol notes §3.4): the universe is spread over them by :func:`recorder.capture.assign.assign_keys`,
+every session journals into the same journal, and a key that is refused, kicked or cut does
+not stop the others. Its gaps name its own items, and the run ends loudly (a non-zero exit)
+when some key never got subscribed, after the others have recorded and flushed.
+
 A run in which no session ever got logged in and subscribed (a wrong URL, a closed port, a
 refused token) recorded nothing: its whole time becomes a ``disconnect`` gap, and
 :meth:`Capture.run` raises :class:`~recorder.errors.NothingCapturedError` (or the
@@ -34,7 +40,8 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from recorder.capture.progress import CaptureStats
+from recorder.capture.assign import assign_keys, key_id, shard_items
+from recorder.capture.progress import CaptureStats, KeyState
 from recorder.client.rest import Credentials, KiwoomRest
 from recorder.client.session import Session, SessionEvent, SessionTuning
 from recorder.errors import (
@@ -76,12 +83,13 @@ class CaptureConfig:
     data_dir: Path
     ws_url: str
     rest_url: str
-    credentials: Credentials
+    keys: Sequence[Credentials]  # one session per app key
     symbols: Sequence[str] = ()
     universe: str | None = None  # kospi | kosdaq | all (ka10099)
     nxt: bool = False  # also register <code>_NX for universe symbols with nxtEnable == "Y" (§4.2)
     trading_date: str | None = None  # pin ts dates (replaying a recorded day); None = the receive date
     types: Sequence[str] = ("0B", "0D")
+    shard: tuple[int, int] = (1, 1)  # (I, N): record only the I-th of N slices of the universe
     duration_s: float | None = None
     writer: str = "local"
     flush_age_s: float = 300.0
@@ -225,6 +233,14 @@ class Capture:
         self.stop = stop if stop is not None else asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.sessions: list[Session] = []
+        if not cfg.keys:
+            raise ConfigError("no app key to capture with")
+        self.stats.keys = [
+            KeyState(f"key {n}/{len(cfg.keys)} ({key_id(c.appkey)})", 0) for n, c in enumerate(cfg.keys, 1)
+        ]
+        self._key_failures: list[tuple[int, BaseException]] = []
+        self._open_gaps: list[tuple[int, dict[str, Any]]] = []
+        self._key_sessions: dict[int, tuple[Session, Sequence[str]]] = {}
         self._waiting_for = "the start"  # what the run was doing before a session existed
 
     # -------------------------------------------------------------- journal side (event loop)
@@ -245,20 +261,27 @@ class Capture:
 
         return on_frame
 
-    def _on_event(self, session_id: int) -> Callable[[SessionEvent], None]:
+    def _on_event(self, session_id: int, items: Sequence[str] = ()) -> Callable[[SessionEvent], None]:
+        """Journal the session's events; with several keys, a gap that names no items is a
+        gap of this key's items only (not of the whole universe)."""
+        key = self.stats.keys[session_id]
+
         def on_event(ev: SessionEvent) -> None:
             event = dataclasses.asdict(ev)
-            event["symbols"] = list(ev.symbols)
+            event["symbols"] = list(ev.symbols or items)
             try:
                 self.journal.append_event(self.clock_ns(), event, session_id)
                 self.journal.flush()
             except RecorderError as exc:
                 self._fail(exc)
                 raise
-            if ev.kind in ("disconnect", "kicked"):
+            if ev.kind in ("disconnect", "kicked", "stale"):
                 self.stats.reconnects += 1
+                key.reconnects += 1
+                key.state, key.detail = ("kicked" if ev.kind == "kicked" else "reconnecting"), ev.detail
             elif ev.kind == "subscribed":
                 self.stats.subscribed = True
+                key.state, key.detail, key.ever_subscribed = "subscribed", "", True
             self.decoder.wake.set()
 
         return on_event
@@ -305,7 +328,22 @@ class Capture:
             raise self._nothing_captured(cause)
         if cause is not None:
             raise cause
+        self._raise_for_idle_keys()
         return CaptureResult(self.stats, self.decoder.sink.files_written, self.journal.last_fno)
+
+    def _raise_for_idle_keys(self) -> None:
+        """Several keys, some of which never recorded: the others' data is in the store, and
+        the run still ends loudly (exit 3 for refused keys, 4 for keys never subscribed)."""
+        refused = [self.stats.keys[n] for n, _ in self._key_failures]
+        idle = [k for k in self.stats.keys if not k.ever_subscribed and k.items and k not in refused]
+        if not refused and not idle:
+            return
+        recorded = sum(k.ever_subscribed for k in self.stats.keys)
+        parts = [f"{k.label} refused: {k.detail}" for k in refused]
+        parts += [f"{k.label} never subscribed ({k.items} codes; a gap covers the run)" for k in idle]
+        text = f"{len(parts)} of {len(self.stats.keys)} keys recorded nothing ({'; '.join(parts)}); "
+        text += f"the other {recorded} recorded into {self.cfg.data_dir}"
+        raise AuthError(text) if refused else NothingCapturedError(text)
 
     def _why_nothing(self, cause: RecorderError | None) -> str:
         """Why no session got subscribed: the gap's detail and the error's message."""
@@ -374,35 +412,83 @@ class Capture:
         # The duration counts from here: a REST server that never answers cannot stretch it.
         timer = asyncio.create_task(self._timer(cfg.duration_s))
         try:
-            async with KiwoomRest(cfg.rest_url, cfg.credentials, transport=self.transport) as rest:
-                items = await _unless_stopped(self._prepare(rest), self.stop)
-                if items is None:
+            async with contextlib.AsyncExitStack() as stack:
+                rests = [
+                    await stack.enter_async_context(KiwoomRest(cfg.rest_url, cred, transport=self.transport))
+                    for cred in cfg.keys
+                ]
+                plan = await _unless_stopped(self._prepare(rests[0]), self.stop)
+                if plan is None:
                     return
-                session = Session(
-                    cfg.ws_url,
-                    rest.token,
-                    items,
-                    cfg.types,
-                    on_frame=self._on_frame(0),
-                    on_event=self._on_event(0),
-                    max_codes=cfg.max_codes,
-                    tuning=cfg.tuning,
-                )
-                self.sessions = [session]
-                await session.run(self.stop)
+                runs = []
+                for n, (rest, items) in enumerate(zip(rests, plan, strict=True)):
+                    if not items:
+                        self.stats.keys[n].state, self.stats.keys[n].detail = "idle", "no codes assigned"
+                        continue
+                    session = Session(
+                        cfg.ws_url,
+                        rest.token,
+                        items,
+                        cfg.types,
+                        on_frame=self._on_frame(n),
+                        on_event=self._on_event(n, items if len(cfg.keys) > 1 else ()),
+                        session_id=n,
+                        max_codes=cfg.max_codes,
+                        tuning=cfg.tuning,
+                    )
+                    self.sessions.append(session)
+                    self._key_sessions[n] = (session, items)
+                    runs.append(self._run_key(n, session, items))
+                await asyncio.gather(*runs)
         finally:
             timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await timer
 
-    async def _prepare(self, rest: KiwoomRest) -> list[str]:
-        """A token (fail fast on bad credentials, before any socket) and the items."""
+    async def _run_key(self, n: int, session: Session, items: Sequence[str]) -> None:
+        """One key's session until the stop. An auth failure ends this key only: its items
+        get a ``login_failed`` gap and the other keys go on (the run still ends non-zero)."""
+        key = self.stats.keys[n]
+        try:
+            await session.run(self.stop)
+        except AuthError as exc:
+            if len(self.cfg.keys) == 1:
+                raise
+            key.state, key.detail = "failed", str(exc)
+            log.error("%s: %s; the other keys go on", key.label, exc)
+            now = self.clock_ns()
+            gap = {
+                "kind": "login_failed",
+                "start_ns": now,
+                "end_ns": None,
+                "detail": f"{key.label}: {exc}",
+                "symbols": list(items),
+            }
+            self._key_failures.append((n, exc))
+            self._journal_gap_until_stop(n, gap)
+            await self.stop.wait()
+        else:
+            if key.state != "failed":
+                key.state = "stopped"
+
+    def _journal_gap_until_stop(self, n: int, gap: dict[str, Any]) -> None:
+        """Remember a gap that stays open until the run stops (journaled at shutdown)."""
+        self._open_gaps.append((n, gap))
+
+    async def _prepare(self, rest: KiwoomRest) -> list[list[str]]:
+        """A token (fail fast on bad credentials, before any socket), the items, and each
+        key's share of them."""
         self._waiting_for = f"an access token from {self.cfg.rest_url}"
         await rest.token()
         self._waiting_for = f"the symbol list from {self.cfg.rest_url}"
         items = await self._items(rest)
         self.stats.symbols_live = len(items)
-        return items
+        ids = [key_id(c.appkey) for c in self.cfg.keys]
+        shares = assign_keys(items, ids, self.cfg.max_codes)
+        plan = [shares[i] for i in ids]
+        for state, share in zip(self.stats.keys, plan, strict=True):
+            state.items = len(share)
+        return plan
 
     async def _items(self, rest: KiwoomRest) -> list[str]:
         items = list(dict.fromkeys(self.cfg.symbols))
@@ -411,9 +497,12 @@ class Capture:
             for info in infos:
                 extra = [info.code, f"{info.code}_NX"] if self.cfg.nxt and info.nxt_enable else [info.code]
                 items += [i for i in extra if i not in items]
+        shard, count = self.cfg.shard
+        if count > 1:
+            items = shard_items(items, shard, count)
         if not items:
             raise ConfigError("no symbols to capture: give --symbols or --universe")
-        check_codes(len(items), per_key=self.cfg.max_codes)
+        check_codes(len(items), keys=len(self.cfg.keys), per_key=self.cfg.max_codes)
         return items
 
     async def _timer(self, duration_s: float | None) -> None:
@@ -430,11 +519,28 @@ class Capture:
             with contextlib.suppress(RecorderError):
                 if not self.stats.subscribed:
                     self._journal_nothing_captured(cause)
+                else:
+                    self._journal_idle_keys()
                 self.journal.append_event(self.clock_ns(), {"kind": STOPPED, "detail": "clean shutdown"})
                 self.journal.flush()
         self.decoder.draining = True
         self.decoder.wake.set()
         await asyncio.to_thread(self.decoder.join)
+
+    def _journal_idle_keys(self) -> None:
+        """Close the gaps of keys that failed, and give keys that never subscribed one gap over
+        the run, each naming that key's items (the other keys recorded)."""
+        now = self.clock_ns()
+        for _, gap in self._open_gaps:
+            self.journal.append_event(now, {**gap, "end_ns": now})
+        failed = {n for n, _ in self._key_failures}
+        for n, (session, items) in self._key_sessions.items():
+            key = self.stats.keys[n]
+            if key.ever_subscribed or n in failed:
+                continue
+            detail = f"{key.label} never logged in and subscribed: {session.stats.last_error or 'no reply'}"
+            gap = {"kind": "disconnect", "start_ns": self.stats.started_ns, "end_ns": now, "detail": detail}
+            self.journal.append_event(now, {**gap, "symbols": list(items)})
 
     def _journal_nothing_captured(self, cause: RecorderError | None) -> None:
         """The whole run as one gap: nothing was subscribed, so nothing was recorded."""

@@ -22,6 +22,30 @@ log = logging.getLogger("recorder.capture.progress")
 
 
 @dataclass
+class KeyState:
+    """One app key's session, as progress lines and the summary show it.
+
+    Attributes:
+        label: ``key 2/3 (3f9c01d2aa41)``: position in the keys file and a digest, never the key.
+        items: how many codes this key carries.
+        state: ``connecting``, ``subscribed``, ``reconnecting``, ``kicked``, ``failed`` or ``stopped``.
+        detail: why, for the states that need one.
+        ever_subscribed: the key was logged in and subscribed at least once.
+    """
+
+    label: str
+    items: int
+    state: str = "connecting"
+    detail: str = ""
+    reconnects: int = 0
+    ever_subscribed: bool = False
+
+    def describe(self) -> str:
+        why = f": {self.detail}" if self.detail and self.state != "subscribed" else ""
+        return f"{self.label} {self.state}{why} ({self.items} codes, {self.reconnects} reconnects)"
+
+
+@dataclass
 class CaptureStats:
     """Live counters of a capture, updated by both of its threads and read by the display.
 
@@ -42,6 +66,7 @@ class CaptureStats:
     pings: int = 0
     reconnects: int = 0
     subscribed: bool = False  # a session was logged in and subscribed at least once
+    keys: list[KeyState] = field(default_factory=list)  # one per app key, in keys-file order
 
 
 @dataclass(frozen=True)
@@ -60,6 +85,7 @@ class Figures:
     symbols: int = 0
     reconnects: int = 0
     lag_s: float = 0.0
+    keys: tuple[str, ...] = ()  # each key's state, when there are several
 
 
 def read_figures(stats: CaptureStats, now_ns: int) -> Figures:
@@ -78,6 +104,7 @@ def read_figures(stats: CaptureStats, now_ns: int) -> Figures:
         symbols=stats.symbols_live,
         reconnects=stats.reconnects,
         lag_s=max(behind, 0) / 1e9,
+        keys=tuple(k.describe() for k in stats.keys) if len(stats.keys) > 1 else (),
     )
 
 
@@ -93,6 +120,7 @@ def progress_line(cur: Figures, prev: Figures) -> str:
         f"orderbook {cur.orderbook:,} ({rate(cur.orderbook, prev.orderbook):,.0f}/s)  "
         f"pending {cur.pending:,}  symbols {cur.symbols}  frames {cur.frames:,}  gaps {cur.gaps}  "
         f"rejects {cur.rejects}  reconnects {cur.reconnects}  lag {cur.lag_s:.1f}s"
+        + "".join(f"\n  {k}" for k in cur.keys)
     )
 
 
@@ -101,6 +129,7 @@ def summary_line(f: Figures, data_dir: Path) -> str:
     return (
         f"captured {f.frames:,} frames → trades {f.trades:,} rows, orderbook {f.orderbook:,} rows, "
         f"{f.rejects} rejects, {f.gaps} gaps, {f.files} part files in {data_dir}"
+        + "".join(f"\n  {k}" for k in f.keys)
     )
 
 

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recorder.capture.assign import shard_items
 from recorder.capture.live import Capture, CaptureConfig, CaptureResult, PartWriter, install_signal_handlers
 from recorder.capture.progress import read_figures, report, summary_line
 from recorder.capture.universe import read_items_file
-from recorder.client.credentials import Credentials, load_credentials
+from recorder.client.credentials import Credentials, load_credentials, load_keys_file
 from recorder.client.endpoints import Endpoints, resolve_endpoints
 from recorder.client.session import SessionTuning
 from recorder.errors import ConfigError
@@ -51,6 +52,8 @@ class CaptureRequest:
     writer: str | None = None
     flush_age_s: float = 300.0
     sim_symbols: int = 5
+    keys_file: Path | None = None  # [[key]] tables: one session per app key
+    shard: tuple[int, int] = (1, 1)  # (I, N): this machine records the I-th of N slices
     tuning: SessionTuning = field(default_factory=SessionTuning)
     part_writer: PartWriter | None = None  # None: the store's own atomic writer
 
@@ -96,18 +99,23 @@ async def run_capture(
     symbols, market = _universe(req)
     if not symbols and market is None:
         raise ConfigError("nothing to capture: give --symbols, --universe, or --sim")
-    check_codes(len(symbols))  # before any network work (§3.4: 105115 otherwise)
+    keys = load_keys_file(req.keys_file) if req.keys_file is not None else None
+    shard, count = req.shard
+    # Before any network work (§3.4: 105115 otherwise); a market universe is checked once
+    # ka10099 has listed it.
+    check_codes(len(shard_items(symbols, shard, count)), keys=len(keys) if keys else 1)
     async with contextlib.AsyncExitStack() as stack:
         if req.sim:
             endpoints, creds = await _start_sim(stack, req)
         else:
             endpoints = resolve_endpoints(req.env_name, req.rest_url, req.ws_url)
-            creds = load_credentials(dotenv_path=Path(".env"))
+            creds = keys[0] if keys else load_credentials(dotenv_path=Path(".env"))
         cfg = CaptureConfig(
             data_dir=req.data_dir,
             ws_url=endpoints.ws_url,
             rest_url=endpoints.rest_url,
-            credentials=creds,
+            keys=keys or [creds],
+            shard=req.shard,
             symbols=symbols,
             universe=market,
             nxt=req.sim if req.nxt is None else req.nxt,

@@ -37,6 +37,18 @@ from recorder.errors import ConfigError
     "recording a replay of a past day. Default: the day each frame is received.",
 )
 @click.option("--flush-age", default="5m", show_default=True, help="Write buffered rows at least this often.")
+@click.option(
+    "--keys",
+    "keys_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A TOML keys file of [[key]] tables (appkey, secretkey; mode 0600): one session per app key, "
+    "the universe spread over them, at most 200 codes each.",
+)
+@click.option(
+    "--shard",
+    help="I/N: record only this machine's slice of the universe (each machine its own keys and "
+    "--writer-id; together they cover it without overlap).",
+)
 @handle_errors
 def capture(
     symbols: str | None,
@@ -53,10 +65,13 @@ def capture(
     writer_id: str | None,
     trading_date: str | None,
     flush_age: str,
+    keys_file: Path | None,
+    shard: str | None,
 ) -> None:
     """Capture trades and order books until --duration/--until or SIGINT/SIGTERM."""
     import asyncio
 
+    from recorder.capture.assign import parse_shard
     from recorder.capture.runner import CaptureRequest, run_capture
     from recorder.cli import options
     from recorder.kiwoom.items import parse_items
@@ -78,6 +93,8 @@ def capture(
         ws_url=ws_url,
         rest_url=rest_url,
         duration_s=seconds,
+        keys_file=keys_file,
+        shard=parse_shard(shard) if shard else (1, 1),
         sim=sim,
         writer=writer_id,
         trading_date=trading_date,
