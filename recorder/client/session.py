@@ -388,11 +388,43 @@ class Session:
             registrar = asyncio.create_task(self._register(link), name=f"session{self._id}-reg")
             await _first_failure(reader, registrar)
             raise TransportError("connection ended")  # pragma: no cover - the reader never returns
+        except Exception:
+            await self._close(link)
+            await self._drain(link)
+            raise
         finally:
-            # Code 1000; idempotent; bounded by close_timeout. Errors here would hide the
-            # reason the connection ended, which is what the caller needs.
-            with contextlib.suppress(OSError, WebSocketException):
-                await link.ws.close(1000)
+            await self._close(link)
+
+    async def _close(self, link: _Link) -> None:
+        """Close with code 1000; idempotent; bounded by close_timeout. Errors here would hide
+        the reason the connection ended, which is what the caller needs."""
+        with contextlib.suppress(OSError, WebSocketException):
+            await link.ws.close(1000)
+
+    async def _drain(self, link: _Link) -> None:
+        """Hand on the frames that reached the socket before it closed but were never read.
+
+        A connection can end while frames wait unread: a PING echo or a REG fails because
+        the server's close frame arrived right behind the PING, with a SYSTEM frame between
+        them. Those frames were sent to us, so they are journaled like any other; a SYSTEM
+        among them is handled (a kick still gets its long wait). Once the socket is closed,
+        ``recv`` returns what is buffered and then raises, so this does not wait for more.
+        """
+        with contextlib.suppress(TimeoutError, OSError, WebSocketException):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                while True:
+                    raw = await link.ws.recv()
+                    self._take(raw)
+                    msg = protocol.classify(raw)
+                    if msg.kind is FrameKind.SYSTEM:
+                        self._on_system(link, msg)
+
+    def _take(self, raw: str | bytes) -> None:
+        """Stamp a frame just read and hand it to on_frame, before anything else."""
+        recv_ts = self._clock()
+        self.stats.frames += 1
+        self.stats.last_frame_ns = recv_ts
+        self._on_frame(recv_ts, raw)
 
     async def _recv(self, link: _Link) -> Message:
         """Read one frame, stamp it, hand it to on_frame, then handle it.
@@ -410,10 +442,7 @@ class Session:
             raise StaleConnection(
                 f"no frame, not even a PING, for {self._stale_after_s:g} s: connection presumed dead"
             ) from exc
-        recv_ts = self._clock()  # stamped at the read, before anything else
-        self.stats.frames += 1
-        self.stats.last_frame_ns = recv_ts
-        self._on_frame(recv_ts, raw)
+        self._take(raw)  # stamped at the read, before anything else
         return await self._handle(link, raw)
 
     async def _send(self, link: _Link, data: str | bytes) -> None:

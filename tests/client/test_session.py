@@ -692,6 +692,37 @@ def test_reg_pacing_stays_under_the_rate(per_s: float) -> None:
     assert all(sends[i + n] - sends[i] >= 1.0 - 1e-9 for i in range(len(sends) - n))
 
 
+def test_frames_received_before_a_close_are_all_handed_on_even_when_an_echo_fails() -> None:
+    """The server sends PING, SYSTEM R10002 and its close frame in one write: the client reads
+    the PING, and its echo fails because the close has already arrived. The SYSTEM frame, read
+    off the socket but not yet by the session, must still reach on_frame (the journal)."""
+    done = asyncio.Event()
+    r10002 = '{"trnm":"SYSTEM","code":"R10002","message":"heartbeat"}'
+
+    async def ping_system_close(c: Conn) -> None:
+        await c.login()
+        await c.ack_regs(1)
+        # Sans-I/O: queue the three frames, then write them to the socket in one go.
+        c.ws.protocol.send_text(PING.encode())
+        c.ws.protocol.send_text(r10002.encode())
+        c.ws.protocol.send_close(1000)
+        c.ws.send_data()
+        await c.ws.wait_closed()
+
+    async def main() -> None:
+        h = Harness()
+        async with FakeKiwoom(ping_system_close, staying(done)) as srv:
+            task = asyncio.create_task(h.session(srv.url, codes(2)).run(h.stop))
+            await done.wait()
+            await h.wait_event("disconnect")
+            await stop_and_join(h, task)
+        first = [raw for _, raw in h.frames][:4]
+        assert first == [OK_LOGIN, ack(), PING, r10002]
+        assert "system" in h.kinds()  # the SYSTEM frame was handled too
+
+    run(main())
+
+
 # --------------------------------------------------------------------------- 9. stop
 
 
