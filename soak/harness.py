@@ -51,11 +51,11 @@ class VenueThread:
     The tests' ``venue_thread`` fixture uses it too.
     """
 
-    def __init__(self, config: VenueConfig) -> None:
+    def __init__(self, config: VenueConfig, feed: Any = None) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="soak-venue", daemon=True)
         self.thread.start()
-        self.venue = Venue(config)
+        self.venue = Venue(config, feed=feed)
         self.call(self.venue.start())
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:

@@ -54,6 +54,7 @@ from soak.harness import (
     WriteGate,
     soak_env,
 )
+from soak.many_keys import many_keys
 
 CORE = ("sent", "recorded", "missing", "duplicated", "gaps", "rejects", "peak_rss_mb")
 ENOSPC_TEXT = "No space left on device"
@@ -112,13 +113,15 @@ def venue_config(seed: int, **kw: Any) -> VenueConfig:
 class Run:
     """One scenario's venue, store, capture subprocesses and RSS monitor."""
 
-    def __init__(self, work: Path, name: str, venue: VenueConfig, data_dir: Path | None = None) -> None:
+    def __init__(
+        self, work: Path, name: str, venue: VenueConfig, data_dir: Path | None = None, feed: Any = None
+    ) -> None:
         self.dir = work / name
         self.data = data_dir or self.dir / "store"
         self.logs = self.dir / "logs"
         self.data.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.vt = VenueThread(venue)
+        self.vt = VenueThread(venue, feed)
         self.monitor = RssMonitor().start()
         self.procs: list[CaptureProc] = []
         self.started = time.monotonic()
@@ -979,6 +982,7 @@ SCENARIOS: dict[str, Callable[..., Outcome]] = {
     "malformed": malformed,
     "slow_consumer": slow_consumer,
     "disk_full": disk_full,
+    "many_keys": many_keys,
 }
 
 
@@ -993,6 +997,7 @@ def plan(minutes: float) -> dict[str, dict[str, Any]]:
         "malformed": {"n_frames": max(500, int(700 * minutes))},
         "slow_consumer": {"seconds": max(10.0, 12.0 * minutes)},
         "disk_full": {},
+        "many_keys": {"seconds": 40.0 * minutes},
     }
 
 

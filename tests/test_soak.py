@@ -165,3 +165,11 @@ def test_the_soak_capture_builds_a_typed_request(tmp_path: Path) -> None:
         ]
     )
     assert plain.tuning == SessionTuning() and plain.part_writer is None
+
+
+def test_many_keys_500_codes_with_cuts_lose_nothing_received(tmp_path: Path) -> None:
+    from soak.many_keys import many_keys
+
+    out = passed(many_keys(tmp_path, seconds=2.0, cut_every=1.0, seed=21))
+    assert out.figures["cuts"] >= 1 and out.figures["logins"] == 3 * (out.figures["cuts"] + 1)
+    assert out.figures["coverage"] > 0  # measured, not bounded here: it depends on the machine's speed
