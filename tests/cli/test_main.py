@@ -1,11 +1,16 @@
-"""The real ``recorder`` CLI in subprocesses: kill -9 and restart, bad credentials, ingest, rebuild."""
+"""The real ``recorder`` CLI in subprocesses: kill -9 and restart, bad credentials, ingest, rebuild.
+
+Nothing here depends on the machine's speed: a capture runs until the venue has seen what the
+test needs (LOGINs, REAL entries, a PING barrier proving the capture read them), then gets
+SIGTERM. Time limits only bound a hang.
+"""
 
 from __future__ import annotations
 
 import signal
 import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +18,7 @@ import orjson
 import pytest
 
 import queries
+from recorder.cli.common import EXIT_AUTH
 from recorder.sim.venue import VenueConfig
 from soak.harness import capture_command, hermetic_env
 from tests.helpers import journal_rows, stored_rows
@@ -22,8 +28,41 @@ APPKEY, SECRET = "cli-appkey-7f3a9c", "cli-secret-d41d8cd98f"
 DATA = Path(__file__).parents[1] / "data"
 
 
+WAIT_S = 120.0  # bounds a hang; a loaded machine may start Python slowly
+
+
 def capture_cmd(vt: Any, data_dir: Path, *extra: str) -> list[str]:
     return capture_command(vt.venue, data_dir, "cli", *extra)
+
+
+def trades_sent(vt: Any) -> int:
+    return sum(1 for s in vt.venue.sent if s.entry["type"] == "0B")
+
+
+def capture_until(
+    vt: Any, cmd: list[str], env: dict[str, str], *, logins: int, trades: int = 1
+) -> subprocess.CompletedProcess[str]:
+    """Run a capture until the venue has had ``logins`` LOGINs in all and has sent ``trades``
+    more trades that the capture has provably read (a PING barrier after them), then SIGTERM.
+
+    Output goes to unnamed temporary files, so a chatty capture never blocks on a full pipe.
+    """
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, text=True)
+        try:
+            vt.wait_logins(logins, WAIT_S)
+            want = vt.run(lambda: trades_sent(vt)) + trades
+            vt.wait(lambda: trades_sent(vt) >= want, WAIT_S, f"{want} trades sent")
+            vt.barrier(WAIT_S)
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(WAIT_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(cmd, rc, out.read(), err.read())
 
 
 def test_sigkill_then_restart_loses_and_duplicates_nothing(tmp_path: Path, venue_thread: Any) -> None:
@@ -36,13 +75,11 @@ def test_sigkill_then_restart_loses_and_duplicates_nothing(tmp_path: Path, venue
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        vt.call(vt.venue.wait_logins(round_ + 1))
-        vt.call(vt.venue.wait_sent(len(vt.venue.sent) + 150))
+        vt.wait_logins(round_ + 1, WAIT_S)
+        vt.wait_entries(vt.entries_sent() + 150, WAIT_S)
         proc.send_signal(signal.SIGKILL)
-        assert proc.wait(10) == -signal.SIGKILL
-    done = subprocess.run(
-        capture_cmd(vt, tmp_path, "--duration", "1s"), env=env, capture_output=True, text=True, timeout=60
-    )
+        assert proc.wait(WAIT_S) == -signal.SIGKILL
+    done = capture_until(vt, capture_cmd(vt, tmp_path), env, logins=3)
     assert done.returncode == 0, done.stderr
     for table in ("trades", "orderbook"):
         want = journal_rows(tmp_path, "cli", table)
@@ -61,9 +98,9 @@ def test_sigterm_flushes_and_exits_zero(tmp_path: Path, venue_thread: Any) -> No
         stderr=subprocess.PIPE,
         text=True,
     )
-    vt.call(vt.venue.wait_sent(60))
+    vt.wait_entries(60, WAIT_S)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
+    out, err = proc.communicate(timeout=WAIT_S)
     assert proc.returncode == 0, err
     assert stored_rows(tmp_path, "trades") == journal_rows(tmp_path, "cli", "trades")
     assert "captured" in out
@@ -71,16 +108,17 @@ def test_sigterm_flushes_and_exits_zero(tmp_path: Path, venue_thread: Any) -> No
 
 def test_wrong_secret_exits_fast_naming_the_cause(tmp_path: Path, venue_thread: Any) -> None:
     vt = venue_thread(VenueConfig(appkey=APPKEY, secretkey="the-right-secret"))
-    started = time.monotonic()
     r = subprocess.run(
-        capture_cmd(vt, tmp_path),
+        capture_cmd(vt, tmp_path),  # no --duration: only the refusal can end it
         env=hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=WAIT_S,
     )
-    assert time.monotonic() - started < 10
-    assert r.returncode != 0
+    # Fast because it gives up at the first refusal: one token request, no retry, no socket.
+    st = vt.run(lambda: vt.venue.stats)
+    assert vt.run(lambda: (st.rest_requests, st.tokens_issued, st.connections)) == (1, 0, 0)
+    assert r.returncode == EXIT_AUTH
     assert "authentication failed" in r.stderr and "refused" in r.stderr
     everything = (
         r.stdout
@@ -134,13 +172,9 @@ def test_ingest_then_rebuild_from_the_journal(tmp_path: Path, venue_thread: Any)
 
     vt = venue_thread(VenueConfig(n_symbols=2, tick_interval=0.02, trade_rate=10.0))
     cap = tmp_path / "cap"
-    subprocess.run(
-        capture_cmd(vt, cap, "--duration", "1s"),
-        check=True,
-        capture_output=True,
-        timeout=60,
-        env=hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
-    )
+    env = hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET)
+    done = capture_until(vt, capture_cmd(vt, cap), env, logins=1, trades=5)
+    assert done.returncode == 0, done.stderr
     before = {t: stored_rows(cap, t) for t in ("trades", "orderbook")}
     rb = subprocess.run(
         [*RECORDER, "rebuild", "--data-dir", str(cap)], capture_output=True, text=True, timeout=60
@@ -177,12 +211,11 @@ def test_no_secret_in_any_output_or_file_of_a_debug_run(tmp_path: Path, venue_th
     vt = venue_thread(
         VenueConfig(n_symbols=2, tick_interval=0.02, trade_rate=10.0, appkey=APPKEY, secretkey=SECRET)
     )
-    r = subprocess.run(
-        [*RECORDER, "--log-level", "DEBUG", *capture_cmd(vt, tmp_path, "--duration", "1s")[len(RECORDER) :]],
-        env=hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    r = capture_until(
+        vt,
+        [*RECORDER, "--log-level", "DEBUG", *capture_cmd(vt, tmp_path)[len(RECORDER) :]],
+        hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET),
+        logins=1,
     )
     assert r.returncode == 0, r.stderr
     tokens = vt.venue.tokens.issued()
@@ -206,16 +239,11 @@ def test_crash_recovery_equals_rebuild_for_a_pinned_trading_date(tmp_path: Path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    vt.call(vt.venue.wait_sent(len(vt.venue.sent) + 200))
+    vt.wait_entries(vt.entries_sent() + 200, WAIT_S)
     proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
-    subprocess.run(
-        capture_cmd(vt, tmp_path, "--duration", "1s", *pinned),
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    proc.wait(WAIT_S)
+    done = capture_until(vt, capture_cmd(vt, tmp_path, *pinned), env, logins=2)
+    assert done.returncode == 0, done.stderr
     dates = queries.sql(tmp_path, "SELECT DISTINCT date::VARCHAR AS d FROM trades").to_pylist()
     assert dates == [{"d": "2026-07-20"}]
     tables = ("trades", "orderbook", "gaps")

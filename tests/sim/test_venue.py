@@ -292,7 +292,11 @@ async def test_login_timeout_sends_r10004() -> None:
 
 @async_test
 async def test_ping_echo_keeps_connection() -> None:
-    async with Venue(config(ping_interval=0.05)) as venue, session(venue, await token_of(venue)) as ws:
+    # PINGs every 0.05 s, but a miss limit the 15 s bound of the test can never reach (at most
+    # 300 ticks): a loaded machine that delays an echo past a few intervals does not close the
+    # session. The close after missed echoes is test_unechoed_pings_close_with_r10002's.
+    cfg = config(ping_interval=0.05, heartbeat_miss_limit=1000)
+    async with Venue(cfg) as venue, session(venue, await token_of(venue)) as ws:
 
         async def echo() -> None:
             async for raw in ws:
@@ -300,8 +304,9 @@ async def test_ping_echo_keeps_connection() -> None:
                     await ws.send(raw)
 
         echoer = asyncio.create_task(echo())
-        await venue.wait_for(lambda: venue.stats.pings_echoed >= 8)
+        await venue.wait_for(lambda: venue.stats.pings_echoed >= 8, timeout=14)
         assert venue.stats.heartbeat_closes == 0 and venue.stats.pings_echoed_not_verbatim == 0
+        assert venue.stats.pings_unsolicited == 0
         assert [c.logged_in for c in venue.connections.values()] == [True]
         echoer.cancel()
         await asyncio.gather(echoer, return_exceptions=True)
