@@ -18,11 +18,13 @@ from hypothesis import strategies as st
 from recorder.kiwoom import strict_json
 from recorder.kiwoom.decode import PLANS, Decoder
 from recorder.kiwoom.decode_arrow import decode_block, decode_frames, parse_block
+from recorder.kiwoom.time import NS
+from recorder.sim.market import SyntheticMarket
 from recorder.store.sink import Sink
-from tests.kiwoom.test_decode import RECV, entries
-from tests.kiwoom.test_decode_arrow import DAY, frame, recv_base, same
+from tests.kiwoom.test_decode import RECV
+from tests.kiwoom.test_decode_arrow import DAY, MIDNIGHT, frame, recv_base, same
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 LITERALS = [b"NaN", b"-NaN", b"Inf", b"-Inf", b"Infinity", b"-Infinity"]
 INFINITE = [b"1" * 310, b"2" * 309, b"1.8e308", b"-1.8e308", b"1" * 400 + b".5", b"1" * 330 + b"e-20"]
@@ -136,11 +138,34 @@ junk = st.one_of(
 )
 
 
+def market_entries(n: int, seed: int = 7) -> list[bytes]:
+    """Entries as the synthetic market makes them (live FIDs and key order), as JSON."""
+    market = SyntheticMarket(SyntheticMarket.universe(4, seed), seed=seed, venues=("KRX", "NXT"))
+    now, out = MIDNIGHT + 9 * 3600 * NS, []
+    while len(out) < n:
+        now += NS
+        out.extend(orjson.dumps(e) for e in market.step(now))
+    return out
+
+
+POOL = market_entries(80)
+# Drawing entries field by field (tests.kiwoom.test_decode.entries) is slow; these examples
+# vary what surrounds them, so market entries do (odd values are test_decode_arrow's part).
+market_entry = st.sampled_from(POOL).map(orjson.loads)
+market_entries_list = st.lists(market_entry, max_size=2)
+
+
+WHERE = st.sampled_from(["frame", "entry", "unread FID", "read FID", "name", "item", "nested"])
+READ_FID = {code: st.sampled_from([f.fid for f in plan.rt.fields]) for code, plan in PLANS.items()}
+DUP_KEY = st.sampled_from([b"trnm", b"data", b"type", b"item", b"name", b"values", b"x", b"13", b"20", b"21"])
+DUP_FIRST = st.sampled_from([b'"REAL"', b'"0B"', b'"005930"', b'"1"', b"{}", b"[]", b"5", b"null", b"NaN"])
+
+
 @st.composite
 def injected(draw: st.DrawFn) -> bytes:
     """A REAL frame with ``junk`` as the value of a read or unread field at some depth."""
-    e = draw(entries())
-    where = draw(st.sampled_from(["frame", "entry", "unread FID", "read FID", "name", "item", "nested"]))
+    e = draw(market_entry)
+    where = draw(WHERE)
     body: dict[str, Any] = {"data": [e], "trnm": "REAL"}
     if where == "frame":
         body["x"] = SENTINEL
@@ -149,12 +174,12 @@ def injected(draw: st.DrawFn) -> bytes:
     elif where == "unread FID":
         e["values"]["9999"] = SENTINEL
     elif where == "read FID":
-        e["values"][draw(st.sampled_from([f.fid for f in PLANS[e["type"]].rt.fields]))] = SENTINEL
+        e["values"][draw(READ_FID[e["type"]])] = SENTINEL
     elif where == "nested":
         body["x"] = [1, {"y": SENTINEL}]
     else:
         e[where] = SENTINEL
-    others = draw(st.lists(entries(), max_size=2))
+    others = draw(market_entries_list)
     body["data"] = [*others, e] if draw(st.booleans()) else [e, *others]
     return orjson.dumps(body).replace(b'"' + SENTINEL.encode() + b'"', draw(junk))
 
@@ -162,22 +187,16 @@ def injected(draw: st.DrawFn) -> bytes:
 @st.composite
 def duplicated(draw: st.DrawFn) -> bytes:
     """A REAL frame with a key given twice (orjson keeps the last one, Arrow refuses the keys it reads)."""
-    e = draw(entries())
-    raw = orjson.dumps({"data": [e], "trnm": "REAL", "x": "1"})
-    fid = draw(st.sampled_from(list(e["values"])))
-    key = draw(st.sampled_from([b"trnm", b"data", b"type", b"item", b"name", b"values", b"x", fid.encode()]))
-    first = draw(
-        st.sampled_from([b'"REAL"', b'"0B"', b'"005930"', b'"1"', b"{}", b"[]", b"5", b"null", b"NaN"])
-    )
-    token = b'"' + key + b'":'
-    return raw.replace(token, token + first + b"," + token, 1)
+    raw = orjson.dumps({"data": [draw(market_entry)], "trnm": "REAL", "x": "1"})
+    token = b'"' + draw(DUP_KEY) + b'":'
+    return raw.replace(token, token + draw(DUP_FIRST) + b"," + token, 1)
 
 
 odd_frame = st.one_of(
     frame().map(lambda f: f[0]),
     injected(),
     duplicated(),
-    st.lists(entries(), min_size=1, max_size=3).map(lambda d: orjson.dumps({"data": d, "trnm": "REAL"})),
+    st.lists(market_entry, min_size=1, max_size=4).map(lambda d: orjson.dumps({"data": d, "trnm": "REAL"})),
 )
 
 
