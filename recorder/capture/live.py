@@ -71,6 +71,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 STOPPED = "stopped"  # the event a clean shutdown journals last
+DECODE_EVERY_S = 1.0  # the longest a journaled frame waits for its decoding batch
 
 #: Writes one part file (a sorted Arrow table) at its final path, atomically.
 PartWriter = Callable[[pa.Table, Path], None]
@@ -93,6 +94,9 @@ class CaptureConfig:
     duration_s: float | None = None
     writer: str = "local"
     flush_age_s: float = 300.0
+    # Rows buffered for Parquet, all tables together; past it the largest table is written
+    # early. Bounds the capture's memory whatever the universe and the flush age.
+    buffer_bytes: int = 96 << 20
     max_codes: int = MAX_CODES_PER_KEY
     tuning: SessionTuning = field(default_factory=SessionTuning)
     # Writes one part file atomically; None is the store's own writer. Recovery always
@@ -138,6 +142,8 @@ class _DecoderThread(threading.Thread):
             self.tail.close()
 
     def _loop(self) -> None:
+        pending_since: float | None = None
+        last_fed_ns = self.stats.last_decoded_ns
         while True:
             self.wake.wait(0.25)
             self.wake.clear()
@@ -145,10 +151,22 @@ class _DecoderThread(threading.Thread):
             records = self.tail.read_available(2000)
             while records:
                 self.pipe.feed_records(records)
-                self._account(records[-1].recv_ts_ns)
+                last_fed_ns = records[-1].recv_ts_ns
                 records = self.tail.read_available(2000)
-            self.pipe.drain()
-            if done or self.sink.due():
+            # Frames are decoded in batches of up to a second (or Pipeline.batch frames), so
+            # the Arrow decoder does the work in large vectorised steps that leave the
+            # interpreter to the socket reader, and the sink buffers few, large chunks.
+            now = time.monotonic()
+            if not self.pipe.pending_frames:
+                pending_since = None
+            elif pending_since is None:
+                pending_since = now
+            due = self.sink.due()
+            if done or due or (pending_since is not None and now - pending_since >= DECODE_EVERY_S):
+                self.pipe.drain()
+                pending_since = None
+                self._account(last_fed_ns)
+            if done or due:
                 self._flush_and_checkpoint()
             if done:
                 self._account(self.stats.last_decoded_ns)
@@ -371,7 +389,13 @@ class Capture:
 
     def _sink(self) -> Sink:
         cfg = self.cfg
-        return Sink(cfg.data_dir, cfg.writer, max_age_s=cfg.flush_age_s, write=cfg.part_writer)
+        return Sink(
+            cfg.data_dir,
+            cfg.writer,
+            max_age_s=cfg.flush_age_s,
+            max_bytes=cfg.buffer_bytes,
+            write=cfg.part_writer,
+        )
 
     def _recover(self) -> None:
         # A compaction interrupted by a crash may have left a merged file next to its

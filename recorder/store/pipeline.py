@@ -204,6 +204,11 @@ class Pipeline:
             else:
                 self.feed_frame(rec.frame(), rec.recv_ts_ns, rec.fno)
 
+    @property
+    def pending_frames(self) -> int:
+        """REAL frames fed but not decoded yet (they wait for a full batch or :meth:`drain`)."""
+        return len(self._frames)
+
     def drain(self) -> None:
         """Decode what is pending and pass it to the sink."""
         self._emit(self._decode_pending())
