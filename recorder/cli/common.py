@@ -158,6 +158,31 @@ def number_check(
 PORT_CHECK = number_check(0, 65535)
 
 
+def venue_address(when: str = "") -> Callable[[F], F]:
+    """``--host`` and ``--port`` of the embedded venue (``sim``, ``replay --serve``); ``when``
+    prefixes the help (``"With --serve: "``)."""
+
+    def text(rest: str) -> str:
+        return f"{when}{rest}" if when else rest[:1].upper() + rest[1:]
+
+    host = click.option(
+        "--host", default="127.0.0.1", show_default=True, help=text("address to bind (loopback by default).")
+    )
+    port = click.option(
+        "--port",
+        default=8910,
+        show_default=True,
+        type=int,
+        callback=PORT_CHECK,
+        help=text("port for REST and WebSocket (0 = any free port; the banner shows the one bound)."),
+    )
+
+    def apply(fn: F) -> F:
+        return host(port(fn))
+
+    return apply
+
+
 def write_error(path: Path, exc: OSError) -> ConfigError:
     """The one-line error for an output file that could not be written."""
     reason = os.strerror(exc.errno) if exc.errno else str(exc)

@@ -11,11 +11,11 @@ import click
 
 from recorder.cli.common import (
     EXISTING_DATA_DIR,
-    PORT_CHECK,
     REQUIRE_CREDENTIALS,
     OutputFile,
     handle_errors,
     number_check,
+    venue_address,
     venue_credentials,
     write_error,
 )
@@ -57,15 +57,7 @@ def parse_speed(text: str) -> float | None:
     "--speed", default="max", show_default=True, help="max, or a factor of real time: 1, 10, 0.5 ..."
 )
 @click.option("--serve", is_flag=True, help="Serve the day from the embedded Kiwoom-compatible venue.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="With --serve: address to bind.")
-@click.option(
-    "--port",
-    default=8910,
-    show_default=True,
-    type=int,
-    callback=PORT_CHECK,
-    help="With --serve: port (0 = any free port; the banner shows the one bound).",
-)
+@venue_address("With --serve: ")
 @click.option(
     "--settle",
     default=1.0,

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 import click
 
 from recorder.cli.common import (
-    PORT_CHECK,
     REQUIRE_CREDENTIALS,
     handle_errors,
     number_check,
+    venue_address,
     venue_credentials,
 )
 
@@ -25,15 +25,7 @@ MAX_SIM_RATE = 1_000.0
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
-@click.option(
-    "--port",
-    default=8910,
-    show_default=True,
-    type=int,
-    callback=PORT_CHECK,
-    help="Port for REST and WebSocket (0 = any free port; the banner shows the one bound).",
-)
+@venue_address()
 @click.option(
     "--symbols",
     "n_symbols",
