@@ -33,7 +33,9 @@ def test_few_top_level_modules_and_one_subpackage_per_concern() -> None:
     for name in SUBPACKAGES:
         init = ROOT / name / "__init__.py"
         doc = ast.get_docstring(ast.parse(init.read_text()))
-        assert doc and "must not" in doc.lower(), f"recorder/{name} needs a docstring saying what it must not do"
+        assert doc and "must not" in doc.lower(), (
+            f"recorder/{name} needs a docstring saying what it must not do"
+        )
 
 
 def test_no_module_over_700_lines() -> None:
