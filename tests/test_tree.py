@@ -10,7 +10,7 @@ from pathlib import Path
 import recorder
 
 ROOT = Path(recorder.__file__).parent
-SUBPACKAGES = ("kiwoom", "client", "capture", "store", "replay", "sim", "cli")
+SUBPACKAGES = ("kiwoom", "client", "capture", "store", "replay", "sim", "report", "cli")
 # What each layer may import from the package (besides itself, errors and the top-level API).
 ALLOWED = {
     "kiwoom": set(),
@@ -19,7 +19,8 @@ ALLOWED = {
     "sim": {"kiwoom"},
     "replay": {"kiwoom", "store", "sim"},
     "capture": {"kiwoom", "client", "store", "sim"},
-    "cli": {"kiwoom", "client", "store", "sim", "replay", "capture"},
+    "report": set(),
+    "cli": {"kiwoom", "client", "store", "sim", "replay", "capture", "report"},
 }
 
 

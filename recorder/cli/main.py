@@ -15,6 +15,7 @@ import click
 from recorder.cli.capture import capture
 from recorder.cli.query import query
 from recorder.cli.replay import replay
+from recorder.cli.report import report
 from recorder.cli.sim import sim
 from recorder.cli.store import compact, ingest, ls, rebuild, verify
 
@@ -43,7 +44,7 @@ def main(log_level: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-for _command in (capture, sim, ingest, rebuild, query, replay, ls, verify, compact):
+for _command in (capture, sim, ingest, rebuild, query, replay, ls, verify, compact, report):
     main.add_command(_command)
 
 
