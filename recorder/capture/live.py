@@ -168,6 +168,7 @@ class _DecoderThread(threading.Thread):
                 self._account(last_fed_ns)
             if done or due:
                 self._flush_and_checkpoint()
+                self.stats.last_stored_ns = last_fed_ns
             if done:
                 self._account(self.stats.last_decoded_ns)
                 return
@@ -176,7 +177,9 @@ class _DecoderThread(threading.Thread):
         s, p = self.stats, self.pipe.stats
         s.rows = {"trades": p.trades, "orderbook": p.orderbook, "pending": self.sink.buffered_rows}
         s.rejects, s.gaps = p.rejects, p.gaps
+        s.gaps_by_kind = dict(self.pipe.gaps_by_kind)
         s.last_decoded_ns = last_recv_ns
+        s.decoded_fno = self.pipe.last_fno
         s.files = self.sink.files_written
 
     def _flush_and_checkpoint(self) -> None:
@@ -330,6 +333,7 @@ class Capture:
         cause: RecorderError | None = None
         try:
             await asyncio.to_thread(self._recover)
+            self.stats.decoded_fno = self._tail_start - 1
             self.decoder = _DecoderThread(self.root, self._tail_start, self._sink(), self.stats, self._fail)
             self.decoder.start()
             try:

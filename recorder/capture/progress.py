@@ -50,7 +50,9 @@ class CaptureStats:
     """Live counters of a capture, updated by both of its threads and read by the display.
 
     ``frames`` and ``last_recv_ns`` by the event loop as frames are journaled; ``rows``,
-    ``rejects``, ``gaps``, ``files`` and ``last_decoded_ns`` by the decoder as it goes.
+    ``rejects``, ``gaps``, ``gaps_by_kind``, ``files``, ``last_decoded_ns`` and
+    ``decoded_fno`` (the last journal record decoded) by the decoder as it goes, and
+    ``last_stored_ns`` (the receive time of the newest frame in Parquet) at each checkpoint.
     """
 
     started_ns: int = 0
@@ -58,10 +60,13 @@ class CaptureStats:
     rows: dict[str, int] = field(default_factory=lambda: {"trades": 0, "orderbook": 0})
     rejects: int = 0
     gaps: int = 0
+    gaps_by_kind: dict[str, int] = field(default_factory=dict)  # replaced whole, like ``rows``
     recovered_frames: int = 0
     symbols_live: int = 0
     last_recv_ns: int = 0
     last_decoded_ns: int = 0
+    decoded_fno: int = -1
+    last_stored_ns: int = 0
     files: int = 0
     pings: int = 0
     reconnects: int = 0

@@ -91,6 +91,7 @@ class Pipeline:
         self.batch = batch
         self.arrow_min = arrow_min
         self.stats = PipelineStats()
+        self.gaps_by_kind: dict[str, int] = {}  # the gap rows of ``stats.gaps``, per kind
         self.continuity = ContinuityChecker()
         self.last_fno = -1
         self._frames: list[bytes] = []
@@ -191,6 +192,7 @@ class Pipeline:
         self.drain()  # keep rows in journal order relative to the gap
         self.sink.add_gaps([gap])
         self.stats.gaps += 1
+        self.gaps_by_kind[kind] = self.gaps_by_kind.get(kind, 0) + 1
 
     def feed_records(self, records: Iterable[Any]) -> None:
         """Journal records (:class:`recorder.store.journal.Record`) in order."""
@@ -265,6 +267,8 @@ class Pipeline:
             if breaks:
                 self.sink.add_gaps(breaks)
                 self.stats.gaps += len(breaks)
+                for b in breaks:
+                    self.gaps_by_kind[b.kind] = self.gaps_by_kind.get(b.kind, 0) + 1
 
     def _count(self, table: str, n: int) -> None:
         setattr(self.stats, table, getattr(self.stats, table) + n)
