@@ -11,6 +11,7 @@ keeps no daylight saving time), so the minute is plain arithmetic on the epoch.
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,41 +60,55 @@ class ReportData:
 
 
 def load(store: Store, date: dt.date) -> ReportData:
-    """Aggregate ``date`` of ``store``.
+    """Aggregate ``date`` of ``store``: one scan of its trades and order books, one query
+    each for its gaps and rejects.
 
     Raises:
         ConfigError: nothing at all (no row in any table) is recorded on ``date``.
         queries.QueryError, StoreError: the store could not be read.
     """
-    p = {"d": date.isoformat()}
-    rows = _rows_per_table(store, p)
+    p = {"d": date.isoformat(), "n": HEATMAP_SYMBOLS, "bars": TOP_BARS}
+    parts: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in _q(store, _DAY, p):
+        parts[r.pop("part")].append(r)
+    gaps = _q(store, _GAPS, p)
+    rejects = _q(store, _REJECTS, p)
+    counts = {r["a"]: int(r["x"]) for r in parts["rows"]}
+    rows = {
+        "trades": counts.get("0B", 0),
+        "orderbook": counts.get("0D", 0),
+        "gaps": len(gaps),
+        "rejects": sum(int(r["n"]) for r in rejects),
+    }
     if not any(rows.values()):
         raise ConfigError(f"nothing recorded on {date} in {store.data_dir}")
-    span = _one(store, _SPAN, p)
-    gaps = _q(store, _GAPS, p)
-    last = span["last_ms"]
+    span = parts["span"][0] if parts["span"] else {"m": None, "x": None, "y": None}
+    last = int(span["y"]) if span["y"] is not None else None
     headline = Headline(
         rows=rows,
-        symbols=int(_one(store, _SYMBOLS, p)["n"]),
+        symbols=int(span["x"] or 0),
         gaps=sum(1 for g in gaps if g["kind"] != "continuity"),
         gap_seconds=sum(_gap_seconds(g, last) for g in gaps if g["kind"] != "continuity"),
         rejects=rows["rejects"],
         continuity_breaks=sum(1 for g in gaps if g["kind"] == "continuity"),
-        first_minute=span["first_m"],
-        last_minute=span["last_m"],
+        first_minute=span["m"],
+        last_minute=int(span["z"]) if span.get("z") is not None else None,
     )
-    ranked = [r["symbol"] for r in _q(store, _RANKED, {**p, "n": HEATMAP_SYMBOLS})]
+    ranked = [r["a"] for r in sorted(parts["ranked"], key=lambda r: r["m"])]
     data = ReportData(
         date=date,
         headline=headline,
-        coverage=_q(store, _COVERAGE, {**p, "n": HEATMAP_SYMBOLS}),
+        coverage=[{"symbol": r["a"], "m": r["m"], "n": int(r["x"])} for r in parts["coverage"]],
         coverage_ranked=ranked,
-        active=_q(store, _ACTIVE, p),
+        active=[{"m": r["m"], "symbols": int(r["x"])} for r in parts["active"]],
         gaps=[_gap_minutes(g, last) for g in gaps],
-        entries=_q(store, _ENTRIES, p),
-        latency=_q(store, _LATENCY, p),
-        rejects=_q(store, _REJECTS, {**p, "n": TOP_BARS}),
-        top_value=_q(store, _TOP_VALUE, {**p, "n": TOP_BARS}),
+        entries=[{"type": r["a"], "venue": r["b"], "m": r["m"], "n": int(r["x"])} for r in parts["entries"]],
+        latency=[
+            {"venue": r["b"], "m": r["m"], "p50": r["x"], "p90": r["y"], "p99": r["z"]}
+            for r in parts["latency"]
+        ],
+        rejects=rejects[:TOP_BARS],
+        top_value=[{"symbol": r["a"], "venue": r["b"], "value": r["x"]} for r in parts["top_value"]],
     )
     if headline.symbols > len(ranked):
         data.notes.append(
@@ -105,31 +120,46 @@ def load(store: Store, date: dt.date) -> ReportData:
 
 # --------------------------------------------------------------------------- queries
 
-_ALL_ROWS = """
-    SELECT symbol, venue, ts FROM trades WHERE date = $d
-    UNION ALL SELECT symbol, venue, ts FROM orderbook WHERE date = $d
-"""
-
-_SPAN = f"""
-    SELECT min({_MINUTE.format(col="ts")}) AS first_m, max({_MINUTE.format(col="ts")}) AS last_m,
-           max(epoch_ms(ts)) AS last_ms
-    FROM ({_ALL_ROWS})
-"""
-
-_SYMBOLS = f"SELECT count(DISTINCT symbol) AS n FROM ({_ALL_ROWS})"
-
-_RANKED = f"SELECT symbol, count(*) AS n FROM ({_ALL_ROWS}) GROUP BY symbol ORDER BY n DESC, symbol LIMIT $n"
-
-_COVERAGE = f"""
-    WITH r AS ({_ALL_ROWS}),
-         top AS (SELECT symbol FROM r GROUP BY symbol ORDER BY count(*) DESC, symbol LIMIT $n)
-    SELECT symbol, {_MINUTE.format(col="ts")} AS m, count(*) AS n
-    FROM r WHERE symbol IN (SELECT symbol FROM top) GROUP BY ALL ORDER BY ALL
-"""
-
-_ACTIVE = f"""
-    SELECT {_MINUTE.format(col="ts")} AS m, count(DISTINCT symbol) AS symbols
-    FROM ({_ALL_ROWS}) GROUP BY m ORDER BY m
+# Every part file of the day is read once: ``raw`` holds the few columns the page needs and
+# ``g`` the counts per (symbol, venue, type, minute); each part of the page is a small
+# aggregate of one of them, returned together as one long table
+# (part, a, b, m, x, y, z), sorted by part, a, b, m.
+_M = _MINUTE.format(col="ts")
+_LAT = "epoch_us(recv_ts) / 1000.0 - epoch_us(ts) / 1000.0"
+_DAY = f"""
+WITH raw AS MATERIALIZED (
+    SELECT symbol, venue, '0B' AS type, {_M} AS m, {_LAT} AS ms, epoch_ms(ts) AS t,
+           CAST(price AS DOUBLE) * volume AS value
+    FROM trades WHERE date = $d
+    UNION ALL
+    SELECT symbol, venue, '0D', {_M}, {_LAT}, epoch_ms(ts), NULL FROM orderbook WHERE date = $d
+),
+g AS MATERIALIZED (
+    SELECT symbol, venue, type, m, count(*) AS n, sum(value) AS value FROM raw GROUP BY ALL
+),
+sym AS MATERIALIZED (
+    SELECT symbol, sum(n) AS n, row_number() OVER (ORDER BY sum(n) DESC, symbol) AS rank
+    FROM g GROUP BY symbol
+),
+val AS (
+    SELECT symbol, venue, sum(value) AS value FROM g WHERE type = '0B' GROUP BY ALL
+),
+top_val AS (
+    SELECT symbol FROM val GROUP BY symbol ORDER BY sum(value) DESC, symbol LIMIT $bars
+)
+SELECT 'rows' AS part, type AS a, NULL AS b, NULL AS m, sum(n)::DOUBLE AS x, NULL AS y, NULL AS z
+    FROM g GROUP BY type
+UNION ALL SELECT 'span', NULL, NULL, min(m), count(DISTINCT symbol), max(t), max(m) FROM raw
+UNION ALL SELECT 'ranked', symbol, NULL, rank::INTEGER, n, NULL, NULL FROM sym WHERE rank <= $n
+UNION ALL SELECT 'coverage', symbol, NULL, m, sum(n), NULL, NULL
+    FROM g WHERE symbol IN (SELECT symbol FROM sym WHERE rank <= $n) GROUP BY symbol, m
+UNION ALL SELECT 'active', NULL, NULL, m, count(DISTINCT symbol), NULL, NULL FROM g GROUP BY m
+UNION ALL SELECT 'entries', type, venue, m, sum(n), NULL, NULL FROM g GROUP BY type, venue, m
+UNION ALL SELECT 'latency', NULL, venue, m,
+    quantile_cont(ms, 0.5), quantile_cont(ms, 0.9), quantile_cont(ms, 0.99) FROM raw GROUP BY venue, m
+UNION ALL SELECT 'top_value', symbol, venue, NULL, value, NULL, NULL
+    FROM val WHERE symbol IN (SELECT symbol FROM top_val)
+ORDER BY part, a, b, m
 """
 
 _GAPS = """
@@ -137,52 +167,14 @@ _GAPS = """
     FROM gaps WHERE date = $d ORDER BY start_ts
 """
 
-_ENTRIES = (
-    " UNION ALL ".join(
-        f"""SELECT '{code}' AS type, venue, {_MINUTE.format(col="ts")} AS m, count(*) AS n
-        FROM {table} WHERE date = $d GROUP BY ALL"""
-        for table, code in ENTRY_TABLES.items()
-    )
-    + " ORDER BY type, venue, m"
-)
-
-_LATENCY = f"""
-    WITH l AS (
-        SELECT venue, ts, epoch_us(recv_ts) / 1000.0 - epoch_us(ts) / 1000.0 AS ms FROM trades WHERE date = $d
-        UNION ALL
-        SELECT venue, ts, epoch_us(recv_ts) / 1000.0 - epoch_us(ts) / 1000.0 FROM orderbook WHERE date = $d
-    )
-    SELECT venue, {_MINUTE.format(col="ts")} AS m,
-           quantile_cont(ms, 0.5) AS p50, quantile_cont(ms, 0.9) AS p90, quantile_cont(ms, 0.99) AS p99
-    FROM l GROUP BY ALL ORDER BY venue, m
-"""
-
 _REJECTS = """
-    SELECT reason, count(*) AS n FROM rejects WHERE date = $d GROUP BY reason ORDER BY n DESC, reason LIMIT $n
+    SELECT reason, count(*) AS n FROM rejects WHERE date = $d GROUP BY reason ORDER BY n DESC, reason
 """
-
-_TOP_VALUE = """
-    WITH v AS (SELECT symbol, venue, sum(CAST(price AS HUGEINT) * volume) AS value
-               FROM trades WHERE date = $d GROUP BY ALL),
-         top AS (SELECT symbol FROM v GROUP BY symbol ORDER BY sum(value) DESC, symbol LIMIT $n)
-    SELECT symbol, venue, CAST(value AS DOUBLE) AS value FROM v WHERE symbol IN (SELECT symbol FROM top)
-    ORDER BY symbol, venue
-"""
-
-
-def _rows_per_table(store: Store, p: dict[str, Any]) -> dict[str, int]:
-    tables = ("trades", "orderbook", "gaps", "rejects")
-    sql = " UNION ALL ".join(f"SELECT '{t}' AS t, count(*) AS n FROM {t} WHERE date = $d" for t in tables)
-    return {r["t"]: int(r["n"]) for r in _q(store, sql, p)}
 
 
 def _q(store: Store, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     used = {k: v for k, v in params.items() if f"${k}" in sql}
     return store.sql(sql, used).to_pylist()  # type: ignore[no-any-return]
-
-
-def _one(store: Store, sql: str, params: dict[str, Any]) -> dict[str, Any]:
-    return _q(store, sql, params)[0]
 
 
 def _gap_seconds(gap: dict[str, Any], last_ms: int | None) -> float:
