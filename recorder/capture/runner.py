@@ -1,15 +1,17 @@
 """``recorder capture`` as one library call: resolve credentials, endpoints and the universe,
-start the embedded venue for ``--sim``, run :class:`recorder.capture.live.Capture` with signal
-handling and progress, and report."""
+consult the trading calendar (a closed day records nothing; ``--until close`` ends after the
+last session), start the embedded venue for ``--sim``, run :class:`recorder.capture.live.Capture`
+with signal handling and progress, and report."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from recorder.client.credentials import Credentials, load_credentials, load_keys
 from recorder.client.endpoints import Endpoints, resolve_endpoints
 from recorder.client.session import SessionTuning
 from recorder.errors import ConfigError
+from recorder.kiwoom.calendar import Closed, TradingDay, kst_today, trading_day
+from recorder.kiwoom.items import split_item
 from recorder.kiwoom.limits import check_codes
 from recorder.store.layout import default_writer_id
 
@@ -28,6 +32,9 @@ log = logging.getLogger(__name__)
 
 MARKETS = ("kospi", "kosdaq", "all")
 SIM_CREDENTIALS = Credentials("sim-appkey-0000", "sim-secretkey-0000")
+#: How long ``--until close`` records after the last session's end: late frames, the
+#: after-hours closing prints.
+CLOSE_GRACE_S = 300.0
 
 
 @dataclass
@@ -36,6 +43,13 @@ class CaptureRequest:
 
     ``tuning`` and ``part_writer`` have no command-line option: they are for programs that
     drive the capture from Python (the soak runs give it short backoffs and a slow writer).
+    Nor have ``clock`` (epoch ns; tests pass a fixed instant) and ``calendar`` (the
+    sessions of a KST day; tests may pass other hours or late opens).
+
+    The calendar day is ``trading_date`` when given (a replay of that day), else today in
+    KST by ``clock``. On a closed day nothing is recorded unless ``force`` (or ``sim``: the
+    embedded venue trades any day). ``until_close`` ends the capture ``grace_s`` after the
+    last session of the venues recorded (KRX, and NXT when an item or ``nxt`` records it).
     """
 
     data_dir: Path
@@ -56,15 +70,27 @@ class CaptureRequest:
     shard: tuple[int, int] = (1, 1)  # (I, N): this machine records the I-th of N slices
     tuning: SessionTuning = field(default_factory=SessionTuning)
     part_writer: PartWriter | None = None  # None: the store's own atomic writer
+    until_close: bool = False
+    grace_s: float = CLOSE_GRACE_S
+    force: bool = False
+    clock: Callable[[], int] = time.time_ns
+    calendar: Callable[[dt.date], TradingDay | Closed] = trading_day
 
 
 @dataclass
 class RunResult:
-    capture: CaptureResult
+    """What a capture did; ``capture`` is None when the market was ``closed``."""
+
+    capture: CaptureResult | None
     data_dir: Path
+    closed: Closed | None = None
 
     def summary(self) -> str:
         """The final line; its counts are those of the last progress line."""
+        if self.closed is not None:
+            day = self.closed
+            return f"market closed on {day.date}: {day.reason}; nothing recorded (--force records anyway)"
+        assert self.capture is not None
         return summary_line(read_figures(self.capture.stats, time.time_ns()), self.data_dir)
 
 
@@ -104,6 +130,11 @@ async def run_capture(
     # Before any network work (§3.4: 105115 otherwise); a market universe is checked once
     # ka10099 has listed it.
     check_codes(len(shard_items(symbols, shard, count)), keys=len(keys) if keys else 1)
+    plan = plan_capture(req)
+    if plan.closed is not None:
+        log.info("market closed on %s (%s): nothing to record", plan.closed.date, plan.closed.reason)
+        return RunResult(None, req.data_dir, closed=plan.closed)
+    duration_s = plan.duration_s
     async with contextlib.AsyncExitStack() as stack:
         if req.sim:
             endpoints, creds = await _start_sim(stack, req)
@@ -118,10 +149,10 @@ async def run_capture(
             shard=req.shard,
             symbols=symbols,
             universe=market,
-            nxt=req.sim if req.nxt is None else req.nxt,
+            nxt=_nxt(req),
             trading_date=req.trading_date,
             types=req.types,
-            duration_s=req.duration_s,
+            duration_s=duration_s,
             writer=req.writer or default_writer_id(),
             flush_age_s=req.flush_age_s,
             tuning=req.tuning,
@@ -141,6 +172,73 @@ async def run_capture(
             if reporter is not None:
                 await reporter
     return RunResult(result, req.data_dir)
+
+
+def _nxt(req: CaptureRequest) -> bool:
+    return req.sim if req.nxt is None else req.nxt
+
+
+@dataclass(frozen=True)
+class CapturePlan:
+    """What the calendar makes of a request: ``closed`` (record nothing), or how long to run."""
+
+    closed: Closed | None
+    duration_s: float | None
+
+
+def plan_capture(req: CaptureRequest) -> CapturePlan:
+    """Consult ``req.calendar`` for the request's day at ``req.clock()``; no I/O.
+
+    Raises:
+        ConfigError: ``until_close`` on a closed day, or after the close.
+    """
+    day = _calendar_day(req)
+    if isinstance(day, Closed) and not (req.force or req.sim):
+        return CapturePlan(day, None)
+    if not req.until_close:
+        return CapturePlan(None, req.duration_s)
+    symbols, market = _universe(req)
+    return CapturePlan(None, _seconds_to_close(day, recorded_venues(symbols, market, _nxt(req)), req))
+
+
+def _calendar_day(req: CaptureRequest) -> TradingDay | Closed:
+    date = dt.date.fromisoformat(req.trading_date) if req.trading_date else kst_today(req.clock())
+    return req.calendar(date)
+
+
+def recorded_venues(symbols: Sequence[str], market: str | None, nxt: bool) -> tuple[str, ...]:
+    """The venues whose sessions a capture spans: KRX for plain codes and a market universe,
+    NXT for ``_NX`` items or ``nxt``, both for SOR (``_AL``) items."""
+    venues = {"KRX"} if market is not None else set()
+    for item in symbols:
+        parts = split_item(item)
+        venue = parts[1] if parts else "KRX"
+        venues |= {"KRX", "NXT"} if venue == "SOR" else {venue}
+    if nxt:
+        venues.add("NXT")
+    return tuple(v for v in ("KRX", "NXT") if v in venues) or ("KRX",)
+
+
+def close_time(
+    day: TradingDay | Closed, venues: Sequence[str], grace_s: float = CLOSE_GRACE_S
+) -> dt.datetime:
+    """When ``--until close`` ends: the last session of ``venues`` on ``day`` plus the grace.
+
+    Raises:
+        ConfigError: ``day`` is closed.
+    """
+    if isinstance(day, Closed):
+        raise ConfigError(f"--until close: the market is closed on {day.date} ({day.reason})")
+    return day.close(tuple(venues)) + dt.timedelta(seconds=grace_s)
+
+
+def _seconds_to_close(day: TradingDay | Closed, venues: Sequence[str], req: CaptureRequest) -> float:
+    end = close_time(day, venues, req.grace_s)
+    left = (end - dt.datetime.fromtimestamp(req.clock() / 1e9, dt.UTC)).total_seconds()
+    if left <= 0:
+        raise ConfigError(f"--until close: the {'/'.join(venues)} sessions ended at {end:%H:%M} KST")
+    log.info("recording the %s sessions until %s KST", "/".join(venues), f"{end:%H:%M}")
+    return left
 
 
 async def _start_sim(stack: contextlib.AsyncExitStack, req: CaptureRequest) -> tuple[Endpoints, Credentials]:

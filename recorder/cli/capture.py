@@ -28,7 +28,21 @@ from recorder.errors import ConfigError
 )
 @click.option("--rest-url", help="REST base URL of that server; with --ws-url (or KIWOOM_REST_URL).")
 @click.option("--duration", help="Stop after 30s, 10m, 2h, ...")
-@click.option("--until", "until", help="Stop at HH:MM KST.")
+@click.option(
+    "--until",
+    "until",
+    help="Stop at HH:MM KST, or 'close': after the day's last session of the venues recorded "
+    "(KRX; NXT too with _NX items or --nxt) plus --close-grace.",
+)
+@click.option(
+    "--close-grace", default="5m", show_default=True, help="With --until close, keep recording this long."
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Record even when the trading calendar says the market is closed today "
+    "(by default such a day exits 0 at once, without logging in).",
+)
 @click.option("--sim", is_flag=True, help="Start the embedded venue on loopback and record from it.")
 @click.option("--writer-id", help="Part-file writer id (default: host name; one per process).")
 @click.option(
@@ -61,6 +75,8 @@ def capture(
     rest_url: str | None,
     duration: str | None,
     until: str | None,
+    close_grace: str,
+    force: bool,
     sim: bool,
     writer_id: str | None,
     trading_date: str | None,
@@ -68,7 +84,11 @@ def capture(
     keys_file: Path | None,
     shard: str | None,
 ) -> None:
-    """Capture trades and order books until --duration/--until or SIGINT/SIGTERM."""
+    """Capture trades and order books until --duration/--until or SIGINT/SIGTERM.
+
+    On a day the trading calendar says is closed (a weekend, a holiday, the year-end closure),
+    print why and exit 0 without logging in, unless --force or --sim.
+    """
     import asyncio
 
     from recorder.capture.assign import parse_shard
@@ -81,7 +101,8 @@ def capture(
     if duration and until:
         raise ConfigError("give --duration or --until, not both")
     seconds = options.parse_duration(duration) if duration else None
-    if until:
+    until_close = until is not None and until.strip().lower() == "close"
+    if until and not until_close:
         seconds = options.seconds_until(until, dt.datetime.now(dt.UTC))
     req = CaptureRequest(
         data_dir=data_dir,
@@ -99,6 +120,9 @@ def capture(
         writer=writer_id,
         trading_date=trading_date,
         flush_age_s=options.parse_duration(flush_age),
+        until_close=until_close,
+        grace_s=options.parse_duration(close_grace),
+        force=force,
     )
     result = asyncio.run(run_capture(req))
     click.echo(result.summary())

@@ -12,6 +12,7 @@ import sys
 
 import click
 
+from recorder.cli.calendar import calendar
 from recorder.cli.capture import capture
 from recorder.cli.query import query
 from recorder.cli.replay import replay
@@ -44,7 +45,7 @@ def main(log_level: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-for _command in (capture, sim, ingest, rebuild, query, replay, ls, verify, compact, report):
+for _command in (capture, calendar, sim, ingest, rebuild, query, replay, ls, verify, compact, report):
     main.add_command(_command)
 
 
