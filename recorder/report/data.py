@@ -82,7 +82,9 @@ def load(store: Store, date: dt.date) -> ReportData:
     }
     if not any(rows.values()):
         raise ConfigError(f"nothing recorded on {date} in {store.data_dir}")
-    span = parts["span"][0] if parts["span"] else {"m": None, "x": None, "y": None}
+    # The span row always exists (an aggregate without GROUP BY); its values are NULL on a
+    # day with gaps or rejects only.
+    span: dict[str, Any] = parts["span"][0]
     last = int(span["y"]) if span["y"] is not None else None
     headline = Headline(
         rows=rows,
@@ -92,7 +94,7 @@ def load(store: Store, date: dt.date) -> ReportData:
         rejects=rows["rejects"],
         continuity_breaks=sum(1 for g in gaps if g["kind"] == "continuity"),
         first_minute=span["m"],
-        last_minute=int(span["z"]) if span.get("z") is not None else None,
+        last_minute=int(span["z"]) if span["z"] is not None else None,
     )
     ranked = [r["a"] for r in sorted(parts["ranked"], key=lambda r: r["m"])]
     data = ReportData(

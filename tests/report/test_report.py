@@ -166,3 +166,23 @@ def test_many_symbols_show_the_most_active_in_the_heatmap(tmp_path: Path) -> Non
     assert any(str(HEATMAP_SYMBOLS) in note and str(HEATMAP_SYMBOLS + 15) in note for note in data.notes)
     # the active-symbols line counts every symbol, not only the ones in the heatmap
     assert max(r["symbols"] for r in data.active) > HEATMAP_SYMBOLS
+
+
+def test_a_day_with_only_rejects_still_has_every_plot(tmp_path: Path) -> None:
+    from recorder.kiwoom.time import trading_day
+    from recorder.store.pipeline import Pipeline
+    from recorder.store.sink import Sink
+
+    sink = Sink(tmp_path / "store", "w1")
+    pipe = Pipeline(sink, trading_day=trading_day(DAY))
+    pipe.feed_frame("not json {", 1_784_505_600_000_000_000, 0)  # 2026-07-20 09:00 KST
+    pipe.drain()
+    sink.close()
+    out = tmp_path / "r.html"
+    argv = ["report", "--date", DAY, "--data-dir", str(tmp_path / "store"), "--out", str(out)]
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 0, result.output
+    parsed = _Page()
+    parsed.feed(out.read_text(encoding="utf-8"))
+    assert parsed.svg_in == {key: 1 for key, _, _ in SECTIONS}
+    assert parsed.headline["rejects"] == "1" and parsed.headline["symbols"] == "0"
