@@ -236,7 +236,8 @@ def _seconds_to_close(day: TradingDay | Closed, venues: Sequence[str], req: Capt
     end = close_time(day, venues, req.grace_s)
     left = (end - dt.datetime.fromtimestamp(req.clock() / 1e9, dt.UTC)).total_seconds()
     if left <= 0:
-        raise ConfigError(f"--until close: the {'/'.join(venues)} sessions ended at {end:%H:%M} KST")
+        sessions = f"the {'/'.join(venues)} sessions of {end:%Y-%m-%d}"
+        raise ConfigError(f"--until close: {sessions} ended at {end:%H:%M} KST (with the grace)")
     log.info("recording the %s sessions until %s KST", "/".join(venues), f"{end:%H:%M}")
     return left
 
