@@ -51,21 +51,29 @@ def render_all(data: ReportData) -> dict[str, str]:
     with matplotlib.rc_context(
         {
             "svg.fonttype": "none",
-            "svg.hashsalt": "recorder-report",
             "font.size": 9,
             "axes.spines.top": False,
             "axes.spines.right": False,
         }
     ):
-        return {key: to_svg(draw(data)) for key, draw in plots.items()}
+        return {key: to_svg(draw(data), key) for key, draw in plots.items()}
 
 
-def to_svg(fig: Figure) -> str:
-    """The figure as an inline ``<svg>`` element: no XML prolog, no DOCTYPE (which names a URL)."""
+def to_svg(fig: Figure, salt: str) -> str:
+    """The figure as an inline ``<svg>`` element: no XML prolog, no DOCTYPE (which names a URL).
+
+    The SVGs of one page share one id space, so every id (and every reference to one) is
+    prefixed with ``salt``; the hashed ids of clip paths and markers are salted with it too,
+    which keeps the page the same from one build to the next.
+    """
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    with matplotlib.rc_context({"svg.hashsalt": salt}):
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buf.getvalue()
-    return text[text.index("<svg") :]
+    text = text[text.index("<svg") :]
+    for old in (' id="', "url(#", 'href="#'):
+        text = text.replace(old, f"{old}{salt}-")
+    return text
 
 
 # --------------------------------------------------------------------------- the plots
@@ -87,6 +95,7 @@ def coverage(data: ReportData) -> Figure:
     active = {r["m"]: r["symbols"] for r in data.active}
     top.step(minutes, [active.get(int(m), 0) for m in minutes], where="mid", color="#333")
     top.set_ylabel("symbols\nwith rows")
+    top.set_ylim(0, max([*active.values(), 1]) * 1.15)
     top.yaxis.set_major_locator(MaxNLocator(3, integer=True))
     if not symbols:
         _empty(heat, "no trades or order books")
@@ -160,7 +169,7 @@ def entries(data: ReportData) -> Figure:
             linestyle="-" if type_ == "0B" else "--",
         )
     if series:
-        ax.legend(loc="upper right", ncols=len(series), fontsize=8, frameon=False)
+        ax.legend(loc="lower left", bbox_to_anchor=(0, 1), ncols=len(series), fontsize=8, frameon=False)
     else:
         _empty(ax, "no entries")
     ax.set_ylabel("entries / minute")
@@ -185,7 +194,7 @@ def latency(data: ReportData) -> Figure:
         )
         ax.step(m, [r["p50"] for r in rows], where="mid", color=color, label=f"{venue} median (band p90–p99)")
     if by_venue:
-        ax.legend(loc="upper right", fontsize=8, frameon=False)
+        ax.legend(loc="lower left", bbox_to_anchor=(0, 1), ncols=len(by_venue), fontsize=8, frameon=False)
     else:
         _empty(ax, "no entries")
     ax.set_ylabel("recv_ts − ts (ms)")
@@ -229,7 +238,7 @@ def top_value(data: ReportData) -> Figure:
         left += widths
     ax.set_yticks(range(len(symbols)), symbols)  # positions, not categories: codes look like numbers
     ax.set_xlabel(f"traded value ({unit})")
-    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1), ncols=3, fontsize=8, frameon=False)
     return fig
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -27,12 +28,16 @@ class _Page(HTMLParser):
         self.sections: list[str] = []
         self.svg_in: dict[str, int] = {}
         self.headline: dict[str, str] = {}
+        self.ids: list[str] = []
+        self.urls: list[str] = []  # url(#id) references in attributes
         self._section: str | None = None
         self._key: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
         self.tags.append(tag)
+        self.ids += [v for k, v in attrs if k == "id" and v]
+        self.urls += re.findall(r"url\(#([^)]+)\)", " ".join(v or "" for _, v in attrs))
         for name, value in attrs:
             if name in ("src", "href", "xlink:href") or name.endswith(":href"):
                 self.refs.append((tag, name, value or ""))
@@ -86,6 +91,12 @@ def test_nothing_is_fetched_from_the_network(page: _Page) -> None:
     remote = [r for r in page.refs if "://" in r[2] or r[2].startswith("//")]
     assert not remote, remote
     assert all(value.startswith(("data:", "#")) for _, _, value in page.refs), page.refs
+
+
+def test_the_plots_share_the_page_without_clashing_ids(page: _Page) -> None:
+    assert len(page.ids) == len(set(page.ids))
+    internal = [v[1:] for _, _, v in page.refs if v.startswith("#")] + page.urls
+    assert internal and set(internal) <= set(page.ids)
 
 
 def test_headline_numbers_are_the_stores(page: _Page, store_dir: Path) -> None:
