@@ -17,6 +17,7 @@ from pathlib import Path
 
 from recorder.capture.assign import shard_items
 from recorder.capture.live import Capture, CaptureConfig, CaptureResult, PartWriter, install_signal_handlers
+from recorder.capture.metrics import MetricsServer
 from recorder.capture.progress import read_figures, report, summary_line
 from recorder.capture.universe import read_items_file
 from recorder.client.credentials import Credentials, load_credentials, load_keys_file
@@ -75,6 +76,8 @@ class CaptureRequest:
     force: bool = False
     clock: Callable[[], int] = time.time_ns
     calendar: Callable[[dt.date], TradingDay | Closed] = trading_day
+    metrics_port: int | None = None  # serve /metrics and /healthz here (0: any free port)
+    metrics_host: str = "127.0.0.1"
 
 
 @dataclass
@@ -136,6 +139,7 @@ async def run_capture(
         return RunResult(None, req.data_dir, closed=plan.closed)
     duration_s = plan.duration_s
     async with contextlib.AsyncExitStack() as stack:
+        metrics = await _start_metrics(stack, req)  # a port in use fails here, before any network call
         if req.sim:
             endpoints, creds = await _start_sim(stack, req)
         else:
@@ -159,6 +163,8 @@ async def run_capture(
             part_writer=req.part_writer,
         )
         cap = Capture(cfg, stop=stop)
+        if metrics is not None:
+            metrics.attach(cap)
         install_signal_handlers(cap.stop)
         finished = asyncio.Event()
         reporter = (
@@ -172,6 +178,15 @@ async def run_capture(
             if reporter is not None:
                 await reporter
     return RunResult(result, req.data_dir)
+
+
+async def _start_metrics(stack: contextlib.AsyncExitStack, req: CaptureRequest) -> MetricsServer | None:
+    if req.metrics_port is None:
+        return None
+    server = MetricsServer(req.metrics_port, req.data_dir, host=req.metrics_host)
+    await server.start()
+    stack.push_async_callback(server.stop)
+    return server
 
 
 def _nxt(req: CaptureRequest) -> bool:

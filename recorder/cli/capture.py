@@ -63,6 +63,20 @@ from recorder.errors import ConfigError
     help="I/N: record only this machine's slice of the universe (each machine its own keys and "
     "--writer-id; together they cover it without overlap).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics at /metrics and a health check at /healthz (200 while every "
+    "session is logged in and subscribed, 503 otherwise) on this port.",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text, or one JSON object per line (ts, level, logger, message).",
+)
 @handle_errors
 def capture(
     symbols: str | None,
@@ -83,6 +97,9 @@ def capture(
     flush_age: str,
     keys_file: Path | None,
     shard: str | None,
+    metrics_port: int | None,
+    metrics_host: str,
+    log_format: str,
 ) -> None:
     """Capture trades and order books until --duration/--until or SIGINT/SIGTERM.
 
@@ -93,9 +110,10 @@ def capture(
 
     from recorder.capture.assign import parse_shard
     from recorder.capture.runner import CaptureRequest, run_capture
-    from recorder.cli import options
+    from recorder.cli import logs, options
     from recorder.kiwoom.items import parse_items
 
+    logs.set_format(log_format)
     if trading_date:
         check_date(trading_date)
     if duration and until:
@@ -123,6 +141,8 @@ def capture(
         until_close=until_close,
         grace_s=options.parse_duration(close_grace),
         force=force,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
     result = asyncio.run(run_capture(req))
     click.echo(result.summary())

@@ -7,11 +7,9 @@ exit non-zero; no traceback, and never a secret.
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import click
 
+from recorder.cli import logs
 from recorder.cli.calendar import calendar
 from recorder.cli.capture import capture
 from recorder.cli.query import query
@@ -38,11 +36,7 @@ def main(log_level: str) -> None:
     Exit codes: 0 success; 1 store or journal failure; 2 usage (bad option, missing
     folder, damaged file); 3 credentials refused; 4 never connected, nothing captured.
     """
-    logging.basicConfig(
-        level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("websockets").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logs.configure(log_level)
 
 
 for _command in (capture, calendar, sim, ingest, rebuild, query, replay, ls, verify, compact, report):
