@@ -21,7 +21,7 @@ SECTIONS = (
         "coverage",
         "Coverage per symbol",
         "Rows (trades and order books) per symbol and minute; the line on top "
-        "counts the symbols with at least one row in each minute.",
+        "counts the symbols with at least one row in each minute. Pink: no row in the minute.",
     ),
     (
         "gaps",

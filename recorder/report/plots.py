@@ -113,7 +113,6 @@ def coverage(data: ReportData) -> Figure:
     bar = fig.colorbar(image, ax=heat, pad=0.01, fraction=0.03)
     bar.set_label("rows / minute")
     bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{10**v:,.0f}"))
-    heat.set_title("pink: no row in the minute", fontsize=8, loc="right", color="#a05050")
     _time_axis(heat, lo, hi)
     return fig
 
@@ -209,6 +208,7 @@ def rejects(data: ReportData) -> Figure:
     ax = fig.subplots()
     if not rows:
         _empty(ax, "no rejects")
+        ax.set_xticks([])
         ax.set_yticks([])
         return fig
     ax.barh(range(len(rows)), [r["n"] for r in rows], color="#d62728")
@@ -228,6 +228,7 @@ def top_value(data: ReportData) -> Figure:
     ax = fig.subplots()
     if not symbols:
         _empty(ax, "no trades")
+        ax.set_xticks([])
         ax.set_yticks([])
         return fig
     scale, unit = _krw_scale(max(sum(v.values()) for v in value.values()))
