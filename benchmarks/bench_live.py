@@ -225,7 +225,7 @@ def main() -> None:
             capture = [sys.executable, "-m", "recorder.cli.main", "--log-level", "WARNING", "capture"]
             capture += ["--ws-url", "{WS}", "--rest-url", "{REST}", "--symbols", ",".join(items)]
             capture += ["--data-dir", str(store), "--writer-id", "bench", "--trading-date", DAY]
-            capture += ["--duration", "30m"]
+            capture += ["--duration", "30m", "--force"]
             cap_recv_s, cap_e2e_s = run_client(blast, capture, env, stop=True)
             lost = total - _parquet_rows(store)
             print(

@@ -104,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--writer-id", required=True)
     p.add_argument("--flush-age", default="5m")
     p.add_argument("--duration")
+    p.add_argument("--force", action="store_true", help="record even on a day the market is closed")
     p.add_argument("--throttle", type=float, default=0.0, metavar="SECONDS")
     p.add_argument("--gate-fds", metavar="ANNOUNCE,RELEASE")
     for f in dataclasses.fields(SessionTuning):
@@ -129,6 +130,7 @@ def request(argv: list[str] | None = None) -> CaptureRequest:
         duration_s=parse_duration(args.duration) if args.duration else None,
         tuning=SessionTuning(**tuned),
         part_writer=part_writer(args.throttle, gate),
+        force=args.force,
     )
 
 

@@ -143,6 +143,7 @@ def capture_command(
     ``recorder capture``; ``program=SOAK_CAPTURE`` for :mod:`soak.capture_proc`."""
     return [
         *program,
+        "--force",  # its own venue: record whatever the trading calendar says today
         "--ws-url",
         venue.ws_url,
         "--rest-url",

@@ -3,6 +3,9 @@ journal says arrived, in one comparable row layout."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +88,36 @@ def capture_config(
         tuning=FAST_SESSION,
         **options,
     )
+
+
+WAIT_S = 120.0  # bounds a hang; a loaded machine may start Python slowly
+
+
+def trades_sent(vt: Any) -> int:
+    return sum(1 for s in vt.venue.sent if s.entry["type"] == "0B")
+
+
+def capture_until(
+    vt: Any, cmd: list[str], env: dict[str, str], *, logins: int, trades: int = 1
+) -> subprocess.CompletedProcess[str]:
+    """Run a capture until the venue has had ``logins`` LOGINs in all and has sent ``trades``
+    more trades that the capture has provably read (a PING barrier after them), then SIGTERM.
+
+    Output goes to unnamed temporary files, so a chatty capture never blocks on a full pipe.
+    """
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, text=True)
+        try:
+            vt.wait_logins(logins, WAIT_S)
+            want = vt.run(lambda: trades_sent(vt)) + trades
+            vt.wait(lambda: trades_sent(vt) >= want, WAIT_S, f"{want} trades sent")
+            vt.barrier(WAIT_S)
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(WAIT_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(cmd, rc, out.read(), err.read())

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,7 +23,8 @@ from recorder.capture.progress import CaptureStats, KeyState
 from recorder.client.credentials import Credentials
 from recorder.client.session import SessionTuning
 from recorder.sim.venue import Venue, VenueConfig
-from tests.helpers import capture_config, stored_rows
+from soak.harness import capture_command, hermetic_env
+from tests.helpers import capture_config, capture_until, stored_rows
 
 KEYS = [Credentials(f"metrics-appkey-{n:04d}", f"metrics-secret-{n:04d}") for n in range(2)]
 CODES = [f"{200000 + 11 * n:06d}" for n in range(12)]
@@ -192,6 +194,7 @@ def test_busy_metrics_port_exits_2_before_any_network_call(tmp_path: Path) -> No
                 "ws://127.0.0.1:9/ws",
                 "--rest-url",
                 "http://127.0.0.1:9",
+                "--force",
                 "--metrics-port",
                 str(port),
             ],
@@ -210,24 +213,11 @@ def test_busy_metrics_port_exits_2_before_any_network_call(tmp_path: Path) -> No
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.parquet"))
 
 
-def test_log_format_json_lines_parse(tmp_path: Path) -> None:
-    run = subprocess.run(
-        [
-            *RECORDER,
-            "capture",
-            "--sim",
-            "--duration",
-            "1s",
-            "--data-dir",
-            str(tmp_path),
-            "--log-format",
-            "json",
-            "--metrics-port",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+def test_log_format_json_lines_parse(tmp_path: Path, venue_thread: Any) -> None:
+    vt = venue_thread(VenueConfig(n_symbols=2, tick_interval=0.02, trade_rate=10.0, seed=5))
+    cmd = capture_command(vt.venue, tmp_path, "json", "--log-format", "json", "--metrics-port", "0")
+    run = capture_until(
+        vt, cmd, hermetic_env(KIWOOM_APPKEY="json-appkey-0001", KIWOOM_SECRETKEY="sim-secretkey"), logins=1
     )
     assert run.returncode == 0, run.stderr
     lines = run.stderr.strip().splitlines()

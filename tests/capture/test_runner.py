@@ -32,7 +32,16 @@ def closed_port() -> int:
 
 
 def command(data_dir: Path) -> list[str]:
-    return [*CLI_CAPTURE, "--symbols", "005930,000660", "--data-dir", str(data_dir), "--writer-id", "t"]
+    return [
+        *CLI_CAPTURE,
+        "--symbols",
+        "005930,000660",
+        "--data-dir",
+        str(data_dir),
+        "--writer-id",
+        "t",
+        "--force",
+    ]
 
 
 def capture(data_dir: Path, *options: str, env: dict[str, str] = ENV) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,48 +20,15 @@ import queries
 from recorder.cli.common import EXIT_AUTH
 from recorder.sim.venue import VenueConfig
 from soak.harness import capture_command, hermetic_env
-from tests.helpers import journal_rows, stored_rows
+from tests.helpers import WAIT_S, capture_until, journal_rows, stored_rows
 
 RECORDER = [sys.executable, "-m", "recorder.cli.main"]
 APPKEY, SECRET = "cli-appkey-7f3a9c", "cli-secret-d41d8cd98f"
 DATA = Path(__file__).parents[1] / "data"
 
 
-WAIT_S = 120.0  # bounds a hang; a loaded machine may start Python slowly
-
-
 def capture_cmd(vt: Any, data_dir: Path, *extra: str) -> list[str]:
     return capture_command(vt.venue, data_dir, "cli", *extra)
-
-
-def trades_sent(vt: Any) -> int:
-    return sum(1 for s in vt.venue.sent if s.entry["type"] == "0B")
-
-
-def capture_until(
-    vt: Any, cmd: list[str], env: dict[str, str], *, logins: int, trades: int = 1
-) -> subprocess.CompletedProcess[str]:
-    """Run a capture until the venue has had ``logins`` LOGINs in all and has sent ``trades``
-    more trades that the capture has provably read (a PING barrier after them), then SIGTERM.
-
-    Output goes to unnamed temporary files, so a chatty capture never blocks on a full pipe.
-    """
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, text=True)
-        try:
-            vt.wait_logins(logins, WAIT_S)
-            want = vt.run(lambda: trades_sent(vt)) + trades
-            vt.wait(lambda: trades_sent(vt) >= want, WAIT_S, f"{want} trades sent")
-            vt.barrier(WAIT_S)
-            proc.send_signal(signal.SIGTERM)
-            rc = proc.wait(WAIT_S)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        out.seek(0)
-        err.seek(0)
-        return subprocess.CompletedProcess(cmd, rc, out.read(), err.read())
 
 
 def test_sigkill_then_restart_loses_and_duplicates_nothing(tmp_path: Path, venue_thread: Any) -> None:
@@ -130,7 +96,7 @@ def test_wrong_secret_exits_fast_naming_the_cause(tmp_path: Path, venue_thread: 
 
 def test_missing_credentials_name_the_variable(tmp_path: Path) -> None:
     r = subprocess.run(
-        [*RECORDER, "capture", "--symbols", "005930", "--data-dir", str(tmp_path)],
+        [*RECORDER, "capture", "--symbols", "005930", "--data-dir", str(tmp_path), "--force"],
         env=hermetic_env(),
         capture_output=True,
         text=True,
