@@ -253,7 +253,8 @@ def _span(data: ReportData) -> tuple[int, int]:
     points += [g["start_m"] for g in data.gaps] + [g["end_m"] for g in data.gaps]
     if not points:
         return 540, 930  # the regular KRX session, for a day with rejects only
-    return math.floor(min(points)), max(math.ceil(max(points)), math.floor(min(points)) + 1)
+    lo = math.floor(min(points))
+    return lo, max(math.ceil(max(points)), lo + 1)  # two minutes at least: a step line needs two points
 
 
 def _time_axis(ax: Axes, lo: int, hi: int) -> None:
