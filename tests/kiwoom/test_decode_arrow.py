@@ -34,10 +34,10 @@ MIDNIGHT = DAY * DAY_NS - KST_OFFSET_NS  # 2026-07-20 00:00:00 KST
 # --------------------------------------------------------------------------- the reference
 
 
-def reference(
+def reference_decode(
     frames: list[bytes], recv: list[int], fnos: list[int], day: int | None = None
-) -> tuple[dict[str, pa.Table], set[int]]:
-    """Tables as ``Decoder`` + ``Sink._add_market`` build them, and the frames with rejects."""
+) -> tuple[dict[str, pa.Table], list[tuple[int, int, str, str]]]:
+    """Tables as ``Decoder`` + ``Sink._add_market`` build them, and the rejects."""
     dec = Decoder(trading_day=day)
     for raw, r, fno in zip(frames, recv, fnos, strict=True):
         dec.add(raw, r, fno)
@@ -45,8 +45,15 @@ def reference(
     sink = Sink(Path("/nonexistent"), "ref", max_rows=1 << 40, max_bytes=1 << 60)  # never flushes
     for table, cols in res.tables.items():
         sink._add_market(table, cols)
-    tables = {table: pa.concat_tables(buf.chunks) for table, buf in sink._buffers.items()}
-    return tables, {seq >> SEQ_SHIFT for _, seq, _, _ in res.rejects}
+    return {table: pa.concat_tables(buf.chunks) for table, buf in sink._buffers.items()}, res.rejects
+
+
+def reference(
+    frames: list[bytes], recv: list[int], fnos: list[int], day: int | None = None
+) -> tuple[dict[str, pa.Table], set[int]]:
+    """The reference tables, and the frames with rejects."""
+    tables, rejects = reference_decode(frames, recv, fnos, day)
+    return tables, {seq >> SEQ_SHIFT for _, seq, _, _ in rejects}
 
 
 def rows(t: pa.Table) -> list[dict[str, Any]]:

@@ -4,7 +4,6 @@ decoder gives alone, rows, rejects (reason and raw) and all, for frames of every
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,13 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recorder.kiwoom import strict_json
-from recorder.kiwoom.decode import PLANS, Decoder
+from recorder.kiwoom.decode import PLANS
 from recorder.kiwoom.decode_arrow import decode_block, decode_frames, parse_block
 from recorder.kiwoom.time import NS
 from recorder.sim.market import SyntheticMarket
-from recorder.store.sink import Sink
 from tests.kiwoom.test_decode import RECV
-from tests.kiwoom.test_decode_arrow import DAY, MIDNIGHT, frame, recv_base, same
+from tests.kiwoom.test_decode_arrow import DAY, MIDNIGHT, frame, recv_base, reference_decode, same
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -200,18 +198,6 @@ odd_frame = st.one_of(
 )
 
 
-def reference(frames: list[bytes], recv: list[int], fnos: list[int], day: int | None) -> tuple[dict, list]:
-    """The reference decoder's tables (as the sink buffers them) and rejects."""
-    dec = Decoder(trading_day=day)
-    for raw, r, fno in zip(frames, recv, fnos, strict=True):
-        dec.add(raw, r, fno)
-    res = dec.finish()
-    sink = Sink(Path("/nonexistent"), "ref", max_rows=1 << 40, max_bytes=1 << 60)  # never flushes
-    for table, cols in res.tables.items():
-        sink._add_market(table, cols)
-    return {t: pa.concat_tables(buf.chunks) for t, buf in sink._buffers.items()}, res.rejects
-
-
 def assert_same_tables(got: dict[str, list[pa.Table]], expected: dict[str, pa.Table]) -> None:
     assert {t for t, parts in got.items() if sum(map(len, parts))} == set(expected)
     for table, t in expected.items():
@@ -231,7 +217,7 @@ def with_fallback(
     day: int | None,
 ) -> tuple[dict[str, list[pa.Table]], list]:
     """What the pipeline stores: Arrow's tables, and the reference's for the frames Arrow left."""
-    more, rejects = reference(
+    more, rejects = reference_decode(
         [frames[i] for i in fallback], [recv[i] for i in fallback], [fnos[i] for i in fallback], day
     )
     got = {t: [v] for t, v in tables.items()}
@@ -249,7 +235,7 @@ def test_arrow_and_its_fallback_give_what_the_reference_gives(
     fnos = list(range(7, 7 + len(frames)))
     got = decode_frames(frames, recv, fnos, trading_day=day)
     tables, rejects = with_fallback(got.tables, got.fallback, frames, recv, fnos, day)
-    expected, expected_rejects = reference(frames, recv, fnos, day)
+    expected, expected_rejects = reference_decode(frames, recv, fnos, day)
     assert sorted(rejects) == sorted(expected_rejects)  # reason and raw included
     assert_same_tables(tables, expected)
 
@@ -269,7 +255,7 @@ def test_ingest_blocks_give_what_the_reference_gives(frames: list[bytes], day: i
     else:
         got = decode_block(parsed, 1, RECV, trading_day=day, parallel=False)
     tables, rejects = with_fallback(got.tables, got.fallback, frames, recv, fnos, day)
-    expected, expected_rejects = reference(frames, recv, fnos, day)
+    expected, expected_rejects = reference_decode(frames, recv, fnos, day)
     assert sorted(rejects) == sorted(expected_rejects)
     assert_same_tables(tables, expected)
 
@@ -281,7 +267,7 @@ def test_a_refused_frame_is_rejected_whole_with_orjsons_reason() -> None:
     bad = bad.replace(b'"' + SENTINEL.encode() + b'"', b"NaN")
     got = decode_frames([good, bad, good], [RECV] * 3, [1, 2, 3])
     assert got.fallback == [1] and len(got.tables["trades"]) == 2
-    _, rejects = reference([bad], [RECV], [2], None)
+    _, rejects = reference_decode([bad], [RECV], [2], None)
     assert rejects == [(RECV, 2 << 16, rejects[0][2], bad.decode())]
     assert rejects[0][2].startswith("invalid JSON: unexpected character")
 
@@ -298,6 +284,6 @@ def test_a_rejected_entry_nested_too_deep_to_write_keeps_its_frame_as_raw() -> N
         raw = orjson.dumps({"data": [e], "trnm": "REAL"}).replace(
             b'"' + SENTINEL.encode() + b'"', deep(1015, False)
         )
-        _, rejects = reference([raw], [RECV], [1], None)
+        _, rejects = reference_decode([raw], [RECV], [1], None)
         assert len(rejects) == 1 and rejects[0][3] == raw.decode()
         assert decode_frames([raw], [RECV], [1]).fallback == [0]
