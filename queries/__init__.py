@@ -76,6 +76,8 @@ def connect(
     data_dir = Path(data_dir)
     con = con or duckdb.connect()
     con.execute("SET TimeZone = 'Asia/Seoul'")  # show and bucket times in KST, the market's clock
+    # DuckDB draws a progress bar on stdout for long queries: it would corrupt CSV/JSON output.
+    con.execute("SET enable_progress_bar = false")
     con.execute(_BOOK_SECONDS)
     con.execute(_item_venue_macro())
     for table in TABLES:
