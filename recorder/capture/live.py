@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import dataclasses
+import functools
 import logging
 import signal
 import threading
@@ -188,6 +190,27 @@ class _DecoderThread(threading.Thread):
         anything (a memory-pressure flush of one table does not checkpoint)."""
         self.sink.flush_all()
         write_checkpoint(self.root, self.pipe.last_fno, self.pipe.state())
+        _release_memory()
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
+    try:
+        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+def _release_memory() -> None:
+    """After a flush: give the freed buffers back to the OS. Without this a long capture's
+    resident memory only grows (measured: a 500-code capture's RSS after each flush climbed
+    from about 250 to 350 MB in five minutes; with it, it stayed at 230-290 MB): Arrow's pool
+    and glibc's per-thread arenas keep freed pages for reuse."""
+    pa.default_memory_pool().release_unused()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def recover(root: Path, data_dir: Path, writer: str, last_fno: int) -> int:
