@@ -14,7 +14,9 @@ Model, per *stream* (one symbol on one venue, e.g. ``005930`` on KRX or ``005930
   adds exactly ``|FID 15|`` to the cumulative volume (FID 13) of its stream, the invariant
   recorders check (docs/architecture.md, invariant 2);
 - books are full snapshots sent at most ``book_rate`` times per second per stream (§4.5:
-  0D is throttled to about 3.6/s per symbol).
+  0D is throttled to about 3.6/s per symbol);
+- every trade is also kept on the stream's :class:`~recorder.sim.tape.TradeTape` (second,
+  unsigned price, quantity), sent or not: the venue's ka10079 tick chart (§5.3) reads it.
 
 The tick grid and the symbol catalogue (names, previous closes, ka10099 rows) live in
 :mod:`recorder.sim.symbols`.
@@ -45,12 +47,15 @@ from recorder.sim.symbols import (
     tick_up,
     universe,
 )
+from recorder.sim.tape import TradeTape
 
 __all__ = [
     "SymbolInfo",
     "SyntheticMarket",
+    "TradeTape",
     "pct",
     "round_to_tick",
+    "sign_code",
     "signed",
     "signed_price",
     "symbol_info",
@@ -131,6 +136,7 @@ class _Stream:
     buy_cnt: int
     prev_vol: int  # the previous day's volume, for FIDs 26/29/30
     prev_value: int
+    tape: TradeTape
     ask_chg: list[int] = field(default_factory=lambda: [0] * LEVELS)
     bid_chg: list[int] = field(default_factory=lambda: [0] * LEVELS)
     next_book_ns: int = 0
@@ -187,6 +193,7 @@ class SyntheticMarket:
             for venue in venues
             if venue == "KRX" or info.nxt_enable
         ]
+        self._tapes = {st.item: st.tape for st in self._streams}
         self._last_ns: int | None = None
 
     @classmethod
@@ -203,22 +210,27 @@ class SyntheticMarket:
         """ka10099 rows (§5.2) for every symbol, in the order the symbols were given."""
         return [info.ka10099_row() for info in self._info.values()]
 
+    def tick_tape(self, item: str) -> TradeTape | None:
+        """Every trade of ``item`` since the market started (None for an item it does not trade)."""
+        return self._tapes.get(item)
+
     def step(self, now_ns: int) -> list[dict[str, Any]]:
         """Advance the market to ``now_ns`` (epoch ns) and return the entries produced.
 
         Trades are drawn for the time since the previous call (at most one second is
         caught up); a book snapshot is emitted for every stream whose throttle allows it,
         so the first call returns one 0D entry per stream. Entries of one stream are in
-        the order they happened. Time fields carry ``now_ns`` in KST.
+        the order they happened. Time fields carry ``now_ns`` in KST; every trade is also
+        appended to its stream's tape at the same second (``now_ns // NS``).
         """
         elapsed = 0 if self._last_ns is None else min(max(now_ns - self._last_ns, 0), MAX_GAP_NS)
         self._last_ns = now_ns
         lam = self.trade_rate * elapsed / NS
-        hhmmss = hhmmss_kst(now_ns)
+        hhmmss, sec = hhmmss_kst(now_ns), now_ns // NS
         out: list[dict[str, Any]] = []
         for st in self._streams:
             for _ in range(self._poisson(lam)):
-                out.append(self._trade(st, hhmmss))
+                out.append(self._trade(st, hhmmss, sec))
             if now_ns >= st.next_book_ns:
                 self._churn_book(st)
                 out.append(self._book_entry(st, hhmmss))
@@ -272,6 +284,7 @@ class SyntheticMarket:
             buy_cnt=max(1, int(buy / avg)),
             prev_vol=prev_vol,
             prev_value=prev_vol * prev,
+            tape=TradeTape(item_of(info.code, venue), prev, traded),
         )
 
     def _level_qty(self, qty_mu: float) -> int:
@@ -321,8 +334,9 @@ class SyntheticMarket:
 
     # ------------------------------------------------------------------ 0B
 
-    def _trade(self, st: _Stream, hhmmss: str) -> dict[str, Any]:
-        """One print at the best price; updates the stream and returns its 0B entry."""
+    def _trade(self, st: _Stream, hhmmss: str, sec: int) -> dict[str, Any]:
+        """One print at the best price at epoch second ``sec``; updates the stream, puts the
+        trade on its tape and returns its 0B entry."""
         rng = self._rng
         drift = (st.ask + st.bid) / 2 / st.info.prev_close - 1
         buy = rng.random() < min(0.7, max(0.3, 0.5 - 2 * drift))  # mild mean reversion
@@ -334,6 +348,7 @@ class SyntheticMarket:
         if qty_levels[0] == 0:
             self._shift(st, up=buy)
         st.price = price
+        st.tape.append(sec, price, qty)
         st.cum_vol += qty
         st.cum_value += qty * price
         if buy:
@@ -370,7 +385,7 @@ class SyntheticMarket:
             "16": signed_price(st.open, prev),
             "17": signed_price(st.high, prev),
             "18": signed_price(st.low, prev),
-            "25": _sign_code(price, prev),
+            "25": sign_code(price, prev),
             "26": signed(vol_diff),
             "29": signed(st.cum_value - st.prev_value),
             # §4.4: 30 is the volume ratio carrying the sign of 26 (H-GOLD: -43.85 with 26 < 0).
@@ -461,8 +476,9 @@ _SPLIT_ZEROS = {
 }
 
 
-def _sign_code(price: int, prev_close: int) -> str:
-    """FID 25 (§4.3): 1 upper limit, 2 up, 3 unchanged, 4 lower limit, 5 down."""
+def sign_code(price: int, prev_close: int) -> str:
+    """FID 25 (§4.3) and ka10079's ``pred_pre_sig`` (§5.3): 1 upper limit, 2 up, 3 unchanged,
+    4 lower limit, 5 down."""
     if price == prev_close:
         return "3"
     if price > prev_close:

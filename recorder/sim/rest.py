@@ -1,8 +1,13 @@
-"""The REST half of the local venue: tokens (au10001/au10002) and ka10099 (protocol notes §2, §5).
+"""The REST half of the local venue: tokens (au10001/au10002), ka10099 and ka10079 (protocol notes §2, §5).
 
 Business errors come back as HTTP 200 with a non-zero ``return_code`` and a
 ``return_msg`` embedding ``[NNNN:text]`` (§5.1); only the rate limit uses HTTP 429.
 Texts quoted in the protocol note are used verbatim; the others are marked [GUESS].
+
+The tick chart (ka10079, §5.3) is served from the feed's trade tape
+(:class:`~recorder.sim.tape.TradeTape`): every execution the market made, sent to a client
+or not, newest first, ``chart_page_rows`` rows a page. Its ``next-key`` counts from the
+*oldest* trade, so trades made while a client walks back do not shift the later pages.
 
 Nothing here logs an app key, a secret key or a token (docs/architecture.md, invariant 6).
 """
@@ -20,8 +25,10 @@ import orjson
 from aiohttp import web
 
 from recorder.kiwoom.time import NS, format_kst_stamp
+from recorder.sim.market import sign_code, signed, signed_price
 
 if TYPE_CHECKING:
+    from recorder.sim.tape import TradeTape
     from recorder.sim.venue import Feed, VenueConfig, VenueStats
 
 log = logging.getLogger(__name__)
@@ -44,6 +51,13 @@ BAD_BODY = (2, "입력 값 오류입니다[1511:요청 본문이 올바른 JSON�
 BAD_API_ID = (2, "입력 값 오류입니다[1504:해당 URI에서는 지원하는 API ID가 아닙니다]")
 BAD_MRKT_TP = (2, "입력 값 오류입니다[1511:필수 입력 값(mrkt_tp)이 올바르지 않습니다]")
 BAD_NEXT_KEY = (2, "입력 값 오류입니다[1511:next-key 값이 올바르지 않습니다]")
+# ka10079 refusals (§5.3): neither the codes nor the texts were measured [GUESS].
+BAD_STK_CD = (2, "입력 값 오류입니다[1511:필수 입력 값(stk_cd)이 올바르지 않습니다]")
+UNKNOWN_STK_CD = (2, "입력 값 오류입니다[1902:종목 정보가 없습니다]")
+# Kiwoom also serves tic_scope 3, 5, 10 and 30 (§5.3); the venue serves one row per execution only.
+BAD_TIC_SCOPE = (2, "입력 값 오류입니다[1517:지원하지 않는 tic_scope 값입니다]")
+
+CHART_API_ID = "ka10079"
 
 
 @dataclass(slots=True)
@@ -147,7 +161,8 @@ async def _json_body(request: web.Request) -> dict[str, Any] | None:
 
 
 class RestApi:
-    """aiohttp handlers for ``/oauth2/token``, ``/oauth2/revoke`` and ``/api/dostk/stkinfo``."""
+    """aiohttp handlers for ``/oauth2/token``, ``/oauth2/revoke``, ``/api/dostk/stkinfo``
+    (ka10099) and ``/api/dostk/chart`` (ka10079)."""
 
     def __init__(
         self,
@@ -168,6 +183,7 @@ class RestApi:
             web.post("/oauth2/token", self.token),
             web.post("/oauth2/revoke", self.revoke),
             web.post("/api/dostk/stkinfo", self.stkinfo),
+            web.post("/api/dostk/chart", self.chart),
         ]
 
     @property
@@ -282,3 +298,75 @@ class RestApi:
         more = end < len(rows)
         headers = {"cont-yn": "Y" if more else "N", "next-key": str(end) if more else "", "api-id": api_id}
         return _reply(0, OK_MSG, {"list": rows[start:end]}, headers=headers)
+
+    async def chart(self, request: web.Request) -> web.Response:
+        """``/api/dostk/chart``; only api-id ka10079 with ``tic_scope`` 1 (§5.3).
+
+        Authorised like the other TRs (§2.4), rate-limited per (app key, api-id) (§5.1).
+        """
+        self._stats.rest_requests += 1
+        self._stats.chart_requests += 1
+        token, problem = self._authorize(request)
+        appkey = self._tokens.appkey_of(token)
+        if problem or appkey is None:
+            return _error(problem or BAD_TOKEN)
+        api_id = request.headers.get("api-id", "")
+        if limited := self._throttled(appkey, api_id):
+            self._stats.chart_throttled += 1
+            return limited
+        if api_id != CHART_API_ID:
+            return _error(BAD_API_ID)
+        body = await _json_body(request)
+        if body is None:
+            return _error(BAD_BODY)
+        stk_cd = body.get("stk_cd")
+        if not isinstance(stk_cd, str) or not stk_cd:
+            return _error(BAD_STK_CD)
+        if body.get("tic_scope") != "1":
+            return _error(BAD_TIC_SCOPE)
+        tick_tape = getattr(self._feed, "tick_tape", None)  # FeedHooks, optional
+        if tick_tape is None:  # a recorded feed keeps no executions beyond what it replays
+            return _error(BAD_API_ID)
+        tape: TradeTape | None = tick_tape(stk_cd)
+        if tape is None:
+            return _error(UNKNOWN_STK_CD)
+        return self._chart_page(request, tape, stk_cd)
+
+    def _chart_page(self, request: web.Request, tape: TradeTape, stk_cd: str) -> web.Response:
+        """One page of the tape, newest first; ``next-key`` is the number of older trades left.
+
+        Counting from the oldest end keeps a walk stable while the market trades on: a new
+        trade only ever lands above the first page.
+        """
+        end = len(tape)
+        if request.headers.get("cont-yn") == "Y":
+            key = request.headers.get("next-key", "")
+            if not key.isascii() or not key.isdigit() or not 0 < int(key) <= end:
+                return _error(BAD_NEXT_KEY)
+            end = int(key)
+        start = max(0, end - self._config.chart_page_rows)
+        rows = [_chart_row(tape, i) for i in range(end - 1, start - 1, -1)]
+        self._stats.chart_pages += 1
+        more = start > 0
+        headers = {"cont-yn": "Y" if more else "N", "next-key": str(start) if more else ""}
+        headers["api-id"] = CHART_API_ID
+        # last_tic_cnt: the executions in the newest row, always 1 at tic_scope 1 [GUESS].
+        extra = {"stk_cd": stk_cd, "last_tic_cnt": "1" if rows else "", "stk_tic_chart_qry": rows}
+        return _reply(0, OK_MSG, extra, headers=headers)
+
+
+def _chart_row(tape: TradeTape, i: int) -> dict[str, str]:
+    """Trade ``i`` of ``tape`` as a ka10079 row (§5.3): signed price, open/high/low equal to it."""
+    sec, price, qty = tape.trade(i)
+    prev = tape.prev_close
+    cur = signed_price(price, prev)
+    return {
+        "cur_prc": cur,
+        "trde_qty": str(qty),
+        "cntr_tm": format_kst_stamp(sec * NS),
+        "open_pric": cur,
+        "high_pric": cur,
+        "low_pric": cur,
+        "pred_pre": signed(price - prev),
+        "pred_pre_sig": sign_code(price, prev),
+    }

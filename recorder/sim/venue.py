@@ -3,8 +3,8 @@
 Made for tests, demos (``recorder sim``) and replay (``recorder replay --serve``); it is
 never part of a production capture. It follows protocol notes §8.2 ("Suggested
 fake-server behaviour"): tokens (§2), LOGIN/PING/REG/REMOVE/SYSTEM (§3), REAL frames
-(§4) and ka10099 (§5.2). REST lives in :mod:`recorder.sim.rest`, one WebSocket
-session in :mod:`recorder.sim.ws`.
+(§4), ka10099 (§5.2) and the ka10079 tick chart (§5.3). REST lives in
+:mod:`recorder.sim.rest`, one WebSocket session in :mod:`recorder.sim.ws`.
 
 Market data comes from a *feed*: any object with ``step(now_ns) -> list[entry]`` and
 ``symbols_info() -> list[dict]`` (:class:`Feed`). The default is a
@@ -13,11 +13,12 @@ Every ``tick_interval`` the venue steps the feed (whether or not anyone is conne
 cumulative fields stay consistent across reconnects) and offers the entries to every
 logged-in connection, which sends those it subscribed to.
 
-A feed may also implement two optional hooks (:class:`FeedHooks`; the recorded feed of
-:mod:`recorder.replay.feed` does, the synthetic market does not): ``attach(venue)``, called
-once at construction, lets it read :meth:`Venue.backlog` for backpressure, and
-``on_subscribed(subscriptions, now_ns)``, called after every accepted REG, lets it start
-its clock once a client has registered.
+A feed may also implement optional hooks (:class:`FeedHooks`). The recorded feed of
+:mod:`recorder.replay.feed` implements two: ``attach(venue)``, called once at construction,
+lets it read :meth:`Venue.backlog` for backpressure, and ``on_subscribed(subscriptions,
+now_ns)``, called after every accepted REG, lets it start its clock once a client has
+registered. The synthetic market implements the third, ``tick_tape(item)``: every trade it
+made for an item, which ka10079 serves (a feed without it answers ka10079 with an error).
 
 Ground truth for tests: with ``record_sent`` on, every frame written to a socket is kept
 in :attr:`Venue.frames` and every REAL entry in :attr:`Venue.sent`, in wire order. Tests
@@ -49,6 +50,7 @@ from recorder.errors import ConfigError, RecorderError
 from recorder.kiwoom.limits import MAX_CODES_PER_KEY, REG_PER_SECOND, REST_PER_SECOND, WS_PATH
 from recorder.sim.market import SyntheticMarket
 from recorder.sim.rest import RestApi, TokenStore
+from recorder.sim.tape import TradeTape
 from recorder.sim.ws import Connection
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,10 @@ class FeedHooks(Protocol):
         """Called after a REG is accepted, with that connection's ``(item, type)`` pairs."""
         ...
 
+    def tick_tape(self, item: str) -> TradeTape | None:
+        """Every trade made for ``item`` (None: an item the feed does not trade), for ka10079."""
+        ...
+
 
 @dataclass
 class VenueConfig:
@@ -99,6 +105,8 @@ class VenueConfig:
         revoke_previous_token: a new token invalidates the app key's older ones (§2.1).
         rest_rate_limit: REST calls per second per (token or app key, api-id) → 429 (§5.1).
         ka10099_page_size: None returns one page; an int forces cont-yn/next-key paging.
+        chart_page_rows: most rows in one ka10079 page (§5.3: 900 measured); tests use
+            small pages to exercise cont-yn/next-key.
         batch_max: most entries in one REAL frame; each frame holds 1..batch_max (§4.1).
         tick_interval: seconds between feed steps.
         symbols: codes for the default synthetic feed; empty → ``n_symbols`` generated ones.
@@ -130,6 +138,7 @@ class VenueConfig:
     revoke_previous_token: bool = False
     rest_rate_limit: int = int(REST_PER_SECOND)
     ka10099_page_size: int | None = None
+    chart_page_rows: int = 900
     batch_max: int = 4
     tick_interval: float = 0.05
     symbols: Sequence[str] = ()
@@ -144,13 +153,22 @@ class VenueConfig:
     close_timeout: float = 5.0
     clock: Callable[[], int] = time.time_ns
 
+    def __post_init__(self) -> None:
+        if self.chart_page_rows < 1:
+            raise ConfigError(f"chart_page_rows must be at least 1, got {self.chart_page_rows}")
+
     def __repr__(self) -> str:  # never show credentials: secrets stay out of logs and messages
         return f"VenueConfig(host={self.host!r}, port={self.port}, symbols={len(self.symbols)})"
 
 
 @dataclass
 class VenueStats:
-    """Counters since start; tests read them, the CLI may print them."""
+    """Counters since start; tests read them, the CLI may print them.
+
+    ``rest_requests`` and ``rest_throttled`` count every REST route, ``chart_*`` ka10079
+    alone (requests received, pages answered, HTTP 429s); ``feed_steps`` counts the times
+    the feed was stepped.
+    """
 
     connections: int = 0
     logins: int = 0
@@ -173,6 +191,10 @@ class VenueStats:
     rest_requests: int = 0
     rest_throttled: int = 0
     tokens_issued: int = 0
+    chart_requests: int = 0
+    chart_pages: int = 0
+    chart_throttled: int = 0
+    feed_steps: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,9 +344,11 @@ class Venue:
     async def _tick_loop(self) -> None:
         while True:
             entries = self.feed.step(self.clock())
+            self.stats.feed_steps += 1
             if entries:
                 for conn in list(self.connections.values()):
                     conn.offer(entries, self._rng)
+            await self.notify()  # tests wait for what the market made, sent or not
             await asyncio.sleep(self.config.tick_interval)
 
     async def _ws_handler(self, request: web.Request) -> web.WebSocketResponse:
