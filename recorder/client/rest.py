@@ -1,4 +1,5 @@
-"""Kiwoom REST client: tokens (au10001/au10002), the symbol list (ka10099), any paged TR.
+"""Kiwoom REST client: tokens (au10001/au10002), the symbol list (ka10099), the tick chart
+(ka10079), any paged TR.
 
 Everything a market-data recorder needs from REST, over one :class:`httpx.AsyncClient`:
 
@@ -6,12 +7,16 @@ Everything a market-data recorder needs from REST, over one :class:`httpx.AsyncC
 - :meth:`KiwoomRest.request` makes one TR call with the auth headers (§2.3, §5.1),
   re-issuing the token once when Kiwoom says it is invalid (§2.4);
 - :meth:`KiwoomRest.pages` follows ``cont-yn``/``next-key`` continuation (§5.1);
-- :meth:`KiwoomRest.list_symbols` reads ka10099 for KOSPI, KOSDAQ or both (§5.2).
+- :meth:`KiwoomRest.list_symbols` reads ka10099 for KOSPI, KOSDAQ or both (§5.2);
+- :meth:`KiwoomRest.tick_chart` walks ka10079 back from the newest execution, one page
+  at a time, as far as the caller asks (§5.3).
 
-Requests are paced client-side to ``rate_per_s`` per api-id (§5.1: 5/s per app key and
-TR in production, 1/s on mock). Rate-limit answers, network failures and HTTP 5xx are
-retried with jittered exponential backoff. Callers see only :mod:`recorder.errors`.
-No message, log line or repr ever holds the app key, secret key or token.
+One client holds one app key. Its requests are paced client-side to ``rate_per_s`` per
+api-id (§5.1: 5/s per app key and TR in production, 1/s on mock). Rate-limit answers,
+network failures and HTTP 5xx are retried with jittered exponential backoff.
+:attr:`KiwoomRest.counters` counts requests, pages and rate-limit answers (for progress
+displays). Callers see only :mod:`recorder.errors`. No message, log line or repr ever
+holds the app key, secret key or token.
 """
 
 from __future__ import annotations
@@ -38,8 +43,12 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/json;charset=UTF-8"
 STKINFO_PATH = "/api/dostk/stkinfo"
+CHART_PATH = "/api/dostk/chart"
+TICK_CHART = "ka10079"
 MARKETS: dict[str, tuple[str, ...]] = {"kospi": ("0",), "kosdaq": ("10",), "all": ("0", "10")}
 MAX_PAGES = 1000
+#: §5.3: a liquid name fills up to about 2,000 pages of 900 rows a day; a walk may go back days.
+CHART_MAX_PAGES = 20_000
 FALLBACK_LIFETIME_NS = 23 * 3600 * NS  # tokens live ~24 h (§2.1); stay an hour short
 _DETAIL_CODE = re.compile(r"(?:\[|CODE=)(\d{4})\b")  # "[8005:Token이 ...]" or "CODE=8005"
 
@@ -119,6 +128,53 @@ class SymbolInfo:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ChartRow:
+    """One ka10079 row at ``tic_scope`` 1: one execution (§5.3). ``raw`` keeps the row as sent.
+
+    Attributes:
+        ts_ns: the execution's second (``cntr_tm``, KST) as epoch ns; Kiwoom gives no finer time.
+        price: ``cur_prc`` without the direction sign (KRW).
+        qty: ``trde_qty``, the executed quantity (unsigned).
+    """
+
+    ts_ns: int
+    price: int
+    qty: int
+    raw: dict[str, Any] = field(compare=False, repr=False)
+
+    @classmethod
+    def from_row(cls, row: Any) -> ChartRow:
+        """Type one row of ``stk_tic_chart_qry``.
+
+        Raises:
+            KiwoomError: not an object, or ``cntr_tm``, ``cur_prc`` or ``trde_qty`` missing
+                or unreadable (nothing is guessed for a row that does not parse).
+        """
+        if isinstance(row, dict):
+            ts_ns = parse_kst_stamp(row.get("cntr_tm"))
+            price = _unsigned(row.get("cur_prc"))
+            qty = _unsigned(row.get("trde_qty"))
+            if ts_ns is not None and price is not None and qty is not None:
+                return cls(ts_ns, price, qty, dict(row))
+        raise KiwoomError("bad row", f"unreadable tick-chart row: {_excerpt(repr(row))}", what=TICK_CHART)
+
+
+@dataclass
+class RestCounters:
+    """What one client has done so far; read it for progress displays.
+
+    Attributes:
+        requests: HTTP requests sent (every attempt, token calls and retries included).
+        pages: TR answers yielded by :meth:`KiwoomRest.pages` (ka10079 pages among them).
+        rate_limited: answers refusing a request for the rate limit (HTTP 429 / return_code 5).
+    """
+
+    requests: int = 0
+    pages: int = 0
+    rate_limited: int = 0
+
+
 def backoff_delay(attempt: int, rng: random.Random, *, base: float = 0.25, cap: float = 8.0) -> float:
     """Seconds to wait before retry number ``attempt + 1``: exponential, jittered, capped.
 
@@ -138,9 +194,12 @@ class KiwoomRest:
         sleep: awaited for every backoff and pacing wait.
         refresh_margin_s: re-issue the token when it expires within this many seconds.
         rate_per_s: requests per second per api-id (§5.1: 5 in production, 1 on mock).
-        max_retries: retries after a rate limit, network error or HTTP 5xx.
+        max_retries: retries of one request after a rate limit, network error or HTTP 5xx.
         timeout_s: httpx timeout for each request.
         rng: jitter source for backoff.
+
+    Attributes:
+        counters: requests, pages and rate-limit answers so far (:class:`RestCounters`).
     """
 
     def __init__(
@@ -172,6 +231,7 @@ class KiwoomRest:
         self._token: Token | None = None
         self._token_lock = asyncio.Lock()
         self._next_slot: dict[str, int] = {}
+        self.counters = RestCounters()
 
     async def __aenter__(self) -> Self:
         return self
@@ -296,6 +356,7 @@ class KiwoomRest:
         next_key: str | None = None
         for _ in range(max_pages):
             data, headers = await self.request(path, api_id, body, next_key=next_key)
+            self.counters.pages += 1
             yield data
             if headers.get("cont-yn") != "Y":
                 return
@@ -326,6 +387,41 @@ class KiwoomRest:
                     info = SymbolInfo.from_row(row)
                     seen.setdefault(info.code, info)
         return list(seen.values())
+
+    async def tick_chart(
+        self, item: str, *, max_pages: int = CHART_MAX_PAGES
+    ) -> AsyncIterator[list[ChartRow]]:
+        """ka10079 at ``tic_scope`` 1: every execution of ``item``, newest first, page by page (§5.3).
+
+        Lazy: the next page is requested only when the caller asks for it, so a caller that
+        has gone back far enough just stops iterating (wrap the iterator in
+        :func:`contextlib.aclosing` to finish it at once). Pages hold up to 900 rows; the
+        walk continues with ``next-key`` while Kiwoom answers ``cont-yn: Y``. A page may be
+        empty. Before the day's first trade the first pages are the previous day's tape:
+        filter on :attr:`ChartRow.ts_ns`.
+
+        Args:
+            item: the code with its venue suffix as Kiwoom takes it (``005930``, ``005930_NX``).
+            max_pages: give up after this many pages.
+
+        Raises:
+            AuthError: the credentials or a freshly issued token were refused (stop at once).
+            RateLimitError: still refused for the rate limit after ``max_retries`` backoffs.
+            KiwoomError: a business error (an unknown code, …), a row that does not parse, rows
+                not newest first, or more than ``max_pages`` pages.
+            TransportError: as for :meth:`request`.
+        """
+        body = {"stk_cd": item, "tic_scope": "1", "upd_stkpc_tp": "1"}
+        newest_allowed: int | None = None
+        n = 0
+        async for page in self.pages(CHART_PATH, TICK_CHART, body, max_pages=max_pages):
+            n += 1
+            rows = _chart_rows(page, item, n)
+            for row in rows:
+                if newest_allowed is not None and row.ts_ns > newest_allowed:
+                    raise KiwoomError("order", f"{item} page {n}: rows are not newest first", what=TICK_CHART)
+                newest_allowed = row.ts_ns
+            yield rows
 
     # ----------------------------------------------------------------------- internals
 
@@ -363,7 +459,15 @@ class KiwoomRest:
         for attempt in range(self._max_retries + 1):
             try:
                 return await self._attempt(path, api_id, body, headers)
-            except (RateLimitError, TransportError) as exc:
+            except RateLimitError as exc:
+                self.counters.rate_limited += 1
+                if attempt == self._max_retries:
+                    msg = f"{exc.msg} (still refused after {attempt} retries with backoff)"
+                    raise RateLimitError(exc.code, msg, what=api_id) from exc
+                delay = backoff_delay(attempt, self._rng)
+                log.warning("%s; retry %d/%d in %.2f s", exc, attempt + 1, self._max_retries, delay)
+                await self._sleep(delay)
+            except TransportError as exc:
                 if attempt == self._max_retries:
                     raise
                 delay = backoff_delay(attempt, self._rng)
@@ -376,6 +480,7 @@ class KiwoomRest:
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """One paced POST. Retryable failures raise RateLimitError or TransportError."""
         await self._pace(api_id)
+        self.counters.requests += 1
         try:
             resp = await self._http.post(path, content=orjson.dumps(body), headers=headers)
         except httpx.HTTPError as exc:  # connect, read, write, timeout, protocol
@@ -425,6 +530,25 @@ def _return_code(data: dict[str, Any], api_id: str) -> int:
 def _is_token_error(code: int, msg: str) -> bool:
     """§2.4: 8005/8031/8103 as the code, or as ``[8005:…]``/``CODE=8005`` in the text."""
     return code in TOKEN_ERROR_CODES or any(int(m) in TOKEN_ERROR_CODES for m in _DETAIL_CODE.findall(msg))
+
+
+def _chart_rows(page: dict[str, Any], item: str, n: int) -> list[ChartRow]:
+    """The typed rows of ka10079 page ``n``; a missing list is an empty page."""
+    rows = page.get("stk_tic_chart_qry")
+    if rows is None:
+        return []
+    if not isinstance(rows, list):
+        raise KiwoomError("bad list", f"{item} page {n}: stk_tic_chart_qry is not an array", what=TICK_CHART)
+    return [ChartRow.from_row(row) for row in rows]
+
+
+def _unsigned(value: Any) -> int | None:
+    """A price or quantity as Kiwoom writes it (``"+251000"``, ``" 0"``, ``"-35"``) → its
+    magnitude; anything else → None (§4.3: the sign is a direction, not part of the value)."""
+    if not isinstance(value, str):
+        return None
+    digits = value.strip().removeprefix("+").removeprefix("-")
+    return int(digits) if digits.isascii() and digits.isdigit() else None
 
 
 def _int_or_none(value: Any) -> int | None:
