@@ -31,14 +31,14 @@ from pathlib import Path
 import click
 import pyarrow as pa
 
-from recorder.capture.live import PartWriter
 from recorder.capture.runner import CaptureRequest, run_capture
 from recorder.cli.common import handle_errors
 from recorder.cli.options import parse_duration
 from recorder.client.session import SessionTuning
 from recorder.errors import StoreError
 from recorder.kiwoom.items import parse_items
-from recorder.store.sink import write_part
+from recorder.store.fs import DurableBatch
+from recorder.store.sink import PartWriter, write_part
 
 _TYPES = {"int": int, "float": float}
 TUNING_FIELDS = tuple(f.name for f in dataclasses.fields(SessionTuning))
@@ -64,10 +64,10 @@ class Gate:
         self._lock = threading.Lock()
         self._open = False
 
-    def write(self, table: pa.Table, final: Path, write: PartWriter) -> None:
-        """``write(table, final)`` once the harness allows it."""
+    def write(self, table: pa.Table, final: Path, batch: DurableBatch, write: PartWriter) -> None:
+        """``write(table, final, batch)`` once the harness allows it."""
         if self._open:
-            write(table, final)
+            write(table, final, batch)
             return
         with self._lock:
             if not self._open:
@@ -76,7 +76,7 @@ class Gate:
                 if not got:
                     raise StoreError(f"write gate closed by the harness before {final.name} was released")
                 self._open = got == RELEASE_ALL
-            write(table, final)
+            write(table, final, batch)
 
 
 def part_writer(throttle_s: float, gate: Gate | None) -> PartWriter | None:
@@ -85,10 +85,12 @@ def part_writer(throttle_s: float, gate: Gate | None) -> PartWriter | None:
     if not throttle_s and gate is None:
         return None
 
-    def slow(table: pa.Table, final: Path) -> None:
+    def slow(table: pa.Table, final: Path, batch: DurableBatch) -> None:
         if throttle_s:
             time.sleep(throttle_s)  # the slowness under test, not a synchronisation
-        write_part(table, final)
+        # Behind the gate each file appears on its own, at once, not when the flush commits:
+        # a kill between two writes then leaves what a crash amid a commit's renames leaves.
+        write_part(table, final, None if gate is not None else batch)
 
     if gate is None:
         return slow

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from recorder.cli.main import main
+from recorder.kiwoom.schema import data_dictionary
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -183,5 +184,15 @@ def reference() -> str:
     return "\n".join(out)
 
 
+def test_data_dictionary_is_current() -> None:
+    """docs/data-dictionary.md says what the FID tables say (python -m tests.test_docs dictionary)."""
+    assert (ROOT / "docs" / "data-dictionary.md").read_text(encoding="utf-8") == data_dictionary()
+
+
 if __name__ == "__main__":
-    print(reference())
+    import sys
+
+    if sys.argv[1:] == ["dictionary"]:
+        print(data_dictionary(), end="")
+    else:
+        print(reference())

@@ -66,7 +66,7 @@ from recorder.store.journal import (
 )
 from recorder.store.layout import journal_root
 from recorder.store.pipeline import TRADING_DAY, Pipeline
-from recorder.store.sink import Sink
+from recorder.store.sink import PartWriter, Sink
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,6 @@ STOPPED = "stopped"  # the event a clean shutdown journals last
 DECODE_EVERY_S = 1.0  # the longest a journaled frame waits for its decoding batch
 
 #: Writes one part file (a sorted Arrow table) at its final path, atomically.
-PartWriter = Callable[[pa.Table, Path], None]
 
 
 @dataclass

@@ -7,6 +7,10 @@ The storage layout (docs/architecture.md, "The store") is a contract::
     DATA_DIR/gaps/date=YYYY-MM-DD/part-*.parquet
     DATA_DIR/rejects/date=YYYY-MM-DD/part-*.parquet
 
+Part files carry types, not descriptions: a field's Kiwoom name and FID would cost ~20 KB of
+footer in every order-book file. :func:`data_dictionary` renders them once, as
+``docs/data-dictionary.md``.
+
 Timestamps are ``timestamp[us, tz=Asia/Seoul]``. ``date`` and ``symbol`` are Hive partition
 keys and are not stored inside the files. Read ``symbol`` as a string (``005930`` is not a
 number): :func:`partitioning` gives the right types to ``pyarrow.dataset``, and DuckDB
@@ -57,11 +61,10 @@ def _market_schema(table: str) -> pa.Schema:
         if name in BASE_COLUMNS:
             fields.append(pa.field(name, _BASE_TYPES[name], nullable=name == "symbol"))
         elif name == "side":
-            fields.append(pa.field(name, pa.string(), metadata={"doc": "buy/sell from the sign of FID 15"}))
+            fields.append(pa.field(name, pa.string()))
         else:
             f = kinds[name]
-            meta = {"fid": f.fid, "doc": f.doc}
-            fields.append(pa.field(name, _KIND_TYPES[f.kind], nullable=not f.required, metadata=meta))
+            fields.append(pa.field(name, _KIND_TYPES[f.kind], nullable=not f.required))
     return pa.schema(fields, metadata={"kiwoom_type": rt.code, "table": table})
 
 
@@ -94,6 +97,53 @@ SCHEMAS: dict[str, pa.Schema] = {
     "gaps": GAPS_SCHEMA,
     "rejects": REJECTS_SCHEMA,
 }
+
+
+#: What the columns that no FID gives mean (the data dictionary's words).
+COLUMN_DOCS = {
+    "ts": "exchange time (KST, to the second) of the entry; for the order book its FID 21",
+    "recv_ts": "when the recorder received the frame (KST, microseconds)",
+    "seq": "order of receipt: the journal frame number shifted left 16 bits, plus the entry's index",
+    "symbol": "six-character code without venue suffix (a string: `005930`); partition key",
+    "venue": "`KRX`, `NXT` or `SOR`, from the item's suffix or FID 9081",
+    "side": "`buy` or `sell`: the sign of FID 15 (volume is its absolute value)",
+    "date": "KST trading date `YYYY-MM-DD`; partition key",
+    "start_ts": "when the hole began (the last good moment before it)",
+    "end_ts": "when data flowed again; null while the hole is open",
+    "kind": "why: disconnect, stale, kicked, reg_rejected, login_failed, restart, continuity",
+    "detail": "human-readable detail (close code, refusal text, missing quantity)",
+    "symbols": "the items the hole concerns; null means every registered item",
+    "reason": "why the entry was refused (which FID, which value)",
+    "raw": "the entry's JSON exactly as received",
+}
+
+
+def data_dictionary() -> str:
+    """Every stored column of every table, its type, FID and meaning, as Markdown."""
+    from recorder.kiwoom.fields import REAL_TYPES
+
+    by_table = {rt.table: rt for rt in REAL_TYPES.values()}
+    out = [
+        "# Data dictionary",
+        "",
+        "Generated from the recorder's FID tables (`python -m tests.test_docs dictionary`); a test",
+        "keeps it in step. Part files carry the types; the meanings live here, written once.",
+        "Prices are KRW, absolute (the sign Kiwoom sends is direction, not value); quantities are shares.",
+    ]
+    for table, schema in SCHEMAS.items():
+        rt = by_table.get(table)
+        fids = {f.column: f for f in rt.fields} if rt else {}
+        title = f"`{table}` (Kiwoom {rt.code} {rt.name})" if rt else f"`{table}`"
+        out += ["", f"## {title}", "", "| column | type | FID | meaning |", "|---|---|---|---|"]
+        names = [*schema.names, "date"]
+        for name in names:
+            f = fids.get(name)
+            typ = str(schema.field(name).type) if name in schema.names else "string"
+            required = f is not None and f.required
+            meaning = (f.doc if f is not None else COLUMN_DOCS[name]).replace("|", "\\|")
+            fid = f.fid if f is not None else ("15" if name == "side" else "")
+            out.append(f"| `{name}` | {typ}{' (required)' if required else ''} | {fid} | {meaning} |")
+    return "\n".join(out) + "\n"
 
 
 def file_schema(table: str) -> pa.Schema:

@@ -3,8 +3,10 @@
 Rows are buffered per (table, date, symbol) and flushed when a buffer holds ``max_rows``
 rows, when all buffers together exceed ``max_bytes`` (the largest goes first), when a
 buffer is older than ``max_age_s``, and on :meth:`Sink.close`. A flush writes a temporary
-file opened with ``O_EXCL`` (nothing is ever truncated), fsyncs it and renames it into
-place, so a part file is visible only complete. Rows inside a file are sorted by
+file per partition opened with ``O_EXCL`` (nothing is ever truncated); then one
+:class:`~recorder.store.fs.DurableBatch` commit makes them all durable and renames them into
+place, so a part file is visible only complete, and a flush of thousands of partitions waits
+for the disk twice, not twice per file. Rows inside a file are sorted by
 (``ts``, ``seq``); compression is zstd.
 
 File names say what they hold: ``part-<writer>-<first fno>-<last fno>.parquet``, the
@@ -37,10 +39,14 @@ from recorder.kiwoom.decode import SEQ_SHIFT, Decoded, TableColumns
 from recorder.kiwoom.fields import MARKET_TABLES
 from recorder.kiwoom.schema import SCHEMAS, TIMESTAMP, timestamps
 from recorder.kiwoom.time import kst_date
-from recorder.store.fs import atomic_write
+from recorder.store.fs import DurableBatch, atomic_write
 from recorder.store.layout import SORT_TIME, WRITER_RE, parse_part_name, part_name, partition_dir
 
 _WRITERS = min(os.cpu_count() or 1, 8)  # threads writing the partitions of one flush
+
+#: Writes one part file: ``write(rows, final, batch)`` puts ``rows`` into ``batch`` (to appear at
+#: ``final`` when the flush commits it). :func:`write_part` is the store's own.
+PartWriter = Callable[[pa.Table, Path, DurableBatch], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +87,8 @@ class Sink:
             default: the KST date of its receive time. Ingest of a past day's frames sets it,
             as their receive time is the time of the ingest.
         clock: monotonic seconds.
-        write: writes one part file atomically; default :func:`write_part`. A test or a soak
-            run passes a slower or failing writer here.
+        write: writes one part file into the flush's batch; default :func:`write_part`. A
+            test or a soak run passes a slower or failing writer here.
     """
 
     def __init__(
@@ -96,7 +102,7 @@ class Sink:
         resume: bool = False,
         rejects_date: str | None = None,
         clock: Callable[[], float] = time.monotonic,
-        write: Callable[[pa.Table, Path], None] | None = None,
+        write: PartWriter | None = None,
     ) -> None:
         if not WRITER_RE.fullmatch(writer):
             raise StoreError(f"writer id {writer!r} must be letters, digits, '.', '_' and '-'")
@@ -236,18 +242,28 @@ class Sink:
         if not tables:
             return
         writes: list[tuple[str, Future[tuple[int, int]]]] = []
-        with ThreadPoolExecutor(_WRITERS, thread_name_prefix="sink-flush") as pool:
-            sorting = [pool.submit(_partitions, table, self._buffers.pop(table)) for table in tables]
-            for done in as_completed(sorting):
-                for key, part in done.result():
-                    writes.append((key[0], pool.submit(self._write_partition, key, part)))
-            for table, write in writes:  # on an error, leaving the pool still waits for the rest
-                written, skipped = write.result()
-                self.files_written += bool(written)
-                self.rows_written[table] += written
-                self.rows_skipped += skipped
+        batch = DurableBatch(self.root)
+        try:
+            with ThreadPoolExecutor(_WRITERS, thread_name_prefix="sink-flush") as pool:
+                sorting = [pool.submit(_partitions, table, self._buffers.pop(table)) for table in tables]
+                for done in as_completed(sorting):
+                    for key, part in done.result():
+                        writes.append((key[0], pool.submit(self._write_partition, key, part, batch)))
+                # on an error, leaving the pool still waits for the rest
+                counts = [(table, write.result()) for table, write in writes]
+            batch.commit()
+        except OSError as exc:
+            raise StoreError(f"cannot write part files under {self.root}: {exc}") from exc
+        finally:
+            batch.abort()  # a no-op after a commit
+        for table, (written, skipped) in counts:
+            self.files_written += bool(written)
+            self.rows_written[table] += written
+            self.rows_skipped += skipped
 
-    def _write_partition(self, key: tuple[str, str, str | None], part: pa.Table) -> tuple[int, int]:
+    def _write_partition(
+        self, key: tuple[str, str, str | None], part: pa.Table, batch: DurableBatch
+    ) -> tuple[int, int]:
         """Write one partition's rows (less those on disk when resuming): (rows written, skipped)."""
         skipped = 0
         if self.resume:
@@ -258,7 +274,7 @@ class Sink:
         final = partition_dir(self.root, *key) / part_name(
             self.writer, mm["min"] >> SEQ_SHIFT, mm["max"] >> SEQ_SHIFT
         )
-        self._write(part, final)
+        self._write(part, final, batch)
         return len(part), skipped
 
     def _skip_written(self, key: tuple[str, str, str | None], t: pa.Table) -> tuple[pa.Table, int]:
@@ -307,18 +323,27 @@ def _market_layout(table: str) -> pa.Schema:
     return SCHEMAS[table].append(pa.field("date", pa.string()))
 
 
-def write_part(t: pa.Table, final: Path) -> None:
-    """Write ``t`` to ``final`` (zstd) with :func:`recorder.store.fs.atomic_write`.
+def write_part(t: pa.Table, final: Path, batch: DurableBatch | None = None) -> None:
+    """Write ``t`` to ``final`` (zstd): into ``batch`` (visible when it commits), or on its own
+    with :func:`recorder.store.fs.atomic_write` (visible and durable when this returns).
 
     Raises:
         StoreError: on any filesystem or Arrow error, or if ``final`` already exists.
     """
     try:
         final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with atomic_write(final) as f:
-            pq.write_table(t, f, compression="zstd", **_write_options(t.schema))
+        if batch is None:
+            with atomic_write(final) as f:
+                _write_parquet(t, f)
+        else:
+            with batch.create(final) as f:
+                _write_parquet(t, f)
     except (OSError, pa.ArrowException) as exc:
         raise StoreError(f"cannot write {final}: {exc}") from exc
+
+
+def _write_parquet(t: pa.Table, f: Any) -> None:
+    pq.write_table(t, f, compression="zstd", **_write_options(t.schema))
 
 
 def _write_options(schema: pa.Schema) -> dict[str, Any]:

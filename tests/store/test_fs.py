@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from recorder.store.fs import acquire_lock, atomic_write, lock_held, locked, write_atomic
+from recorder.store.fs import (
+    DurableBatch,
+    acquire_lock,
+    atomic_write,
+    lock_held,
+    locked,
+    syncfs,
+    write_atomic,
+)
 from recorder.store.layout import temp_path
 
 
@@ -117,3 +125,66 @@ def test_a_killed_holder_releases_its_lock(tmp_path: Path) -> None:
         assert lock_held(lock)
         proc.send_signal(signal.SIGKILL)
     assert not lock_held(lock)
+
+
+# ---------------------------------------------------------------- batches of files
+
+
+@pytest.mark.parametrize("count", [2, 12])  # below and above the size where one syncfs serves all
+def test_a_batch_appears_whole_on_commit(tmp_path: Path, count: int) -> None:
+    finals = [tmp_path / f"d{i % 3}" / f"part-{i}.bin" for i in range(count)]
+    batch = DurableBatch(tmp_path)
+    for i, final in enumerate(finals):
+        final.parent.mkdir(exist_ok=True)
+        with batch.create(final) as f:
+            f.write(b"x" * i)
+    assert len(batch) == count
+    assert not any(f.exists() for f in finals)  # nothing visible before the commit
+    batch.commit()
+    assert [f.read_bytes() for f in finals] == [b"x" * i for i in range(count)]
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in finals)
+    assert sorted(p.name for d in tmp_path.iterdir() for p in d.iterdir()) == sorted(f.name for f in finals)
+    batch.abort()  # after a commit: nothing left to remove, nothing removed
+    assert all(f.exists() for f in finals)
+
+
+def test_an_aborted_batch_leaves_nothing(tmp_path: Path) -> None:
+    batch = DurableBatch(tmp_path)
+    for i in range(5):
+        with batch.create(tmp_path / f"part-{i}.bin") as f:
+            f.write(b"data")
+    batch.abort()
+    assert names(tmp_path) == []
+    batch.commit()  # nothing to commit
+    assert names(tmp_path) == []
+
+
+def test_a_batch_refuses_an_existing_file_and_replaces_when_told(tmp_path: Path) -> None:
+    final = tmp_path / "part.bin"
+    final.write_bytes(b"old")
+    with pytest.raises(FileExistsError):
+        DurableBatch(tmp_path).create(final)
+    assert names(tmp_path) == ["part.bin"]
+    batch = DurableBatch(tmp_path, replace=True)
+    with batch.create(final) as f:
+        f.write(b"new")
+    batch.commit()
+    assert final.read_bytes() == b"new"
+
+
+def test_a_file_that_appeared_meanwhile_is_not_overwritten(tmp_path: Path) -> None:
+    """Another writer's file under the same name stays; the batch's own temporary is removed."""
+    batch = DurableBatch(tmp_path)
+    for i in range(4):
+        with batch.create(tmp_path / f"part-{i}.bin") as f:
+            f.write(b"mine")
+    (tmp_path / "part-2.bin").write_bytes(b"theirs")
+    with pytest.raises(FileExistsError):
+        batch.commit()
+    assert (tmp_path / "part-2.bin").read_bytes() == b"theirs"
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+
+def test_syncfs_reports_a_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(OSError):
+        syncfs(tmp_path / "missing")

@@ -6,13 +6,15 @@ import os
 from pathlib import Path
 
 import orjson
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 import queries
 from recorder.errors import StoreError
 from recorder.kiwoom.decode import Decoder
-from recorder.store.sink import Gap, Sink
+from recorder.store.fs import DurableBatch
+from recorder.store.sink import Gap, Sink, write_part
 
 DATA = Path(__file__).parents[1] / "data"
 FRAMES = [orjson.loads(line)["frame"] for line in (DATA / "kiwoom-frames.jsonl").read_text().splitlines()]
@@ -121,6 +123,26 @@ def test_write_errors_are_loud(tmp_path: Path) -> None:
     sink.add(decoded(range(1)))
     with pytest.raises(StoreError, match="cannot write"):
         sink.close()
+
+
+def test_a_failed_flush_shows_none_of_its_files(tmp_path: Path) -> None:
+    """Part files of one flush appear together: when one partition cannot be written, the
+    partitions written before it stay invisible (no final names, no temporary files left)."""
+    calls: list[str] = []
+
+    def failing_third(t: pa.Table, final: Path, batch: DurableBatch) -> None:
+        calls.append(final.name)
+        if len(calls) == 3:
+            raise StoreError(f"cannot write {final.name}: disk full")
+        write_part(t, final, batch)
+
+    sink = Sink(tmp_path, "w1", write=failing_third)
+    sink.add(decoded(range(5)))
+    sink.add(decoded(range(3), FRAMES[3]))
+    with pytest.raises(StoreError, match="disk full"):
+        sink.close()
+    assert len(calls) >= 3
+    assert [p for p in parts(tmp_path)] == []  # neither complete files nor temporaries
 
 
 def test_never_overwrites_a_part_file(tmp_path: Path) -> None:
