@@ -24,8 +24,8 @@ import functools
 import itertools
 import os
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from recorder.store.fs import DurableBatch, atomic_write
 from recorder.store.layout import SORT_TIME, WRITER_RE, parse_part_name, part_name, partition_dir
 
 _WRITERS = min(os.cpu_count() or 1, 8)  # threads writing the partitions of one flush
+_RUNS_PER_BUDGET = 8  # a full buffer holds about this many sorted runs per table
 
 #: Writes one part file: ``write(rows, final, batch)`` puts ``rows`` into ``batch`` (to appear at
 #: ``final`` when the flush commits it). :func:`write_part` is the store's own.
@@ -61,15 +62,37 @@ class Gap:
     seq: int
 
 
+PartKey = tuple[str, str, str | None]  # (table, date, symbol or None)
+
+
+@dataclass(slots=True)
+class _Run:
+    """Buffered rows sorted by (partition, time, seq), less the partition columns, and where
+    each partition's rows are: ``where[key] = (start, stop)``."""
+
+    body: pa.Table
+    where: dict[PartKey, tuple[int, int]]
+
+    @property
+    def nbytes(self) -> int:
+        return self.body.nbytes
+
+
 @dataclass(slots=True)
 class _Buffer:
-    """Rows of one table waiting to be written, as Arrow tables with a ``date`` column."""
+    """Rows of one table waiting to be written: recent Arrow tables with a ``date`` column as
+    they came (``chunks``), and older ones already sorted into :class:`_Run` s."""
 
     created: float
     chunks: list[pa.Table] = field(default_factory=list)
+    chunk_bytes: int = 0
+    runs: list[_Run] = field(default_factory=list)
     rows: int = 0
-    nbytes: int = 0
     first_fno: int = -1
+
+    @property
+    def nbytes(self) -> int:
+        return self.chunk_bytes + sum(r.nbytes for r in self.runs)
 
 
 class Sink:
@@ -86,6 +109,10 @@ class Sink:
         rejects_date: the trading date (``YYYY-MM-DD``) every ``rejects`` row is filed under;
             default: the KST date of its receive time. Ingest of a past day's frames sets it,
             as their receive time is the time of the ingest.
+        run_bytes: buffered rows are sorted into a run whenever this many bytes came in
+            since the last one (default an eighth of ``max_bytes``, at least 1 MiB), so that a
+            flush writes each partition from slices of a few runs and never holds a sorted
+            copy of everything it writes.
         clock: monotonic seconds.
         write: writes one part file into the flush's batch; default :func:`write_part`. A
             test or a soak run passes a slower or failing writer here.
@@ -101,6 +128,7 @@ class Sink:
         max_age_s: float = 900.0,
         resume: bool = False,
         rejects_date: str | None = None,
+        run_bytes: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         write: PartWriter | None = None,
     ) -> None:
@@ -109,6 +137,7 @@ class Sink:
         self.root = root
         self.writer = writer
         self.max_rows, self.max_bytes, self.max_age_s = max_rows, max_bytes, max_age_s
+        self.run_bytes = run_bytes if run_bytes is not None else max(1 << 20, max_bytes // _RUNS_PER_BUDGET)
         self.resume = resume
         self.rejects_date = rejects_date
         self.clock = clock
@@ -191,10 +220,13 @@ class Sink:
         first = pc.min(t["seq"]).as_py() >> SEQ_SHIFT
         buf.first_fno = first if buf.first_fno < 0 else min(buf.first_fno, first)
         buf.chunks.append(t)
+        buf.chunk_bytes += t.nbytes
         buf.rows += len(t)
-        buf.nbytes += t.nbytes
         if buf.rows >= self.max_rows:
             self._flush(table)
+        elif buf.chunk_bytes >= self.run_bytes:
+            buf.runs.append(_sorted_run(table, buf.chunks))
+            buf.chunks, buf.chunk_bytes = [], 0
 
     # ----------------------------------------------------------------- flushing
 
@@ -235,9 +267,10 @@ class Sink:
     def _flush(self, *tables: str) -> None:
         """Write the rows of ``tables``: one file per partition, rows sorted by (time, seq).
 
-        Each table is sorted on a thread of its own and its partitions are written as soon
-        as it is, on the same threads (Arrow's take and the Parquet writer release the
-        GIL), so a flush keeps every core busy.
+        Partitions are written on a pool of threads (Arrow's take and the Parquet writer
+        release the GIL), each from its slices of the table's sorted runs, so a flush holds
+        at most one sorted copy of a partition per thread beyond the buffered rows. All the
+        files of one flush appear together (:class:`~recorder.store.fs.DurableBatch`).
         """
         if not tables:
             return
@@ -245,10 +278,15 @@ class Sink:
         batch = DurableBatch(self.root)
         try:
             with ThreadPoolExecutor(_WRITERS, thread_name_prefix="sink-flush") as pool:
-                sorting = [pool.submit(_partitions, table, self._buffers.pop(table)) for table in tables]
-                for done in as_completed(sorting):
-                    for key, part in done.result():
-                        writes.append((key[0], pool.submit(self._write_partition, key, part, batch)))
+                for table in tables:
+                    buf = self._buffers.pop(table)
+                    runs = buf.runs
+                    if buf.chunks:
+                        runs.append(_sorted_run(table, buf.chunks))
+                    del buf
+                    for key, slices in _partition_slices(runs):
+                        writes.append((table, pool.submit(self._write_partition, key, slices, batch)))
+                    del runs
                 # on an error, leaving the pool still waits for the rest
                 counts = [(table, write.result()) for table, write in writes]
             batch.commit()
@@ -261,10 +299,10 @@ class Sink:
             self.rows_written[table] += written
             self.rows_skipped += skipped
 
-    def _write_partition(
-        self, key: tuple[str, str, str | None], part: pa.Table, batch: DurableBatch
-    ) -> tuple[int, int]:
+    def _write_partition(self, key: PartKey, slices: list[pa.Table], batch: DurableBatch) -> tuple[int, int]:
         """Write one partition's rows (less those on disk when resuming): (rows written, skipped)."""
+        part = _merge(key[0], slices)
+        del slices
         skipped = 0
         if self.resume:
             part, skipped = self._skip_written(key, part)
@@ -299,23 +337,45 @@ class Sink:
         return last
 
 
-def _partitions(table: str, buf: _Buffer) -> list[tuple[tuple[str, str, str | None], pa.Table]]:
-    """A table's buffered rows as (partition key, its rows sorted by (time, seq)) pairs."""
+def _sorted_run(table: str, chunks: list[pa.Table]) -> _Run:
+    """Buffered chunks as one :class:`_Run`: sorted by (partition, time, seq)."""
     market = "symbol" in SCHEMAS[table].names
     parts = ["date", "symbol"] if market else ["date"]
     keys = [(name, "ascending") for name in (*parts, SORT_TIME[table], "seq")]
-    t = pa.concat_tables(buf.chunks)
+    t = pa.concat_tables(chunks)
     order = pc.sort_indices(t.select([k for k, _ in keys]), sort_keys=keys)
     sorted_parts = t.select(parts).take(order)
     changed = [pc.not_equal(c[1:], c[:-1]) for c in sorted_parts.columns]
     bounds = pc.indices_nonzero(functools.reduce(pc.or_, changed)).to_pylist()
     starts = [0, *(i + 1 for i in bounds)]
     names = sorted_parts.take(starts).to_pylist()
-    body = t.drop_columns(parts).take(order)
-    return [
-        ((table, name["date"], name.get("symbol")), body.slice(a, b - a))
+    body = t.drop_columns(parts).take(order).combine_chunks()
+    where = {
+        (table, name["date"], name.get("symbol")): (a, b)
         for (a, b), name in zip(itertools.pairwise([*starts, len(order)]), names, strict=True)
-    ]
+    }
+    return _Run(body, where)
+
+
+def _partition_slices(runs: list[_Run]) -> Iterator[tuple[PartKey, list[pa.Table]]]:
+    """Each partition of ``runs`` (in key order) with its rows' slices, one per run holding any."""
+    keys = sorted({k for run in runs for k in run.where}, key=lambda k: (k[1], k[2] or ""))
+    for key in keys:
+        slices = []
+        for run in runs:
+            span = run.where.get(key)
+            if span is not None:
+                slices.append(run.body.slice(span[0], span[1] - span[0]))
+        yield key, slices
+
+
+def _merge(table: str, slices: list[pa.Table]) -> pa.Table:
+    """One partition's rows from its slices of several runs, sorted by (time, seq)."""
+    if len(slices) == 1:
+        return slices[0]
+    t = pa.concat_tables(slices)
+    keys = [(SORT_TIME[table], "ascending"), ("seq", "ascending")]
+    return t.take(pc.sort_indices(t.select([k for k, _ in keys]), sort_keys=keys))
 
 
 def _market_layout(table: str) -> pa.Schema:

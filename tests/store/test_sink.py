@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import orjson
@@ -62,6 +63,30 @@ def test_layout_names_and_sorting(tmp_path: Path) -> None:
     seqs = t["seq"].to_pylist()
     assert seqs == sorted(seqs) and len(seqs) == 5
     assert oct(os.stat(f).st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize("run_bytes", [1, None])  # every chunk its own sorted run; one run for all
+def test_rows_spread_over_many_runs_come_out_whole_and_sorted(tmp_path: Path, run_bytes: int | None) -> None:
+    """A partition's rows from several runs are merged by (ts, seq), each row exactly once:
+    frames arrive in shuffled order, so every run holds times the others interleave with."""
+    fnos = list(range(1, 61))
+    random.Random(7).shuffle(fnos)
+    sink = Sink(tmp_path, "w1", run_bytes=run_bytes)
+    for i in range(0, len(fnos), 6):
+        for fno in fnos[i : i + 6]:
+            frame = FRAMES[2 + fno % 2]  # 7.5 (KRX trades) and 7.6 (NXT trade and book)
+            sink.add(decoded(range(fno, fno + 1), frame))
+    runs = sum(len(b.runs) for b in sink._buffers.values())
+    assert runs >= (10 if run_bytes == 1 else 0)
+    sink.close()
+    for table in ("trades", "orderbook"):
+        for f in tmp_path.glob(f"{table}/*/*/*.parquet"):
+            t = pq.read_table(f)
+            keys = list(zip(t["ts"].to_pylist(), t["seq"].to_pylist(), strict=True))
+            assert keys == sorted(keys) and len(set(t["seq"].to_pylist())) == len(t)
+    got = queries.sql(tmp_path, "SELECT count(*) AS n, count(DISTINCT seq) AS d FROM trades").to_pylist()
+    want = sum(len(decoded(range(f, f + 1), FRAMES[2 + f % 2]).tables["trades"].columns["seq"]) for f in fnos)
+    assert got == [{"n": want, "d": want}]
 
 
 def test_duckdb_reads_symbols_as_text(tmp_path: Path) -> None:
