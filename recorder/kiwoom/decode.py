@@ -36,7 +36,16 @@ from typing import Any
 
 import orjson
 
-from recorder.kiwoom.fields import REAL_TYPES, TABLE_TYPES, Field, Kind, RealType, columns
+from recorder.kiwoom.fields import (
+    LIVE_SOURCE,
+    REAL_TYPES,
+    SOURCE,
+    TABLE_TYPES,
+    Field,
+    Kind,
+    RealType,
+    columns,
+)
 from recorder.kiwoom.items import split_item
 from recorder.kiwoom.time import kst_date, parse_time
 
@@ -89,7 +98,7 @@ class _Plan:
         order = [*by_kind[Kind.PRICE], *sv, *by_kind[Kind.INT], *by_kind[Kind.FLOAT], *by_kind[Kind.TEXT]]
         self.ordered: tuple[Field, ...] = tuple(order)
         self.columns = columns(rt)
-        self.value_columns = self.columns[5:]
+        self.value_columns = tuple(c for c in self.columns[5:] if c != SOURCE)
         self.cache: dict[tuple[tuple[str, ...], tuple[str, ...]], _Shape] = {}
 
 
@@ -415,6 +424,8 @@ def _assemble(table: str, chunks: list[_Chunk]) -> TableColumns:
         k = len(chunk.meta)
         for name, src in zip(plan.value_columns, chunk.sources, strict=True):
             out[name].extend(chunk.cols[src] if src is not None else [None] * k)
+        if SOURCE in out:
+            out[SOURCE].extend([LIVE_SOURCE] * k)
     return TableColumns(table, out)
 
 
@@ -458,6 +469,8 @@ def strict_values(plan: _Plan, values: dict[str, Any]) -> tuple[list[Any] | None
         out.append(parsed)
         if f.kind is Kind.SIDE_VOLUME:
             out.append(_side(raw) if parsed is not None else None)
+    if SOURCE in plan.columns:
+        out.append(LIVE_SOURCE)
     return (None if fatal else out), problems
 
 

@@ -50,7 +50,7 @@ import pyarrow.json as pj
 
 from recorder.kiwoom import strict_json
 from recorder.kiwoom.decode import MAX_ENTRIES, SEQ_SHIFT
-from recorder.kiwoom.fields import REAL_TYPES, Field, Kind, RealType
+from recorder.kiwoom.fields import LIVE_SOURCE, REAL_TYPES, SOURCE, Field, Kind, RealType, columns
 from recorder.kiwoom.items import ITEM_PATTERN, SUFFIX_VENUE
 from recorder.kiwoom.schema import SCHEMAS, TIMESTAMP
 from recorder.kiwoom.time import DAY_NS, KST_OFFSET_NS, NS, kst_date
@@ -666,4 +666,6 @@ def _columns(
     if "volume" in out:  # FID 15 of 0B: its sign is the side
         signs = pc.utf8_slice_codeunits(pc.ascii_ltrim(values.field("15").take(rows), " "), 0, 1)
         out["side"] = pc.array_take(_k().sides, pc.index_in(signs, value_set=_k().signs))
+    if SOURCE in columns(rt):
+        out[SOURCE] = pa.repeat(LIVE_SOURCE, len(rows)).cast(pa.string())
     return out

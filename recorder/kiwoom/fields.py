@@ -197,11 +197,18 @@ EVENT_TABLES: tuple[str, ...] = ("gaps", "rejects")
 TABLES: tuple[str, ...] = MARKET_TABLES + EVENT_TABLES
 
 
+#: Where a trade row came from: ``'ws'`` (the WebSocket stream, every decoded row) or
+#: ``'rest'`` (healed from the REST tick chart by a backfill). The last column of ``trades``.
+SOURCE = "source"
+LIVE_SOURCE, REST_SOURCE = "ws", "rest"
+
+
 def columns(rt: RealType) -> tuple[str, ...]:
     """The row layout the decoder produces for ``rt``, which is also the stored column order.
 
     Base columns first, then the FIDs grouped by kind (prices, volume and side, integers,
-    rates, text), each group in the spec's order. FID 15 of 0B yields ``volume`` and ``side``.
+    rates, text), each group in the spec's order. FID 15 of 0B yields ``volume`` and ``side``;
+    trades end with :data:`SOURCE`.
     """
     cols: list[str] = list(BASE_COLUMNS)
     for kind in (Kind.PRICE, Kind.SIDE_VOLUME, Kind.INT, Kind.FLOAT, Kind.TEXT):
@@ -210,6 +217,8 @@ def columns(rt: RealType) -> tuple[str, ...]:
                 cols.append(f.column)
                 if kind is Kind.SIDE_VOLUME:
                     cols.append("side")
+    if rt.table == "trades":
+        cols.append(SOURCE)
     return tuple(cols)
 
 

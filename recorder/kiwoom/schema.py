@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from recorder.kiwoom.fields import BASE_COLUMNS, MARKET_TABLES, TABLE_TYPES, Kind, columns
+from recorder.kiwoom.fields import BASE_COLUMNS, MARKET_TABLES, SOURCE, TABLE_TYPES, Kind, columns
 from recorder.kiwoom.time import TZ_NAME
 
 TZ = TZ_NAME
@@ -60,7 +60,7 @@ def _market_schema(table: str) -> pa.Schema:
     for name in columns(rt):
         if name in BASE_COLUMNS:
             fields.append(pa.field(name, _BASE_TYPES[name], nullable=name == "symbol"))
-        elif name == "side":
+        elif name in ("side", SOURCE):
             fields.append(pa.field(name, pa.string()))
         else:
             f = kinds[name]
@@ -107,6 +107,7 @@ COLUMN_DOCS = {
     "symbol": "six-character code without venue suffix (a string: `005930`); partition key",
     "venue": "`KRX`, `NXT` or `SOR`, from the item's suffix or FID 9081",
     "side": "`buy` or `sell`: the sign of FID 15 (volume is its absolute value)",
+    "source": "`ws`: received on the WebSocket; `rest`: healed from the REST tick chart (ka10079)",
     "date": "KST trading date `YYYY-MM-DD`; partition key",
     "start_ts": "when the hole began (the last good moment before it)",
     "end_ts": "when data flowed again; null while the hole is open",
