@@ -1,5 +1,5 @@
 """DuckDB over the recorder's store: views ``trades``, ``orderbook``, ``gaps``, ``rejects``,
-ad-hoc SQL and named queries.
+``backfill``, ad-hoc SQL and named queries.
 
 ``connect(data_dir)`` returns a DuckDB connection whose views read the Hive-partitioned
 Parquet in place (nothing is copied): filters on ``date`` and ``symbol`` prune folders, so
@@ -10,6 +10,10 @@ time zone is Asia/Seoul, so times show and bucket in KST. The macro
 within its time bucket (the time weighting of ``spread`` and ``imbalance``), and
 ``item_venue(item)`` the venue of a Kiwoom item (``'005930_NX'`` → ``'NXT'``), as
 :mod:`recorder.kiwoom.items` spells it.
+
+The ``gaps`` view adds what backfills made of each gap: ``outcome`` (``healed``, ``partial``,
+``unhealable``, or null when no backfill found trades missing in it), ``healed`` (shares
+filled) and ``residual`` (shares still missing), from the latest ``backfill`` row of each hole.
 
 Named queries (``bars``, ``spread``, ``imbalance``, ``coverage``, ``vwap``) are ``.sql``
 files in this package with bound ``$name`` parameters (see :mod:`queries.named`)::
@@ -81,6 +85,7 @@ def connect(
     con.execute(_BOOK_SECONDS)
     con.execute(_item_venue_macro())
     for table in TABLES:
+        view = f"_{table}_files" if table == "gaps" else table
         if _has_parts(data_dir, table):
             path = (data_dir / part_glob(table)).as_posix().replace("'", "''")
             hive = hive_types(table)
@@ -88,7 +93,7 @@ def connect(
             # columns and the others are matched to it by name when they are read; files in
             # partitions the filters exclude are never opened.
             con.execute(
-                f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{path}', "
+                f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet('{path}', "
                 f"hive_partitioning = true, hive_types = {hive}, "
                 f"union_by_name = {'true' if union_by_name else 'false'})"
             )
@@ -96,8 +101,34 @@ def connect(
             empty = SCHEMAS[table].empty_table()
             empty = empty.append_column("date", pa.array([], pa.date32()))
             con.register(f"_empty_{table}", empty)
-            con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _empty_{table}")
+            con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM _empty_{table}")
+    con.execute(_GAPS_WITH_OUTCOMES)
     return con
+
+
+# Each hole's latest backfill outcome, summed per gap: healed when every hole of the gap was
+# healed, partial when some were, unhealable when none; null when no backfill found a hole.
+_GAPS_WITH_OUTCOMES = """
+CREATE OR REPLACE VIEW gaps AS
+WITH latest AS (
+    SELECT * FROM backfill
+    QUALIFY row_number() OVER (PARTITION BY start_ts, symbol, venue ORDER BY checked_ts DESC) = 1
+), per_gap AS (
+    SELECT gap_start_ts, gap_kind, gap_seq,
+           sum(filled) AS healed,
+           sum(CASE WHEN outcome = 'healed' THEN 0 ELSE missing END) AS residual,
+           bool_and(outcome = 'healed') AS all_healed,
+           bool_or(outcome = 'healed') AS any_healed
+    FROM latest WHERE gap_seq IS NOT NULL
+    GROUP BY ALL
+)
+SELECT g.*,
+       CASE WHEN p.gap_seq IS NULL THEN NULL WHEN p.all_healed THEN 'healed'
+            WHEN p.any_healed THEN 'partial' ELSE 'unhealable' END AS outcome,
+       p.healed, p.residual
+FROM _gaps_files g
+LEFT JOIN per_gap p ON g.start_ts = p.gap_start_ts AND g.kind = p.gap_kind AND g.seq = p.gap_seq
+"""
 
 
 # A 0D snapshot shows the whole book, which stands from its ts until the next snapshot of the

@@ -193,7 +193,7 @@ TABLE_TYPES: dict[str, RealType] = {rt.table: rt for rt in REAL_TYPES.values()}
 
 #: The stored tables: one per real-time type, then the recorder's own event tables.
 MARKET_TABLES: tuple[str, ...] = tuple(TABLE_TYPES)
-EVENT_TABLES: tuple[str, ...] = ("gaps", "rejects")
+EVENT_TABLES: tuple[str, ...] = ("gaps", "rejects", "backfill")
 TABLES: tuple[str, ...] = MARKET_TABLES + EVENT_TABLES
 
 

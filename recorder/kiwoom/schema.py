@@ -90,12 +90,35 @@ REJECTS_SCHEMA = pa.schema(
     metadata={"table": "rejects"},
 )
 
+#: What a backfill made of each hole in the trades (one row per hole and run that changed it).
+BACKFILL_SCHEMA = pa.schema(
+    [
+        pa.field("start_ts", TIMESTAMP, nullable=False),  # the recorded trade before the hole
+        pa.field("end_ts", TIMESTAMP, nullable=False),  # the recorded trade after it
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("venue", pa.string(), nullable=False),
+        pa.field("gap_start_ts", TIMESTAMP),  # the gaps row the hole falls in (null: none)
+        pa.field("gap_kind", pa.string()),
+        pa.field("gap_seq", pa.int64()),
+        pa.field("missing", pa.int64(), nullable=False),  # shares the cum_volume says are missing
+        pa.field("filled", pa.int64(), nullable=False),  # shares written (= missing when healed)
+        pa.field("trades", pa.int64(), nullable=False),  # rows written
+        pa.field("outcome", pa.string(), nullable=False),  # healed | unhealable
+        pa.field("detail", pa.string()),
+        pa.field("checked_ts", TIMESTAMP, nullable=False),
+        pa.field("seq", pa.int64(), nullable=False),  # the trade after the hole
+    ],
+    metadata={"table": "backfill"},
+)
+
+
 #: Full logical schema of each table (including the partition column ``symbol``).
 SCHEMAS: dict[str, pa.Schema] = {
     "trades": _market_schema("trades"),
     "orderbook": _market_schema("orderbook"),
     "gaps": GAPS_SCHEMA,
     "rejects": REJECTS_SCHEMA,
+    "backfill": BACKFILL_SCHEMA,
 }
 
 
@@ -116,6 +139,26 @@ COLUMN_DOCS = {
     "symbols": "the items the hole concerns; null means every registered item",
     "reason": "why the entry was refused (which FID, which value)",
     "raw": "the entry's JSON exactly as received",
+    "gap_start_ts": "the `gaps` row the hole falls in: its start_ts (null: no gap row)",
+    "gap_kind": "that gap's kind",
+    "gap_seq": "that gap's seq",
+    "missing": "shares the cum_volume difference says are missing between the two trades",
+    "filled": "shares written with source = 'rest' (equal to missing when healed)",
+    "trades": "rows written",
+    "outcome": "`healed` (the fill adds up to missing) or `unhealable` (nothing written; see detail)",
+    "checked_ts": "when the backfill ran",
+}
+
+
+#: Where a column means something else in one table.
+TABLE_COLUMN_DOCS = {
+    "backfill": {
+        "start_ts": "exchange time of the recorded trade before the hole",
+        "end_ts": "exchange time of the recorded trade after the hole",
+        "symbol": "six-character code (a column here, not a partition key)",
+        "seq": "seq of the recorded trade after the hole",
+        "detail": "what was filled, or why the hole cannot be healed",
+    }
 }
 
 
@@ -141,7 +184,11 @@ def data_dictionary() -> str:
             f = fids.get(name)
             typ = str(schema.field(name).type) if name in schema.names else "string"
             required = f is not None and f.required
-            meaning = (f.doc if f is not None else COLUMN_DOCS[name]).replace("|", "\\|")
+            if f is not None:
+                meaning = f.doc
+            else:
+                meaning = TABLE_COLUMN_DOCS.get(table, {}).get(name) or COLUMN_DOCS[name]
+            meaning = meaning.replace("|", "\\|")
             fid = f.fid if f is not None else ("15" if name == "side" else "")
             out.append(f"| `{name}` | {typ}{' (required)' if required else ''} | {fid} | {meaning} |")
     return "\n".join(out) + "\n"

@@ -7,9 +7,11 @@
       orderbook/date=YYYY-MM-DD/symbol=XXXXXX/part-….parquet
       gaps/date=YYYY-MM-DD/part-….parquet
       rejects/date=YYYY-MM-DD/part-….parquet
+      backfill/date=YYYY-MM-DD/part-….parquet   what each backfill made of each trade hole
       …/.<name>.tmp        a file being written (temp name, renamed into place when complete)
       _journal/<writer>/   one writer's raw frames and its LOCK (:mod:`recorder.store.journal`)
       _compaction/         compaction intents and the LOCK of :mod:`recorder.store.compact`
+      _backfill/LOCK       held while a backfill runs (:mod:`recorder.store.backfill`)
 
 ``date`` is the KST trading date and ``symbol`` the 6-character code, a string (``005930`` is
 not a number). A part file's name says who wrote it and which journal frames its rows come
@@ -43,7 +45,13 @@ WRITER_RE = re.compile(r"[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*")
 #: The temporary name of a file being written: ``.<final name>.tmp`` (see :func:`temp_path`).
 TMP_RE = re.compile(r"\..+\.tmp")
 #: The time column each table's files are sorted by (then ``seq``).
-SORT_TIME = {"trades": "ts", "orderbook": "ts", "gaps": "start_ts", "rejects": "recv_ts"}
+SORT_TIME = {
+    "trades": "ts",
+    "orderbook": "ts",
+    "gaps": "start_ts",
+    "rejects": "recv_ts",
+    "backfill": "start_ts",
+}
 
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 

@@ -165,18 +165,18 @@ class Sink:
         self._enforce_limits()
 
     def add_tables(self, tables: dict[str, pa.Table]) -> None:
-        """Buffer market rows already built as Arrow tables (:mod:`recorder.kiwoom.decode_arrow`).
+        """Buffer rows already built as Arrow tables (:mod:`recorder.kiwoom.decode_arrow`, a backfill).
 
         Each table must have exactly the fields of ``SCHEMAS[table]`` followed by a ``date``
-        string column (the KST date of ``ts``): the layout :meth:`_add_market` builds from a
-        decoder result. Empty tables are skipped.
+        string column (the KST date the row is filed under): the layout :meth:`_add_market`
+        builds from a decoder result. Empty tables are skipped.
 
         Raises:
-            StoreError: for a table that is not a market table or has another layout.
+            StoreError: for an unknown table or a table in another layout.
         """
         for table, t in tables.items():
-            if table not in MARKET_TABLES or not t.schema.equals(_market_layout(table)):
-                raise StoreError(f"{table}: not a market table in the schema + date layout")
+            if table not in SCHEMAS or not t.schema.equals(_layout(table)):
+                raise StoreError(f"{table}: not a table of the store in the schema + date layout")
             if len(t):
                 self._buffer(table, t)
         self._enforce_limits()
@@ -339,8 +339,7 @@ class Sink:
 
 def _sorted_run(table: str, chunks: list[pa.Table]) -> _Run:
     """Buffered chunks as one :class:`_Run`: sorted by (partition, time, seq)."""
-    market = "symbol" in SCHEMAS[table].names
-    parts = ["date", "symbol"] if market else ["date"]
+    parts = ["date", "symbol"] if table in MARKET_TABLES else ["date"]
     keys = [(name, "ascending") for name in (*parts, SORT_TIME[table], "seq")]
     t = pa.concat_tables(chunks)
     order = pc.sort_indices(t.select([k for k, _ in keys]), sort_keys=keys)
@@ -378,8 +377,8 @@ def _merge(table: str, slices: list[pa.Table]) -> pa.Table:
     return t.take(pc.sort_indices(t.select([k for k, _ in keys]), sort_keys=keys))
 
 
-def _market_layout(table: str) -> pa.Schema:
-    """``SCHEMAS[table]`` plus the ``date`` partition column: what market buffers hold."""
+def _layout(table: str) -> pa.Schema:
+    """``SCHEMAS[table]`` plus the ``date`` partition column: what buffers hold."""
     return SCHEMAS[table].append(pa.field("date", pa.string()))
 
 

@@ -176,7 +176,8 @@ def test_ls_counts_rows_and_bytes(store: Path) -> None:
         assert t.rows == queries.sql(store, f"SELECT count(*) AS n FROM {t.table}").to_pylist()[0]["n"]
         files = part_files(store, t.table)
         assert (t.files, t.bytes) == (len(files), sum(f.stat().st_size for f in files))
-        assert t.dates == ([DAY1, DAY2] if t.table in ("trades", "orderbook") else [DAY1])  # by recv_ts
+        want = [DAY1, DAY2] if t.table in ("trades", "orderbook") else [DAY1]  # rejects by recv_ts
+        assert t.dates == ([] if t.table == "backfill" else want)  # nothing backfilled here
     trades = inv.tables[0]
     assert trades.table == "trades" and trades.symbols == ["000660", "005930", "035720"]
     p = next(p for p in inv.partitions if (p.table, p.date, p.symbol) == ("trades", DAY1, "005930"))

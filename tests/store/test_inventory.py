@@ -96,6 +96,7 @@ def test_ls_imports_neither_the_decoder_nor_duckdb(tmp_path: Path) -> None:
         "orderbook": 1,
         "gaps": 0,
         "rejects": 1,
+        "backfill": 0,
     }
     assert [(j["writer"], j["segments"], j["checkpoint"]) for j in doc["journals"]] == [("w1", 1, 1)]
     loaded = set(modules.read_text().split())
