@@ -15,6 +15,7 @@ stored for it, so the next run tries again) and the run fails.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -227,3 +228,30 @@ def _count(res: BackfillResult, clients: Sequence[KiwoomRest]) -> None:
     res.requests = sum(c.counters.requests for c in clients)
     res.pages = sum(c.counters.pages for c in clients)
     res.rate_limited = sum(c.counters.rate_limited for c in clients)
+
+
+def rest_url_for(env_name: str, rest_url: str | None, environ: dict[str, str] | None = None) -> str:
+    """The REST server of a backfill: ``--rest-url``, else ``KIWOOM_REST_URL``, else ``--env``'s."""
+    import os
+
+    from recorder.kiwoom.limits import ENDPOINTS
+
+    if env_name not in ENDPOINTS:
+        raise ConfigError(f"--env must be prod or mock, not {env_name!r}")
+    environ = dict(os.environ) if environ is None else environ
+    return rest_url or environ.get("KIWOOM_REST_URL") or ENDPOINTS[env_name][0]
+
+
+async def run_backfill(
+    data_dir: Path,
+    date: str,
+    rest_url: str,
+    keys: Sequence[Any],
+    *,
+    items: Sequence[str] = (),
+    progress: Progress | None = None,
+) -> BackfillResult:
+    """:func:`backfill` with one :class:`~recorder.client.rest.KiwoomRest` per key pair."""
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(KiwoomRest(rest_url, k)) for k in keys]
+        return await backfill(data_dir, date, clients, items=items, progress=progress)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from recorder.cli import logs
+from recorder.cli.backfill import backfill
 from recorder.cli.calendar import calendar
 from recorder.cli.capture import capture
 from recorder.cli.query import query
@@ -39,7 +40,20 @@ def main(log_level: str) -> None:
     logs.configure(log_level)
 
 
-for _command in (capture, calendar, sim, ingest, rebuild, query, replay, ls, verify, compact, report):
+for _command in (
+    capture,
+    backfill,
+    calendar,
+    sim,
+    ingest,
+    rebuild,
+    query,
+    replay,
+    ls,
+    verify,
+    compact,
+    report,
+):
     main.add_command(_command)
 
 
