@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recorder.capture.assign import shard_items
+from recorder.capture.backfill import BackfillResult, run_backfill
 from recorder.capture.live import Capture, CaptureConfig, CaptureResult, PartWriter, install_signal_handlers
 from recorder.capture.metrics import MetricsServer
 from recorder.capture.progress import read_figures, report, summary_line
@@ -27,6 +28,7 @@ from recorder.errors import ConfigError
 from recorder.kiwoom.calendar import Closed, TradingDay, kst_today, trading_day
 from recorder.kiwoom.items import split_item
 from recorder.kiwoom.limits import check_codes
+from recorder.kiwoom.time import kst_date
 from recorder.store.layout import default_writer_id
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,7 @@ class CaptureRequest:
     calendar: Callable[[dt.date], TradingDay | Closed] = trading_day
     metrics_port: int | None = None  # serve /metrics and /healthz here (0: any free port)
     metrics_host: str = "127.0.0.1"
+    backfill: bool = False  # heal the recorded days' trade gaps from ka10079 afterwards
 
 
 @dataclass
@@ -87,6 +90,7 @@ class RunResult:
     capture: CaptureResult | None
     data_dir: Path
     closed: Closed | None = None
+    backfills: list[BackfillResult] = field(default_factory=list)
 
     def summary(self) -> str:
         """The final line; its counts are those of the last progress line."""
@@ -94,7 +98,8 @@ class RunResult:
             day = self.closed
             return f"market closed on {day.date}: {day.reason}; nothing recorded (--force records anyway)"
         assert self.capture is not None
-        return summary_line(read_figures(self.capture.stats, time.time_ns()), self.data_dir)
+        lines = [summary_line(read_figures(self.capture.stats, time.time_ns()), self.data_dir)]
+        return "\n".join(lines + [b.summary() for b in self.backfills])
 
 
 def _universe(req: CaptureRequest) -> tuple[list[str], str | None]:
@@ -138,6 +143,7 @@ async def run_capture(
         log.info("market closed on %s (%s): nothing to record", plan.closed.date, plan.closed.reason)
         return RunResult(None, req.data_dir, closed=plan.closed)
     duration_s = plan.duration_s
+    started_ns = req.clock()
     async with contextlib.AsyncExitStack() as stack:
         metrics = await _start_metrics(stack, req)  # a port in use fails here, before any network call
         if req.sim:
@@ -177,7 +183,12 @@ async def run_capture(
             finished.set()
             if reporter is not None:
                 await reporter
-    return RunResult(result, req.data_dir)
+        run = RunResult(result, req.data_dir)
+        if req.backfill:
+            days = {req.trading_date} if req.trading_date else {kst_date(started_ns), kst_date(req.clock())}
+            for day in sorted(days):
+                run.backfills.append(await run_backfill(req.data_dir, day, endpoints.rest_url, cfg.keys))
+    return run
 
 
 async def _start_metrics(stack: contextlib.AsyncExitStack, req: CaptureRequest) -> MetricsServer | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from recorder.cli.common import DATA_DIR, check_date, handle_errors
-from recorder.errors import ConfigError
+from recorder.errors import ConfigError, RecorderError
 
 
 @click.command()
@@ -42,6 +42,12 @@ from recorder.errors import ConfigError
     is_flag=True,
     help="Record even when the trading calendar says the market is closed today "
     "(by default such a day exits 0 at once, without logging in).",
+)
+@click.option(
+    "--backfill",
+    is_flag=True,
+    help="When the capture ends, heal the day's trade gaps from the REST tick chart (ka10079) "
+    "with the same keys, as recorder backfill does.",
 )
 @click.option("--sim", is_flag=True, help="Start the embedded venue on loopback and record from it.")
 @click.option("--writer-id", help="Part-file writer id (default: host name; one per process).")
@@ -91,6 +97,7 @@ def capture(
     until: str | None,
     close_grace: str,
     force: bool,
+    backfill: bool,
     sim: bool,
     writer_id: str | None,
     trading_date: str | None,
@@ -143,6 +150,12 @@ def capture(
         force=force,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
+        backfill=backfill,
     )
     result = asyncio.run(run_capture(req))
     click.echo(result.summary())
+    failed = [f for b in result.backfills for f in b.failed]
+    if failed:
+        raise RecorderError(
+            f"backfill: {len(failed)} items could not be examined; run recorder backfill again"
+        )

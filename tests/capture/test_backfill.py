@@ -1,0 +1,214 @@
+"""Backfill end to end over loopback: a capture loses trades to a kick, the venue's tick chart
+(ka10079, paged, rate-limited) gives them back, and the store ends up with the venue's tape."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import queries
+from recorder.capture.backfill import BackfillResult, run_backfill
+from recorder.capture.live import Capture, CaptureConfig
+from recorder.kiwoom.items import split_item
+from recorder.kiwoom.time import kst_date
+from recorder.sim.venue import Venue, VenueConfig
+from recorder.store.backfill import find_holes, recorded_trades
+from tests.helpers import CREDS, FAST_SESSION
+
+CFG = VenueConfig(
+    n_symbols=3,
+    tick_interval=0.02,
+    seed=11,
+    trade_rate=20.0,
+    book_rate=2.0,
+    chart_page_rows=10,  # several pages per item, so paging is exercised on every item
+    heartbeat_miss_limit=1_000_000,
+)
+
+
+async def _capture_with_a_kick(tmp: Path, venue: Venue) -> None:
+    """Record until the venue has kicked the session once and sent more afterwards; the kick's
+    backoff (1 s) costs trades the venue makes meanwhile."""
+    cfg = CaptureConfig(
+        data_dir=tmp,
+        ws_url=venue.ws_url,
+        rest_url=venue.rest_url,
+        keys=[CREDS],
+        symbols=venue.feed.items,
+        writer="t1",
+        tuning=dataclasses.replace(FAST_SESSION, kicked_backoff_s=1.0),
+        flush_age_s=0.5,
+    )
+    cap = Capture(cfg)
+    task = asyncio.create_task(cap.run())
+    try:
+        await venue.wait_logins(1, timeout=60)
+        await venue.wait_sent(40, timeout=60)
+        await venue.kick_all()
+        await venue.wait_logins(2, timeout=60)
+        await venue.wait_sent(len(venue.sent) + 40, timeout=60)
+        await venue.ping_barrier()
+    finally:
+        cap.stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+def tape_rows(venue: Venue, item: str, first_cum: int, last_cum: int) -> list[tuple[int, int, int, int]]:
+    """The venue's executions of ``item`` whose FID 13 lies in [first_cum, last_cum]:
+    (second, price, qty, cum_volume)."""
+    tape = venue.feed.tick_tape(item)
+    out, cum = [], tape.volume_before
+    for i in range(len(tape)):
+        sec, price, qty = tape.trade(i)
+        cum += qty
+        if first_cum <= cum <= last_cum:
+            out.append((sec, price, qty, cum))
+    return out
+
+
+def stored_tape(data: Path, item: str) -> list[dict[str, Any]]:
+    symbol, venue = split_item(item) or ("", "")
+    return queries.sql(
+        data,
+        "SELECT epoch(ts)::BIGINT AS s, price, volume, cum_volume, source FROM trades "
+        "WHERE symbol = $s AND venue = $v ORDER BY cum_volume",
+        {"s": symbol, "v": venue},
+    ).to_pylist()
+
+
+def test_backfill_heals_a_kick_and_a_second_run_adds_nothing(tmp_path: Path) -> None:
+    results: list[BackfillResult] = []
+    files: list[set[Path]] = []
+
+    async def main() -> Venue:
+        venue = Venue(CFG)
+        await venue.start()
+        try:
+            await _capture_with_a_kick(tmp_path, venue)
+            day = kst_date(time.time_ns())
+            files.append(set(tmp_path.rglob("*.parquet")))
+            results.append(await run_backfill(tmp_path, day, venue.rest_url, [CREDS]))
+            files.append(set(tmp_path.rglob("*.parquet")))
+            results.append(await run_backfill(tmp_path, day, venue.rest_url, [CREDS]))
+            files.append(set(tmp_path.rglob("*.parquet")))
+        finally:
+            await venue.stop()
+        return venue
+
+    venue = asyncio.run(main())
+    first, second = results
+    assert first.holes >= 1 and first.healed == first.holes and first.unhealable == 0, first.summary()
+    assert first.trades > 0 and first.pages > first.items  # several pages per item
+    assert venue.stats.chart_pages == first.pages and venue.stats.chart_throttled == first.rate_limited
+
+    day = kst_date(time.time_ns())
+    for item in venue.feed.items:
+        rows = stored_tape(tmp_path, item)
+        got = [(r["s"], r["price"], r["volume"], r["cum_volume"]) for r in rows]
+        assert got == tape_rows(venue, item, got[0][3], got[-1][3]), item  # the venue's tape, whole
+    assert find_holes(recorded_trades(tmp_path, day), []) == {}
+
+    sources = queries.sql(tmp_path, "SELECT source, count(*) AS n FROM trades GROUP BY ALL ORDER BY ALL")
+    assert sources.to_pylist() == [
+        {"source": "rest", "n": first.trades},
+        {"source": "ws", "n": sources.to_pylist()[1]["n"]},
+    ]
+    kicked = queries.sql(
+        tmp_path, "SELECT outcome, healed, residual FROM gaps WHERE kind = 'kicked'"
+    ).to_pylist()
+    assert kicked == [{"outcome": "healed", "healed": first.shares, "residual": 0}]
+
+    # Nothing is missing any more: the second run finds no hole and writes nothing.
+    assert (second.holes, second.trades, second.outcomes) == (0, 0, 0)
+    assert files[2] == files[1] and files[1] > files[0]
+
+
+def test_backfill_cli_refuses_a_missing_store_and_a_bad_date(tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "recorder.cli.main", "backfill", *args],
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "KIWOOM_APPKEY": "k" * 20, "KIWOOM_SECRETKEY": "s" * 20},
+            timeout=60,
+        )
+
+    missing = run("--date", "2026-07-20", "--data-dir", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "nope" in missing.stderr
+    bad = run("--date", "2026-13-45", "--data-dir", str(tmp_path))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    empty = run("--date", "2026-07-20", "--data-dir", str(tmp_path), "--rest-url", "http://127.0.0.1:9")
+    assert empty.returncode == 0 and "no trade gaps" in empty.stdout  # nothing recorded: no request made
+    assert "k" * 20 not in empty.stdout + empty.stderr
+
+
+@pytest.mark.parametrize("refused", ["bad-secret"])
+def test_backfill_stops_at_once_on_refused_credentials(tmp_path: Path, refused: str) -> None:
+    from recorder.client.credentials import Credentials
+    from recorder.errors import AuthError
+
+    async def main() -> tuple[Venue, Any]:
+        venue = Venue(dataclasses.replace(CFG, appkey=CREDS.appkey, secretkey=CREDS.secretkey))
+        await venue.start()
+        try:
+            await _capture_with_a_kick(tmp_path, venue)
+            bad = Credentials(CREDS.appkey, refused)
+            with pytest.raises(AuthError):
+                await run_backfill(tmp_path, kst_date(time.time_ns()), venue.rest_url, [bad])
+        finally:
+            await venue.stop()
+        return venue, None
+
+    venue, _ = asyncio.run(main())
+    assert venue.stats.chart_requests == 0
+    assert not (tmp_path / "backfill").exists()  # nothing stored
+
+
+def test_capture_with_backfill_heals_its_own_gaps_when_it_ends(tmp_path: Path) -> None:
+    """``capture --backfill``: the same keys and REST server heal the day after the capture."""
+    from recorder.capture.runner import CaptureRequest, RunResult, run_capture
+
+    async def main() -> RunResult:
+        venue = Venue(dataclasses.replace(CFG, chart_page_rows=300))
+        await venue.start()
+        stop = asyncio.Event()
+        keys = tmp_path / "keys.toml"
+        keys.write_text(f'[[key]]\nappkey = "{CREDS.appkey}"\nsecretkey = "{CREDS.secretkey}"\n')
+        keys.chmod(0o600)
+        try:
+            req = CaptureRequest(
+                data_dir=tmp_path / "store",
+                keys_file=keys,
+                symbols=venue.feed.items,
+                ws_url=venue.ws_url,
+                rest_url=venue.rest_url,
+                writer="t1",
+                tuning=dataclasses.replace(FAST_SESSION, kicked_backoff_s=1.0),
+                flush_age_s=0.5,
+                force=True,
+                backfill=True,
+            )
+            task = asyncio.create_task(run_capture(req, stop=stop, progress=False))
+            await venue.wait_logins(1, timeout=60)
+            await venue.wait_sent(40, timeout=60)
+            await venue.kick_all()
+            await venue.wait_logins(2, timeout=60)
+            await venue.wait_sent(len(venue.sent) + 40, timeout=60)
+            await venue.ping_barrier()
+            stop.set()
+            return await asyncio.wait_for(task, 120)
+        finally:
+            await venue.stop()
+
+    run = asyncio.run(main())
+    (bf,) = run.backfills
+    assert bf.holes >= 1 and bf.healed == bf.holes, bf.summary()
+    assert bf.summary() in run.summary().splitlines()
+    assert find_holes(recorded_trades(tmp_path / "store", bf.date), []) == {}
