@@ -19,6 +19,11 @@
 --                 (disconnect, reg_rejected, continuity, restart, ...).
 --   gap_seconds   sum of end_ts - start_ts over those rows; a row without end_ts (still
 --                 open when written) counts in gaps but adds no seconds.
+--   healed_gap_seconds, unhealed_gap_seconds  gap_seconds split by the gap's backfill
+--                 outcome: 'healed' (every trade missing in it was fetched from the tick
+--                 chart, `recorder backfill`) or not (never backfilled, partial, unhealable).
+--                 Healing concerns trades only: order books have no REST history, so the
+--                 order book stays missing for the whole of gap_seconds.
 --   cum_volume_breaks  trades whose cum_volume is not the previous trade's cum_volume plus
 --                 their own volume, per (date, symbol, venue) in (ts, seq) order (the continuity
 --                 invariant: each break means trades were missed). Not counted:
@@ -58,6 +63,7 @@ gap_items AS (
         start_ts,
         end_ts,
         kind,
+        outcome,
         unnest(
             CASE
                 WHEN len(coalesce(symbols, [])) = 0 THEN [NULL::VARCHAR]
@@ -107,7 +113,9 @@ gap_stats AS (
         d.date,
         d.symbol,
         count(*) AS gaps,
-        sum(epoch_us(g.end_ts) - epoch_us(g.start_ts)) / 1e6 AS gap_seconds
+        sum(epoch_us(g.end_ts) - epoch_us(g.start_ts)) / 1e6 AS gap_seconds,
+        sum(CASE WHEN g.outcome = 'healed' THEN epoch_us(g.end_ts) - epoch_us(g.start_ts) ELSE 0 END)
+            / 1e6 AS healed_gap_seconds
     FROM days AS d
     JOIN gap_rows AS g ON g.date = d.date AND (g.symbol IS NULL OR g.symbol = d.symbol)
     GROUP BY ALL
@@ -121,6 +129,8 @@ SELECT
     greatest(t.last_ts, o.last_ts) AS last_ts,
     coalesce(s.gaps, 0) AS gaps,
     coalesce(s.gap_seconds, 0.0) AS gap_seconds,
+    coalesce(s.healed_gap_seconds, 0.0) AS healed_gap_seconds,
+    coalesce(s.gap_seconds, 0.0) - coalesce(s.healed_gap_seconds, 0.0) AS unhealed_gap_seconds,
     coalesce(b.cum_volume_breaks, 0) AS cum_volume_breaks
 FROM days AS d
 LEFT JOIN trade_stats AS t ON t.date = d.date AND t.symbol = d.symbol

@@ -36,6 +36,7 @@ class Headline:
     symbols: int  # distinct codes in trades or orderbook
     gaps: int  # gap rows other than continuity breaks
     gap_seconds: float  # their total length (open-ended gaps count to the last row of the day)
+    healed_gap_seconds: float  # of which every missing trade was backfilled (books stay missing)
     rejects: int
     continuity_breaks: int
     first_minute: int | None
@@ -91,6 +92,9 @@ def load(store: Store, date: dt.date) -> ReportData:
         symbols=int(span["x"] or 0),
         gaps=sum(1 for g in gaps if g["kind"] != "continuity"),
         gap_seconds=sum(_gap_seconds(g, last) for g in gaps if g["kind"] != "continuity"),
+        healed_gap_seconds=sum(
+            _gap_seconds(g, last) for g in gaps if g["kind"] != "continuity" and g["outcome"] == "healed"
+        ),
         rejects=rows["rejects"],
         continuity_breaks=sum(1 for g in gaps if g["kind"] == "continuity"),
         first_minute=span["m"],
@@ -165,7 +169,8 @@ ORDER BY part, a, b, m
 """
 
 _GAPS = """
-    SELECT kind, epoch_ms(start_ts) AS start_ms, epoch_ms(end_ts) AS end_ms, len(symbols) AS symbols
+    SELECT kind, epoch_ms(start_ts) AS start_ms, epoch_ms(end_ts) AS end_ms, len(symbols) AS symbols,
+        outcome
     FROM gaps WHERE date = $d ORDER BY start_ts
 """
 

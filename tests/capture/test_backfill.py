@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import subprocess
 import sys
 import time
@@ -124,6 +125,18 @@ def test_backfill_heals_a_kick_and_a_second_run_adds_nothing(tmp_path: Path) -> 
         tmp_path, "SELECT outcome, healed, residual FROM gaps WHERE kind = 'kicked'"
     ).to_pylist()
     assert kicked == [{"outcome": "healed", "healed": first.shares, "residual": 0}]
+
+    # coverage and the report tell healed gap time from unhealed.
+    cov = queries.run("coverage", tmp_path, start=day, end=day).to_pylist()
+    assert cov and all(r["healed_gap_seconds"] > 0 for r in cov)
+    assert all(
+        r["healed_gap_seconds"] + r["unhealed_gap_seconds"] == pytest.approx(r["gap_seconds"]) for r in cov
+    )
+    from recorder import Store
+    from recorder.report.data import load
+
+    head = load(Store(tmp_path), dt.date.fromisoformat(day)).headline
+    assert 0 < head.healed_gap_seconds <= head.gap_seconds
 
     # Nothing is missing any more: the second run finds no hole and writes nothing.
     assert (second.holes, second.trades, second.outcomes) == (0, 0, 0)
