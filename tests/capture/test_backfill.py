@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 
 import queries
-from recorder.capture.backfill import BackfillResult, run_backfill
+from recorder.capture.backfill import BackfillResult, backfill, run_backfill
 from recorder.capture.live import Capture, CaptureConfig
+from recorder.client.credentials import Credentials
+from recorder.client.rest import KiwoomRest
 from recorder.kiwoom.items import split_item
 from recorder.kiwoom.time import kst_date
 from recorder.sim.venue import Venue, VenueConfig
@@ -164,7 +166,6 @@ def test_backfill_cli_refuses_a_missing_store_and_a_bad_date(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("refused", ["bad-secret"])
 def test_backfill_stops_at_once_on_refused_credentials(tmp_path: Path, refused: str) -> None:
-    from recorder.client.credentials import Credentials
     from recorder.errors import AuthError
 
     async def main() -> tuple[Venue, Any]:
@@ -225,3 +226,59 @@ def test_capture_with_backfill_heals_its_own_gaps_when_it_ends(tmp_path: Path) -
     assert bf.holes >= 1 and bf.healed == bf.holes, bf.summary()
     assert bf.summary() in run.summary().splitlines()
     assert find_holes(recorded_trades(tmp_path / "store", bf.date), []) == {}
+
+
+def test_a_chart_that_disagrees_leaves_that_hole_unhealed_and_the_gap_partial(tmp_path: Path) -> None:
+    """One item's chart lacks a trade of its hole: that hole stays a hole (nothing guessed is
+    written, its shares are the residual), the other items' holes heal, the gap is partial;
+    two keys share the work."""
+    key2 = Credentials("test-appkey-654321", "test-secret-fedcba")
+    both = ((CREDS.appkey, CREDS.secretkey), (key2.appkey, key2.secretkey))
+    clients: list[Any] = []
+
+    async def main() -> tuple[Venue, BackfillResult]:
+        venue = Venue(dataclasses.replace(CFG, keys=both))
+        await venue.start()
+        try:
+            await _capture_with_a_kick(tmp_path, venue)
+            day = kst_date(time.time_ns())
+            victim = sorted(find_holes(recorded_trades(tmp_path, day), []))[0]
+            hole = find_holes(recorded_trades(tmp_path, day), [])[victim][0]
+            _drop_trade(venue, victim, hole.before.cum + 1)  # the first trade lost in the hole
+            async with KiwoomRest(venue.rest_url, CREDS) as a, KiwoomRest(venue.rest_url, key2) as b:
+                clients.extend([a, b])
+                res = await backfill(tmp_path, day, [a, b])
+            return venue, res
+        finally:
+            await venue.stop()
+
+    _, res = asyncio.run(main())
+    assert res.unhealable == 1 and res.healed == res.holes - 1 >= 1, res.summary()
+    assert all(c.counters.pages > 0 for c in clients)  # both keys walked charts
+    (victim_row,) = queries.sql(
+        tmp_path,
+        "SELECT symbol, venue, missing, filled, trades, detail FROM backfill WHERE outcome = 'unhealable'",
+    ).to_pylist()
+    assert victim_row["filled"] == 0 and victim_row["trades"] == 0 and victim_row["detail"]
+    assert res.residual == victim_row["missing"]
+    rest = queries.sql(
+        tmp_path,
+        "SELECT count(*) AS n FROM trades WHERE source = 'rest' AND symbol = $s AND venue = $v",
+        {"s": victim_row["symbol"], "v": victim_row["venue"]},
+    ).to_pylist()
+    assert rest == [{"n": 0}]  # nothing guessed for the item whose chart disagrees
+    (gap,) = queries.sql(tmp_path, "SELECT outcome, residual FROM gaps WHERE kind = 'kicked'").to_pylist()
+    assert gap == {"outcome": "partial", "residual": victim_row["missing"]}
+
+
+def _drop_trade(venue: Venue, item: str, cum: int) -> None:
+    """Remove from ``item``'s tape the trade whose FID 13 is ``cum`` (a chart that lacks it)."""
+    tape = venue.feed.tick_tape(item)
+    total = tape.volume_before
+    for i in range(len(tape)):
+        total += tape.trade(i)[2]
+        if total >= cum:
+            for col in (tape._secs, tape._prices, tape._qtys):
+                del col[i]
+            return
+    raise AssertionError(f"no trade of {item} reaches cum_volume {cum}")
