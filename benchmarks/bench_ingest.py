@@ -9,8 +9,9 @@ frame, as Kiwoom batches them), then times, over the same file:
   ``to_parquet``; run like ingest, as a program timed end to end, and also in this process
   with its imports done beforehand (the figure earlier versions of this script printed).
 
-Prints entries/s for each, the ratios, and Parquet bytes per entry.
-Usage: python benchmarks/bench_ingest.py [--entries N] [--symbols N] [--repeat N]
+Prints entries/s for each, the ratios, part files and Parquet bytes per entry.
+At 40, 200 (one app key) and 2,000 (the market) symbols: the per-partition cost shows at width.
+Usage: python benchmarks/bench_ingest.py [--entries N] [--symbols N ...] [--repeat N]
 """
 
 from __future__ import annotations
@@ -107,50 +108,60 @@ def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*.parquet"))
 
 
+TARGETS = {200: 0.5, 2000: 0.3}  # ingest / parse-only at that many symbols (issue targets)
+
+
+def width(work: Path, entries: int, symbols: int, repeat: int, naive: bool) -> None:
+    """Time parse-only and ingest (and, with ``naive``, the naive recorder) at one width."""
+    frames = work / f"frames-{symbols}.ndjson"
+    lines, trades, books = generate(frames, entries, symbols)
+    n = trades + books
+    size = frames.stat().st_size
+    print(
+        f"\n{symbols} symbols: {n:,} entries ({trades:,} 0B, {books:,} 0D) in {lines:,} frames "
+        f"on KRX+NXT, {size / 1e6:.0f} MB NDJSON ({size / n:.0f} bytes/entry), {os.cpu_count()} CPUs"
+    )
+    os.sync()  # the file's writeback would otherwise land on whichever run comes first
+    # Best of --repeat back-to-back runs of each path: its steady state. (On the 2-core
+    # VM this was written on, a multi-threaded run that directly follows different work
+    # costs the kernel about 0.3 s more in page faults; back to back, it does not.)
+    t_parse = min(parse_only(frames)[1] for _ in range(repeat))
+    t_ingest = min(ingest_cli(frames, work / "store") for _ in range(repeat))
+    rate = {"parse": n / t_parse, "ingest": n / t_ingest}
+    target = TARGETS.get(symbols)
+    goal = f" (target >= {target}x)" if target else ""
+    files = sum(1 for _ in (work / "store").rglob("*.parquet"))
+    print(f"  parse-only (orjson.loads)   {rate['parse']:>10,.0f} entries/s")
+    print(
+        f"  recorder ingest (CLI)       {rate['ingest']:>10,.0f} entries/s   "
+        f"= {rate['ingest'] / rate['parse']:.2f}x parse-only{goal}; {files:,} part files"
+    )
+    stored = du(work / "store")
+    print(f"  parquet: {stored / n:.1f} bytes/entry ({stored / 1e6:.1f} MB)")
+    if naive:
+        t_naive = min(naive_process(frames, work / "naive.parquet") for _ in range(repeat))
+        t_work = min(naive_in_process(frames, work / "naive.parquet") for _ in range(repeat))
+        rate["naive"], rate["work"] = n / t_naive, n / t_work
+        print(
+            f"  naive (json+pandas)         {rate['naive']:>10,.0f} entries/s   a program, timed like ingest: "
+            f"ingest is {rate['ingest'] / rate['naive']:.1f}x that (target >= 5x)"
+        )
+        print(
+            f"    its work alone            {rate['work']:>10,.0f} entries/s   in this process, imports done: "
+            f"ingest is {rate['ingest'] / rate['work']:.1f}x that"
+        )
+    frames.unlink()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--entries", type=int, default=200_000)
-    ap.add_argument("--symbols", type=int, default=40)
+    ap.add_argument("--entries", type=int, default=150_000)
+    ap.add_argument("--symbols", type=int, nargs="+", default=[40, 200, 2000])
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="recorder-bench-") as tmp:
-        work = Path(tmp)
-        frames = work / "frames.ndjson"
-        lines, trades, books = generate(frames, args.entries, args.symbols)
-        n = trades + books
-        size = frames.stat().st_size
-        print(
-            f"input: {n:,} entries ({trades:,} 0B, {books:,} 0D) in {lines:,} frames, "
-            f"{args.symbols} symbols on KRX+NXT, {size / 1e6:.0f} MB NDJSON, {os.cpu_count()} CPUs"
-        )
-        os.sync()  # the file's writeback would otherwise land on whichever run comes first
-        # Best of --repeat back-to-back runs of each path: its steady state. (On the 2-core
-        # VM this was written on, a multi-threaded run that directly follows different work
-        # costs the kernel about 0.3 s more in page faults; back to back, it does not.)
-        t_parse = min(parse_only(frames)[1] for _ in range(args.repeat))
-        t_ingest = min(ingest_cli(frames, work / "store") for _ in range(args.repeat))
-        t_naive = min(naive_process(frames, work / "naive.parquet") for _ in range(args.repeat))
-        t_naive_work = min(naive_in_process(frames, work / "naive.parquet") for _ in range(args.repeat))
-        rate = {
-            k: n / t
-            for k, t in (("parse", t_parse), ("ingest", t_ingest), ("naive", t_naive), ("work", t_naive_work))
-        }
-        print(f"parse-only (orjson.loads)   {rate['parse']:>10,.0f} entries/s")
-        print(
-            f"recorder ingest (CLI)       {rate['ingest']:>10,.0f} entries/s   "
-            f"= {rate['ingest'] / rate['parse']:.2f}x parse-only (target >= 0.3x), "
-            f"{rate['ingest'] / rate['naive']:.1f}x naive (target >= 5x)"
-        )
-        print(f"naive (json+pandas)         {rate['naive']:>10,.0f} entries/s   a program, timed like ingest")
-        print(
-            f"  its work alone            {rate['work']:>10,.0f} entries/s   in this process, imports done: "
-            f"ingest is {rate['ingest'] / rate['work']:.1f}x that"
-        )
-        stored = du(work / "store")
-        print(
-            f"parquet: {stored / n:.1f} bytes/entry ({stored / 1e6:.1f} MB, "
-            f"NDJSON {size / n:.0f} bytes/entry); naive parquet {du(work) - stored:,} bytes"
-        )
+        for i, symbols in enumerate(args.symbols):
+            width(Path(tmp), args.entries, symbols, args.repeat, naive=i == 0)
 
 
 if __name__ == "__main__":

@@ -98,12 +98,24 @@ def connect(
                 f"union_by_name = {'true' if union_by_name else 'false'})"
             )
         else:
-            empty = SCHEMAS[table].empty_table()
-            empty = empty.append_column("date", pa.array([], pa.date32()))
-            con.register(f"_empty_{table}", empty)
-            con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM _empty_{table}")
+            con.execute(f"CREATE OR REPLACE VIEW {view} AS {_empty_select(table)}")
     con.execute(_GAPS_WITH_OUTCOMES)
     return con
+
+
+def _empty_select(table: str) -> str:
+    """A SELECT of no rows with the table's columns and types (plus ``date``), in SQL alone:
+    registering an empty Arrow table instead makes DuckDB import pandas (0.2 s per command)."""
+    cols = [f'NULL::{_sql_type(f.type)} AS "{f.name}"' for f in SCHEMAS[table]]
+    return f"SELECT {', '.join(cols)}, NULL::DATE AS date WHERE false"
+
+
+def _sql_type(t: pa.DataType) -> str:
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
+    if pa.types.is_list(t):
+        return _sql_type(t.value_type) + "[]"
+    return {pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.string(): "VARCHAR"}[t]
 
 
 # Each hole's latest backfill outcome, summed per gap: healed when every hole of the gap was

@@ -233,3 +233,21 @@ def test_venues_can_insist_on_our_own_key_pair(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setenv("KIWOOM_SECRETKEY", SECRET)
     assert venue_credentials(False) == (None, None)
     assert venue_credentials(True) == (APPKEY, SECRET)
+
+
+def test_query_loads_neither_pandas_nor_the_decoders(tmp_path: Path) -> None:
+    """A query is DuckDB over Parquet: importing pandas alone would double its start-up time."""
+    args = ["query", "SELECT count(*) AS n FROM gaps", "--data-dir", str(tmp_path), "--format", "csv"]
+    watched = ("pandas", "recorder.kiwoom.decode_arrow", "websockets")
+    code = (
+        "import sys\n"
+        "from recorder.cli.main import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit as e:\n"
+        "    assert e.code in (0, None), e.code\n"
+        f"print(sorted(m for m in {watched!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ['"n"', "0", "[]"]
