@@ -142,13 +142,14 @@ def width(work: Path, entries: int, symbols: int, repeat: int, naive: bool) -> N
         t_naive = min(naive_process(frames, work / "naive.parquet") for _ in range(repeat))
         t_work = min(naive_in_process(frames, work / "naive.parquet") for _ in range(repeat))
         rate["naive"], rate["work"] = n / t_naive, n / t_work
+        naive, work = rate["naive"], rate["work"]
         print(
-            f"  naive (json+pandas)         {rate['naive']:>10,.0f} entries/s   a program, timed like ingest: "
-            f"ingest is {rate['ingest'] / rate['naive']:.1f}x that (target >= 5x)"
+            f"  naive (json+pandas)         {naive:>10,.0f} entries/s   a program, timed like ingest: "
+            f"ingest is {rate['ingest'] / naive:.1f}x that (target >= 5x)"
         )
         print(
-            f"    its work alone            {rate['work']:>10,.0f} entries/s   in this process, imports done: "
-            f"ingest is {rate['ingest'] / rate['work']:.1f}x that"
+            f"    its work alone            {work:>10,.0f} entries/s   in this process, imports done: "
+            f"ingest is {rate['ingest'] / work:.1f}x that"
         )
     frames.unlink()
 
