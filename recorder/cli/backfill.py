@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from recorder.cli.common import EXISTING_DATA_DIR, check_date, handle_errors
+from recorder.cli.common import EXISTING_DATA_DIR, check_date, handle_errors, keys_option
 from recorder.errors import RecorderError
 
 
@@ -16,12 +16,9 @@ from recorder.errors import RecorderError
 @click.option("--date", "date", required=True, help="The KST trading date to heal (YYYY-MM-DD).")
 @click.option("--symbols", help="Only these items, comma-separated (005930 is every venue, 005930_NX NXT).")
 @EXISTING_DATA_DIR
-@click.option(
-    "--keys",
-    "keys_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="A TOML keys file of [[key]] tables (mode 0600): items are shared out over the keys, "
-    "each at Kiwoom's 5 requests a second. Default: KIWOOM_APPKEY / KIWOOM_SECRETKEY.",
+@keys_option(
+    "A TOML keys file of [[key]] tables (mode 0600): items are shared out over the keys, "
+    "each at Kiwoom's 5 requests a second. Default: KIWOOM_APPKEY / KIWOOM_SECRETKEY."
 )
 @click.option("--env", "env_name", default="prod", show_default=True, type=click.Choice(["prod", "mock"]))
 @click.option("--rest-url", help="REST base URL of a Kiwoom-compatible server (or KIWOOM_REST_URL).")

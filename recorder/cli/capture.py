@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from recorder.cli.common import DATA_DIR, check_date, handle_errors
+from recorder.cli.common import DATA_DIR, check_date, handle_errors, keys_option
 from recorder.errors import ConfigError, RecorderError
 
 
@@ -57,12 +57,9 @@ from recorder.errors import ConfigError, RecorderError
     "recording a replay of a past day. Default: the day each frame is received.",
 )
 @click.option("--flush-age", default="5m", show_default=True, help="Write buffered rows at least this often.")
-@click.option(
-    "--keys",
-    "keys_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="A TOML keys file of [[key]] tables (appkey, secretkey; mode 0600): one session per app key, "
-    "the universe spread over them, at most 200 codes each.",
+@keys_option(
+    "A TOML keys file of [[key]] tables (appkey, secretkey; mode 0600): one session per app key, "
+    "the universe spread over them, at most 200 codes each."
 )
 @click.option(
     "--shard",

@@ -104,6 +104,14 @@ DATA_DIR = click.option(
     help="The store (Hive-partitioned Parquet).",
 )
 
+
+def keys_option(help_text: str) -> Callable[[F], F]:
+    """``--keys FILE``: a TOML keys file of ``[[key]]`` tables (``keys_file``, a Path)."""
+    return click.option(  # type: ignore[return-value]
+        "--keys", "keys_file", type=click.Path(path_type=Path, dir_okay=False), help=help_text
+    )
+
+
 #: ``--data-dir`` for commands that only read a store: a folder that does not exist is an error.
 EXISTING_DATA_DIR = click.option(
     "--data-dir",

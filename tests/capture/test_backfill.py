@@ -52,15 +52,21 @@ async def _capture_with_a_kick(tmp: Path, venue: Venue) -> None:
     cap = Capture(cfg)
     task = asyncio.create_task(cap.run())
     try:
-        await venue.wait_logins(1, timeout=60)
-        await venue.wait_sent(40, timeout=60)
-        await venue.kick_all()
-        await venue.wait_logins(2, timeout=60)
-        await venue.wait_sent(len(venue.sent) + 40, timeout=60)
-        await venue.ping_barrier()
+        await _kick_once(venue)
     finally:
         cap.stop.set()
         await asyncio.wait_for(task, 60)
+
+
+async def _kick_once(venue: Venue) -> None:
+    """Until the venue has sent 40 entries, kicked the session, and sent 40 more after the
+    next LOGIN, all of them read by the capture (a PING barrier)."""
+    await venue.wait_logins(1, timeout=60)
+    await venue.wait_sent(40, timeout=60)
+    await venue.kick_all()
+    await venue.wait_logins(2, timeout=60)
+    await venue.wait_sent(len(venue.sent) + 40, timeout=60)
+    await venue.ping_barrier()
 
 
 def tape_rows(venue: Venue, item: str, first_cum: int, last_cum: int) -> list[tuple[int, int, int, int]]:
@@ -210,12 +216,7 @@ def test_capture_with_backfill_heals_its_own_gaps_when_it_ends(tmp_path: Path) -
                 backfill=True,
             )
             task = asyncio.create_task(run_capture(req, stop=stop, progress=False))
-            await venue.wait_logins(1, timeout=60)
-            await venue.wait_sent(40, timeout=60)
-            await venue.kick_all()
-            await venue.wait_logins(2, timeout=60)
-            await venue.wait_sent(len(venue.sent) + 40, timeout=60)
-            await venue.ping_barrier()
+            await _kick_once(venue)
             stop.set()
             return await asyncio.wait_for(task, 120)
         finally:
