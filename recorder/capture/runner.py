@@ -29,6 +29,7 @@ from recorder.kiwoom.calendar import Closed, TradingDay, kst_today, trading_day
 from recorder.kiwoom.items import split_item
 from recorder.kiwoom.limits import check_codes
 from recorder.kiwoom.time import kst_date
+from recorder.store.compact import CompactResult, compact
 from recorder.store.layout import default_writer_id
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class CaptureRequest:
     metrics_port: int | None = None  # serve /metrics and /healthz here (0: any free port)
     metrics_host: str = "127.0.0.1"
     backfill: bool = False  # heal the recorded days' trade gaps from ka10079 afterwards
+    compact: bool = True  # merge this writer's part files of the recorded days when it ends
 
 
 @dataclass
@@ -91,6 +93,7 @@ class RunResult:
     data_dir: Path
     closed: Closed | None = None
     backfills: list[BackfillResult] = field(default_factory=list)
+    compacted: CompactResult | None = None
 
     def summary(self) -> str:
         """The final line; its counts are those of the last progress line."""
@@ -99,6 +102,12 @@ class RunResult:
             return f"market closed on {day.date}: {day.reason}; nothing recorded (--force records anyway)"
         assert self.capture is not None
         lines = [summary_line(read_figures(self.capture.stats, time.time_ns()), self.data_dir)]
+        if self.compacted is not None and self.compacted.groups:
+            c = self.compacted
+            lines.append(
+                f"compacted {c.files_before:,} part files into {c.files_after:,} "
+                f"({c.bytes_before / 1e6:,.1f} MB → {c.bytes_after / 1e6:,.1f} MB)"
+            )
         return "\n".join(lines + [b.summary() for b in self.backfills])
 
 
@@ -184,8 +193,14 @@ async def run_capture(
             if reporter is not None:
                 await reporter
         run = RunResult(result, req.data_dir)
+        days = {req.trading_date} if req.trading_date else {kst_date(started_ns), kst_date(req.clock())}
+        if req.compact:
+            # The journal lock is released: compaction takes it, so no capture of this writer
+            # can start meanwhile. Crash-safe as `recorder compact` is (intents, replayed later).
+            run.compacted = await asyncio.to_thread(
+                compact, req.data_dir, dates=sorted(days), writers=[cfg.writer]
+            )
         if req.backfill:
-            days = {req.trading_date} if req.trading_date else {kst_date(started_ns), kst_date(req.clock())}
             for day in sorted(days):
                 run.backfills.append(await run_backfill(req.data_dir, day, endpoints.rest_url, cfg.keys))
     return run

@@ -49,6 +49,13 @@ from recorder.errors import ConfigError, RecorderError
     help="When the capture ends, heal the day's trade gaps from the REST tick chart (ka10079) "
     "with the same keys, as recorder backfill does.",
 )
+@click.option(
+    "--compact/--no-compact",
+    default=True,
+    show_default=True,
+    help="When the capture ends, merge this writer's part files of the recorded days into one per "
+    "partition (crash-safe, as recorder compact).",
+)
 @click.option("--sim", is_flag=True, help="Start the embedded venue on loopback and record from it.")
 @click.option("--writer-id", help="Part-file writer id (default: host name; one per process).")
 @click.option(
@@ -95,6 +102,7 @@ def capture(
     close_grace: str,
     force: bool,
     backfill: bool,
+    compact: bool,
     sim: bool,
     writer_id: str | None,
     trading_date: str | None,
@@ -148,6 +156,7 @@ def capture(
         metrics_port=metrics_port,
         metrics_host=metrics_host,
         backfill=backfill,
+        compact=compact,
     )
     result = asyncio.run(run_capture(req))
     click.echo(result.summary())

@@ -7,6 +7,7 @@ SIGTERM. Time limits only bound a hang.
 
 from __future__ import annotations
 
+import collections
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 import queries
 from recorder.cli.common import EXIT_AUTH
 from recorder.sim.venue import VenueConfig
+from recorder.store import verify as verify_store
 from soak.harness import capture_command, hermetic_env
 from tests.helpers import WAIT_S, capture_until, journal_rows, stored_rows
 
@@ -251,3 +253,23 @@ def test_query_loads_neither_pandas_nor_the_decoders(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ['"n"', "0", "[]"]
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_a_capture_compacts_its_part_files_when_it_ends(
+    tmp_path: Path, venue_thread: Any, compact: bool
+) -> None:
+    """Flushes every 0.2 s leave many part files per partition; by default the capture merges
+    them into one per partition when it ends (rows unchanged); --no-compact leaves them."""
+    vt = venue_thread(VenueConfig(n_symbols=2, tick_interval=0.02, trade_rate=10.0, book_rate=10.0))
+    extra = ["--flush-age", "0.2s", *([] if compact else ["--no-compact"])]
+    env = hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET)
+    done = capture_until(vt, capture_cmd(vt, tmp_path, *extra), env, logins=1, trades=80)
+    assert done.returncode == 0, done.stderr
+    assert stored_rows(tmp_path, "trades") == journal_rows(tmp_path, "cli", "trades")
+    per_partition = collections.Counter(p.parent for p in tmp_path.glob("trades/*/*/*.parquet"))
+    if compact:
+        assert set(per_partition.values()) == {1} and "compacted" in done.stdout
+        assert verify_store.verify(tmp_path).status == "clean"
+    else:
+        assert max(per_partition.values()) > 1 and "compacted" not in done.stdout
