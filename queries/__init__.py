@@ -127,8 +127,10 @@ WITH latest AS (
     QUALIFY row_number() OVER (PARTITION BY start_ts, symbol, venue ORDER BY checked_ts DESC) = 1
 ), per_gap AS (
     SELECT gap_start_ts, gap_kind, gap_seq,
-           sum(filled) AS healed,
-           sum(CASE WHEN outcome = 'healed' THEN 0 ELSE missing END) AS residual,
+           -- BIGINT, not DuckDB's HUGEINT sum (as in the named queries): exact, and the type
+           -- every reader (Arrow int64, Spark LongType, pandas) has.
+           CAST(sum(filled) AS BIGINT) AS healed,
+           CAST(sum(CASE WHEN outcome = 'healed' THEN 0 ELSE missing END) AS BIGINT) AS residual,
            bool_and(outcome = 'healed') AS all_healed,
            bool_or(outcome = 'healed') AS any_healed
     FROM latest WHERE gap_seq IS NOT NULL
