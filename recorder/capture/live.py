@@ -103,6 +103,9 @@ class CaptureConfig:
     # Writes one part file atomically; None is the store's own writer. Recovery always
     # uses the store's writer: this seam is for the live path (e.g. a slow consumer).
     part_writer: PartWriter | None = None
+    # Compress journal segments once sealed (rolled and in Parquet), on a thread of their own;
+    # the last one too after a clean shutdown.
+    compress_journal: bool = True
 
 
 @dataclass
@@ -132,6 +135,7 @@ class _DecoderThread(threading.Thread):
         # then flush and stop. (Not "until fno N": a record whose write failed never arrives.)
         self.draining = False
         self.error: BaseException | None = None
+        self.compressor: _Compressor | None = None
 
     def run(self) -> None:
         try:
@@ -191,6 +195,49 @@ class _DecoderThread(threading.Thread):
         self.sink.flush_all()
         write_checkpoint(self.root, self.pipe.last_fno, self.pipe.state())
         _release_memory()
+        if self.compressor is not None:
+            self.compressor.wake.set()
+
+
+def _seal_journal(root: Path) -> None:
+    """After a clean end: compress every segment that is all in Parquet, the last one too."""
+    from recorder.store.retention import compress_sealed
+
+    try:
+        compress_sealed(root, include_last=True)
+    except (JournalError, OSError) as exc:
+        log.warning("journal: compressing the last segments failed (kept as they are): %s", exc)
+
+
+class _Compressor(threading.Thread):
+    """Compresses sealed journal segments after each checkpoint, off the socket reader's and
+    the decoder's threads (Arrow's zstd stream releases the interpreter while it works). A
+    failure is logged and left for the next pass or the end of the run: the plain segment
+    stays, so nothing is lost."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(name="recorder-journal-zstd", daemon=True)
+        self.root = root
+        self.wake = threading.Event()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        from recorder.store.retention import compress_sealed
+
+        while not self.done.is_set():
+            self.wake.wait()
+            self.wake.clear()
+            if self.done.is_set():
+                return
+            try:
+                compress_sealed(self.root)
+            except (JournalError, OSError) as exc:
+                log.warning("journal: compressing sealed segments failed (kept as they are): %s", exc)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.wake.set()
+        self.join()
 
 
 @functools.cache
@@ -354,10 +401,14 @@ class Capture:
         self._loop = asyncio.get_running_loop()
         self.journal.open()
         cause: RecorderError | None = None
+        compressor = _Compressor(self.root) if self.cfg.compress_journal else None
         try:
             await asyncio.to_thread(self._recover)
             self.stats.decoded_fno = self._tail_start - 1
             self.decoder = _DecoderThread(self.root, self._tail_start, self._sink(), self.stats, self._fail)
+            if compressor is not None:
+                compressor.start()
+                self.decoder.compressor = compressor
             self.decoder.start()
             try:
                 await self._capture(self.cfg)
@@ -367,8 +418,12 @@ class Capture:
                 await self._shutdown(cause)
         finally:
             self.journal.close()
+            if compressor is not None and compressor.is_alive():
+                await asyncio.to_thread(compressor.stop)
         if self.fatal is not None:
             raise self.fatal
+        if compressor is not None:
+            await asyncio.to_thread(_seal_journal, self.root)
         if not self.stats.subscribed and not isinstance(cause, ConfigError | JournalError | StoreError):
             raise self._nothing_captured(cause)
         if cause is not None:

@@ -31,6 +31,7 @@ from recorder.kiwoom.limits import check_codes
 from recorder.kiwoom.time import kst_date
 from recorder.store.compact import CompactResult, compact
 from recorder.store.layout import default_writer_id
+from recorder.store.retention import prune
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class CaptureRequest:
     metrics_host: str = "127.0.0.1"
     backfill: bool = False  # heal the recorded days' trade gaps from ka10079 afterwards
     compact: bool = True  # merge this writer's part files of the recorded days when it ends
+    journal_keep_days: int | None = None  # then prune this writer's journal older than that
 
 
 @dataclass
@@ -200,6 +202,11 @@ async def run_capture(
             run.compacted = await asyncio.to_thread(
                 compact, req.data_dir, dates=sorted(days), writers=[cfg.writer]
             )
+        if req.journal_keep_days is not None:
+            removed = await asyncio.to_thread(
+                prune, req.data_dir, req.journal_keep_days, writers=[cfg.writer]
+            )
+            log.info("journal: pruned %d segments older than %d days", len(removed), req.journal_keep_days)
         if req.backfill:
             for day in sorted(days):
                 run.backfills.append(await run_backfill(req.data_dir, day, endpoints.rest_url, cfg.keys))

@@ -56,6 +56,13 @@ from recorder.errors import ConfigError, RecorderError
     help="When the capture ends, merge this writer's part files of the recorded days into one per "
     "partition (crash-safe, as recorder compact).",
 )
+@click.option(
+    "--journal-keep",
+    "journal_keep",
+    type=click.IntRange(min=0),
+    help="When the capture ends, remove this writer's journal segments older than DAYS days "
+    "(never one with a frame not yet in Parquet); see recorder journal prune.",
+)
 @click.option("--sim", is_flag=True, help="Start the embedded venue on loopback and record from it.")
 @click.option("--writer-id", help="Part-file writer id (default: host name; one per process).")
 @click.option(
@@ -103,6 +110,7 @@ def capture(
     force: bool,
     backfill: bool,
     compact: bool,
+    journal_keep: int | None,
     sim: bool,
     writer_id: str | None,
     trading_date: str | None,
@@ -157,6 +165,7 @@ def capture(
         metrics_host=metrics_host,
         backfill=backfill,
         compact=compact,
+        journal_keep_days=journal_keep,
     )
     result = asyncio.run(run_capture(req))
     click.echo(result.summary())

@@ -13,6 +13,7 @@ from recorder.cli import logs
 from recorder.cli.backfill import backfill
 from recorder.cli.calendar import calendar
 from recorder.cli.capture import capture
+from recorder.cli.journal import journal
 from recorder.cli.query import query
 from recorder.cli.replay import replay
 from recorder.cli.report import report
@@ -52,6 +53,7 @@ for _command in (
     ls,
     verify,
     compact,
+    journal,
     report,
 ):
     main.add_command(_command)

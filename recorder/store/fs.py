@@ -171,7 +171,7 @@ class DurableBatch:
                 syncfs(self.root)
             else:
                 for tmp, _ in files:
-                    _fsync_path(tmp)
+                    fsync_path(tmp)
         except BaseException:
             for tmp, _ in files:
                 _remove_quietly(tmp)
@@ -204,7 +204,8 @@ def _refuse_existing(final: Path) -> None:
         raise FileExistsError(errno.EEXIST, "already exists; refusing to overwrite it", str(final))
 
 
-def _fsync_path(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync the file at ``path`` (opened read-only for it)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(fd)

@@ -8,9 +8,13 @@ One writer's directory, ``<store>/_journal/<writer_id>/`` (mode 0o700)::
 
     LOCK                       flock'ed by the one JournalWriter using the directory
     CHECKPOINT                 b"<fno>\\n": every record with fno <= this reached Parquet
-    seg-000000000000.jnl       segments, named by their first fno (mode 0o600)
-    seg-000000001234.jnl
+    seg-000000000000.jnl.zst   a sealed segment, compressed (zstd; :mod:`recorder.store.retention`)
+    seg-000000001234.jnl       segments, named by their first fno (mode 0o600)
     seg-000000001234.jnl.torn  a segment without one valid record, moved aside at open
+
+Readers take a compressed segment (one zstd frame of exactly the segment's bytes) as they take a
+plain one, reading it forward as a stream; where a crash left both forms of one segment (the
+compressed file complete, the plain one not yet removed), the plain one is read.
 
 A segment is a bare sequence of records. A record is a 32-byte little-endian header,
 then the payload::
@@ -66,7 +70,8 @@ MAX_PAYLOAD = 1 << 28
 _PRE = struct.Struct("<HBBHHIQq")  # the header up to its crc
 _CRC = struct.Struct("<I")
 _KINDS = frozenset((TEXT, BINARY, EVENT))
-_SEG_RE = re.compile(r"^seg-(\d{12,})\.jnl$")
+_SEG_RE = re.compile(r"^seg-(\d{12,})\.jnl(\.zst)?$")
+ZST = ".zst"  # the suffix of a compressed segment
 _CHUNK = 4 << 20  # readers fetch this much per syscall
 _WRITE_AHEAD = 1 << 20  # appends hand their buffer to the OS beyond this size
 _CLEAN, _PARTIAL, _CORRUPT, _FULL, _NEED = range(5)  # outcomes of reading a segment
@@ -126,8 +131,11 @@ def list_segments(root: Path) -> list[tuple[int, Path]]:
         return []
     except OSError as exc:
         raise _error("cannot list journal directory", root, exc) from exc
-    found = ((_SEG_RE.match(n), n) for n in names)
-    return sorted((int(m.group(1)), root / n) for m, n in found if m)
+    found: dict[int, Path] = {}
+    for n in sorted(names, reverse=True):  # "x.jnl" after "x.jnl.zst": the plain one wins
+        if m := _SEG_RE.match(n):
+            found[int(m.group(1))] = root / n
+    return sorted(found.items())
 
 
 def _parse(
@@ -172,10 +180,34 @@ class _Cursor:
         self.first, self.path = first, path
         self.seq, self.pos, self.reason = first, 0, ""  # next fno, its offset; why we stopped
         self._buf, self._off = b"", 0
+        self._z: Any = None  # a compressed segment: a zstd stream, read forward only
+        self._zpos = 0
         try:
             self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            if path.name.endswith(ZST):
+                import pyarrow as pa
+
+                self._z = pa.CompressedInputStream(pa.PythonFile(os.fdopen(os.dup(self._fd), "rb")), "zstd")
         except OSError as exc:
             raise _error("cannot open journal segment", path, exc) from exc
+
+    def _pread(self, n: int, at: int) -> bytes:
+        if self._z is None:
+            return os.pread(self._fd, n, at)
+        import pyarrow as pa
+
+        assert at == self._zpos, "compressed segments are read forward"
+        try:
+            got = self._z.read(n)
+            data: bytes = got if isinstance(got, bytes) else got.to_pybytes()
+        except pa.ArrowException as exc:
+            raise OSError(errno.EIO, f"bad compressed segment: {exc}") from exc
+        self._zpos += len(data)
+        return data
+
+    def size(self) -> int:
+        """The segment's bytes (of a compressed one: those read so far)."""
+        return self._zpos if self._z is not None else os.fstat(self._fd).st_size
 
     def read(self, out: list[Record], limit: int, min_fno: int) -> int:
         """Append records to ``out`` up to EOF; returns _CLEAN, _PARTIAL, _CORRUPT or _FULL."""
@@ -188,7 +220,7 @@ class _Cursor:
                 return status
             have = len(self._buf) - off
             try:
-                chunk = os.pread(self._fd, max(_CHUNK, need), self.pos + have)
+                chunk = self._pread(max(_CHUNK, need), self.pos + have)
             except OSError as exc:
                 raise _error("cannot read journal segment", self.path, exc) from exc
             if not chunk:
@@ -197,12 +229,14 @@ class _Cursor:
             self._buf, self._off = (self._buf[off:] + chunk if have else chunk), 0
 
     def warn(self) -> None:
-        ignored = os.fstat(self._fd).st_size - self.pos
+        ignored = self.size() - self.pos
         log.warning(
             "journal: %s in %s at offset %d; %d bytes ignored", self.reason, self.path, self.pos, ignored
         )
 
     def close(self) -> None:
+        if self._z is not None:
+            self._z.close()
         os.close(self._fd)
 
 
@@ -290,7 +324,8 @@ class JournalWriter:
             first, path = segments.pop()
             cur = _Cursor(first, path)
             try:
-                status, size = cur.read([], 1 << 62, 1 << 63), os.fstat(cur._fd).st_size
+                status = cur.read([], 1 << 62, 1 << 63)
+                size = cur.size()
             finally:
                 cur.close()
             torn = TornTail(path, cur.pos, size - cur.pos, cur.reason) if status != _CLEAN else None

@@ -16,6 +16,7 @@ from recorder.store.inventory import scan
 from recorder.store.journal import JournalWriter, list_writers, read_records
 from recorder.store.layout import JOURNAL_DIR, journal_root
 from recorder.store.pipeline import Pipeline, PipelineStats
+from recorder.store.retention import rebuildable_from
 from recorder.store.sink import Sink
 
 
@@ -41,6 +42,12 @@ def rebuild(data_dir: Path, writers: list[str] | None = None) -> RebuildResult:
         raise ConfigError(f"no journal under {jdir}; nothing to rebuild")
     removed = files = 0
     total = PipelineStats()
+    for writer in writers:
+        if first := rebuildable_from(data_dir, writer):
+            raise ConfigError(
+                f"the journal of writer {writer} was pruned before frame {first}: rebuilding would drop "
+                "the rows of earlier frames, which only the Parquet files hold now; nothing done"
+            )
     for writer in writers:
         root = journal_root(data_dir, writer)
         with JournalWriter(root).open():  # holds the writer's lock: no capture is running

@@ -262,7 +262,7 @@ def test_a_capture_compacts_its_part_files_when_it_ends(
     """Flushes every 0.2 s leave many part files per partition; by default the capture merges
     them into one per partition when it ends (rows unchanged); --no-compact leaves them."""
     vt = venue_thread(VenueConfig(n_symbols=2, tick_interval=0.02, trade_rate=10.0, book_rate=10.0))
-    extra = ["--flush-age", "0.2s", *([] if compact else ["--no-compact"])]
+    extra = ["--flush-age", "0.2s", *(["--journal-keep", "0"] if compact else ["--no-compact"])]
     env = hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET)
     done = capture_until(vt, capture_cmd(vt, tmp_path, *extra), env, logins=1, trades=80)
     assert done.returncode == 0, done.stderr
@@ -271,5 +271,8 @@ def test_a_capture_compacts_its_part_files_when_it_ends(
     if compact:
         assert set(per_partition.values()) == {1} and "compacted" in done.stdout
         assert verify_store.verify(tmp_path).status == "clean"
+        # the journal is sealed and compressed; pruning never takes a writer's last segment
+        segments = sorted(p.name for p in (tmp_path / "_journal" / "cli").glob("seg-*"))
+        assert segments and all(n.endswith(".jnl.zst") for n in segments)
     else:
         assert max(per_partition.values()) > 1 and "compacted" not in done.stdout
