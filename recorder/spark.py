@@ -17,7 +17,8 @@ sets to Asia/Seoul, the market's clock, as ``queries.connect`` does for DuckDB. 
 queries bucket in KST whatever the session's time zone.
 
 ``data_dir`` is a local folder (it must exist) or a URL Spark's filesystems resolve
-(``s3a://bucket/prefix``, ``hdfs://…``), passed through as given.
+(``s3a://bucket/prefix``, ``hdfs://…``), passed through as given. docs/spark.md has the
+details, and how DuckDB, Polars and pandas read the store.
 """
 
 from __future__ import annotations
