@@ -234,7 +234,8 @@ def named(spark: SparkSession, data_dir: str | os.PathLike[str], name: str, /, *
         raise NamedQueryError(
             f"{name}: not available on Spark (Spark has {', '.join(_NAMED)}); run it with queries.run"
         )
-    return build(table(spark, data_dir, "trades"), _bind(query, params))
+    bound = _bind(query, params)  # a usage error before any Spark work
+    return build(table(spark, data_dir, "trades"), bound)
 
 
 def _bind(query: NamedQuery, params: Mapping[str, Any]) -> dict[str, Any]:
