@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import queue
 import threading
@@ -36,27 +37,42 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
+import numpy as np
+import orjson
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recorder.errors import ConfigError
 from recorder.kiwoom.decode import MAX_ENTRIES, SEQ_SHIFT
 from recorder.kiwoom.fields import TABLE_TYPES
-from recorder.kiwoom.frames import encode_entry, encode_frame
+from recorder.kiwoom.frames import encode_frame
 from recorder.kiwoom.items import VENUE_SUFFIX
 from recorder.kiwoom.time import NS
-from recorder.replay.read import Dateish, Selection, partitions, reading, select
-from recorder.replay.rows import Pacer, ReplayRow, iter_row_chunks
+from recorder.replay.encode import frame_bounds, ndjson_lines, text_bytes, text_offsets
+from recorder.replay.read import Dateish, Partition, Selection, partitions, reading, select
+from recorder.replay.rows import Pacer, ReplayRow
+from recorder.replay.scan import Scan
 from recorder.sim.symbols import symbol_info
 
 if TYPE_CHECKING:
     from recorder.sim.venue import Venue
 
-__all__ = ["Inventory", "NdjsonResult", "RecordedFeed", "inventory", "iter_frames", "write_ndjson"]
+__all__ = [
+    "Inventory",
+    "NdjsonResult",
+    "RecordedFeed",
+    "inventory",
+    "iter_frame_lines",
+    "iter_frames",
+    "scan_inventory",
+    "write_ndjson",
+]
 
 log = logging.getLogger(__name__)
 
 _END = object()
+_CHUNK = 8192  # entries handed to the venue's side at a time
 
 
 # --------------------------------------------------------------------------- NDJSON
@@ -100,23 +116,73 @@ def write_ndjson(
 ) -> NdjsonResult:
     """Write the selection as REAL frames, one per line (``recorder ingest`` reads it back).
 
-    With a ``speed``, each frame is written when it is due (:class:`recorder.replay.rows.Pacer`)
-    and the output is flushed before every wait, so a reader downstream sees the rhythm.
+    The lines are those of :func:`iter_frames` over :func:`recorder.replay.rows.iter_rows`
+    with the reference encoder, byte for byte, built a window at a time
+    (:mod:`recorder.replay.scan`). With a ``speed``, each frame is written when it is due
+    (:class:`recorder.replay.rows.Pacer`) and the output is flushed before every wait, so a
+    reader downstream sees the rhythm.
     """
     pacer = Pacer(speed, clock)
     res = NdjsonResult()
-    rows = (r for chunk in iter_row_chunks(sel) for r in chunk)
-    for recv, frame, n in iter_frames(rows):
-        delay = pacer.wait(recv)
-        if delay:
-            out.flush()
-            sleep(delay)
-        out.write(frame.encode())
-        out.write(b"\n")
-        res.frames += 1
-        res.entries += n
+    with Scan(sel) as scan:
+        for lines, recv, bounds in iter_frame_lines(scan):
+            res.frames += len(bounds) - 1
+            res.entries += int(bounds[-1])
+            if speed is None:
+                for piece in lines:
+                    out.write(text_bytes(piece))
+                continue
+            if len(lines) > 1:  # the text of a frame that began in the window before
+                lines = [pa.concat_arrays(lines)]
+            text, offsets = text_bytes(lines[0]), text_offsets(lines[0])
+            ends = offsets[bounds[1:]] - offsets[0]
+            start = 0
+            for r, end in zip(recv[bounds[:-1]].tolist(), ends.tolist(), strict=True):
+                delay = pacer.wait(r * 1000)
+                if delay:
+                    out.flush()
+                    sleep(delay)
+                out.write(text[start:end])
+                start = end
     out.flush()
     return res
+
+
+def iter_frame_lines(scan: Scan) -> Iterator[tuple[list[pa.Array], np.ndarray, np.ndarray]]:
+    """The scan's rows as NDJSON: ``(lines, recv µs, bounds)`` a window at a time.
+
+    ``lines`` are the entries with their frames' punctuation (:func:`~recorder.replay.encode.ndjson_lines`),
+    in pieces that follow one another; frames group rows as :func:`iter_frames` does
+    (:func:`~recorder.replay.encode.frame_bounds`), and the last frame of a window waits for
+    the next window, which may continue it.
+    """
+    carry: pa.Table | None = None
+    for w in itertools.chain(scan.windows(), [None]):
+        t = carry if w is None else w if carry is None else pa.concat_tables([carry, w])
+        if t is None or not len(t):
+            continue
+        recv, seq = (np.concatenate([c.to_numpy() for c in t.column(k).chunks]) for k in ("recv", "seq"))
+        bounds = frame_bounds(recv, seq)
+        if w is not None:
+            cut = int(bounds[-2])
+            carry, t, bounds = t.slice(cut), t.slice(0, cut), bounds[:-1]
+            if not cut:
+                continue
+        flags = _frame_flags(len(t), bounds)
+        pieces, at = [], 0
+        for chunk in t.column("text").chunks:
+            pieces.append(ndjson_lines(chunk, flags[0][at : at + len(chunk)], flags[1][at : at + len(chunk)]))
+            at += len(chunk)
+        yield pieces, recv, bounds
+
+
+def _frame_flags(n: int, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which of ``n`` rows begin a frame, and which end one."""
+    first = np.zeros(n, bool)
+    first[bounds[:-1]] = True
+    last = np.zeros(n, bool)
+    last[bounds[1:] - 1] = True
+    return first, last
 
 
 # --------------------------------------------------------------------------- inventory
@@ -168,19 +234,37 @@ def _venues(path: Path) -> set[str]:
 
 def inventory(sel: Selection) -> Inventory:
     """Scan the selection's footers and ``venue`` columns (not the data) once."""
+    return _inventory(partitions(sel), _venues, _prev_close)
+
+
+def _inventory(
+    parts: Iterable[Partition],
+    venues_of: Callable[[Path], Iterable[str]],
+    prev_close_of: Callable[[Path], int | None],
+) -> Inventory:
+    """The recorded pairs (after the venue filter) and each code's first previous close
+    (of the first trades file of its first date that gives one)."""
     pairs: set[tuple[str, str]] = set()
     prev: dict[str, int] = {}
-    for part in partitions(sel):
+    for part in parts:
         code = TABLE_TYPES[part.table].code
         for path in part.files:
-            for venue in _venues(path):
+            for venue in venues_of(path):
                 if part.venues is None or venue in part.venues:
                     pairs.add((part.symbol + VENUE_SUFFIX[venue], code))
         if part.table == "trades" and part.symbol not in prev:
-            close = _prev_close(part.files[0])
+            close = prev_close_of(part.files[0])
             if close is not None:
                 prev[part.symbol] = close
     return Inventory(frozenset(pairs), prev)
+
+
+def scan_inventory(scan: Scan) -> Inventory:
+    """:func:`inventory` from a scan's catalog (made with ``inventory=True``): no footer read again."""
+    facts = scan.file_facts()
+    venues = {path: v for path, v, _ in facts}
+    prev = {path: p for path, _, p in facts}
+    return _inventory(scan.parts, venues.__getitem__, prev.__getitem__)
 
 
 def _prev_close(path: Path) -> int | None:
@@ -233,8 +317,10 @@ class RecordedFeed:
         self.selection = select(data_dir, start, end, symbols=symbols, types=types)
         Pacer(speed)  # validates
         self.speed = speed
-        self.inventory = inventory(self.selection)
+        self._scan = Scan(self.selection, entries=False, inventory=True)
+        self.inventory = scan_inventory(self._scan)
         if not self.inventory.pairs:
+            self._scan.close()
             dates = ", ".join(self.selection.dates)
             raise ConfigError(f"nothing recorded in {self.selection.data_dir} for {dates} and that selection")
         self.settle_ns = int(settle_s * NS)
@@ -267,9 +353,27 @@ class RecordedFeed:
     # ---------------------------------------------------------------- reader thread
 
     def _produce(self) -> Iterator[list[tuple[int, dict[str, Any]]]]:
-        """Rows → ``(recv_ts, entry)`` chunks, in replay order."""
-        for rows in iter_row_chunks(self.selection):
-            yield [(r.row[1], encode_entry(r.table, r.row)) for r in rows]
+        """Rows → ``(recv_ts, entry)`` chunks, in replay order.
+
+        An entry's ``values`` is its JSON text, already encoded (an ``orjson.Fragment``): the
+        venue's ``orjson.dumps`` of a frame writes it as is, so frames are what
+        :func:`recorder.kiwoom.frames.encode_frame` would write, without a dict per field.
+        """
+        meta = [(TABLE_TYPES[f.part.table], f.part.symbol) for f in self._scan.by_rank]
+        kinds = [(rt.code, rt.name, symbol) for rt, symbol in meta]
+        fragment = orjson.Fragment
+        for w in self._scan.windows():
+            for off in range(0, len(w), _CHUNK):
+                c = w.slice(off, _CHUNK)
+                recv = pc.multiply(c.column("recv"), 1000).to_pylist()
+                fis, sfxs, vals = (c.column(k).to_pylist() for k in ("fi", "sfx", "text"))
+                chunk = []
+                for r, fi, sfx, v in zip(recv, fis, sfxs, vals, strict=True):
+                    code, name, symbol = kinds[fi]
+                    chunk.append(
+                        (r, {"values": fragment(v), "type": code, "name": name, "item": symbol + sfx})
+                    )
+                yield chunk
 
     def _read(self) -> None:
         """The reader thread: chunks into a bounded queue (memory stays small), then the end."""
@@ -295,6 +399,8 @@ class RecordedFeed:
         self._stop.set()
         if self._reader is not None:
             self._reader.join(5)
+        if self._reader is None or not self._reader.is_alive():
+            self._scan.close()
 
     def __enter__(self) -> RecordedFeed:
         return self

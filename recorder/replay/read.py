@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +29,10 @@ __all__ = [
     "KEYS",
     "Dateish",
     "Partition",
+    "Run",
     "Selection",
     "chain_runs",
+    "conform",
     "iter_windows",
     "parse_types",
     "partitions",
@@ -181,16 +183,19 @@ def _ts_range(path: Path) -> tuple[int, int] | None:
     return (lo, hi) if lo is not None and hi is not None else None
 
 
-def chain_runs(files: Sequence[Path]) -> list[list[Path]]:
+def chain_runs(
+    files: Sequence[Path], ts_range: Callable[[Path], tuple[int, int] | None] = _ts_range
+) -> list[list[Path]]:
     """Group a partition's files into runs: files in a run follow one another in ``ts``.
 
     A file joins the first run whose last file ends at or before its first ``ts``; files
     without statistics are runs of their own (still correct, only more runs to merge).
+    ``ts_range`` gives a file's (min, max) ``ts`` in µs, or None; by default from its footer.
     """
     known: list[tuple[int, int, Path]] = []
     runs: list[list[Path]] = []
     for f in files:
-        r = _ts_range(f)
+        r = ts_range(f)
         if r is None:
             runs.append([f])
         else:
@@ -209,13 +214,41 @@ def chain_runs(files: Sequence[Path]) -> list[list[Path]]:
     return chained + runs
 
 
-class _Run:
-    """A sorted stream of one partition's rows (a chain of files), read a batch at a time."""
+def conform(t: pa.Table, schema: pa.Schema, symbol: str) -> pa.Table:
+    """A part file's columns → ``schema``: the partition's ``symbol``, each column in the
+    schema's type, nulls for the columns an older file lacks."""
+    n = len(t)
+    present = set(t.column_names)  # a set: column_names builds a new list on every call
+    arrays = []
+    for f in schema:
+        if f.name == "symbol":
+            arrays.append(pa.repeat(pa.scalar(symbol, pa.string()), n))
+        elif f.name in present:
+            col = t.column(f.name)
+            arrays.append(col if col.type == f.type else col.cast(f.type))
+        else:
+            arrays.append(pa.nulls(n, f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
-    def __init__(self, part: Partition, files: list[Path], batch_rows: int) -> None:
+
+class Run:
+    """A sorted stream of one partition's rows (a chain of files), read a batch at a time.
+
+    With ``ranks`` (file → number), every batch also carries ``_fi`` (the file's number) and
+    ``_fr`` (the row's position in its file, before the venue filter).
+    """
+
+    def __init__(
+        self, part: Partition, files: list[Path], batch_rows: int, ranks: dict[Path, int] | None = None
+    ) -> None:
         self.table = part.table
         self.part = part
         self._schema = SCHEMAS[part.table]
+        self._ranks = ranks
+        if ranks is not None:
+            self._schema = self._schema.append(pa.field("_fi", pa.int64())).append(
+                pa.field("_fr", pa.int64())
+            )
         self._batches = self._read(files, batch_rows)
         self.buf: pa.Table = self._schema.empty_table()
         self.done = False
@@ -228,28 +261,24 @@ class _Run:
                 present = set(pf.schema_arrow.names)
                 cols = [n for n in self._schema.names if n in present]
                 batches = pf.iter_batches(batch_size=batch_rows, columns=cols)
+            first = 0
             while True:
                 with reading(path):
                     batch = next(batches, None)
                 if batch is None:
                     break
-                yield self._conform(pa.Table.from_batches([batch]), path)
+                t = pa.Table.from_batches([batch])
+                if self._ranks is not None:
+                    t = t.append_column("_fi", pa.repeat(pa.scalar(self._ranks[path], pa.int64()), len(t)))
+                    t = t.append_column("_fr", pa.arange(first, first + len(t)))
+                    first += len(t)
+                yield self._conform(t, path)
 
     def _conform(self, t: pa.Table, path: Path) -> pa.Table:
-        """File columns → the table's full schema: the partition's symbol, nulls for columns
-        an older file lacks, the venue filter; and check the sort order the merge relies on."""
-        n = len(t)
-        present = set(t.column_names)  # a set: column_names builds a new list on every call
-        arrays = []
-        for f in self._schema:
-            if f.name == "symbol":
-                arrays.append(pa.repeat(pa.scalar(self.part.symbol, pa.string()), n))
-            elif f.name in present:
-                col = t.column(f.name)
-                arrays.append(col if col.type == f.type else col.cast(f.type))
-            else:
-                arrays.append(pa.nulls(n, f.type))
-        out = pa.Table.from_arrays(arrays, schema=self._schema)
+        """File columns → the table's full schema (see :func:`conform`), the venue filter; and
+        check the sort order the merge relies on."""
+        out = conform(t, self._schema, self.part.symbol)
+        n = len(out)
         ts = out.column("ts").cast(_TS_TYPE)
         if n and (
             (self._last_ts is not None and ts[0].as_py() < self._last_ts)
@@ -300,7 +329,7 @@ def iter_windows(sel: Selection, batch_rows: int | None = None) -> Iterator[dict
     chains = [(p, files) for p in parts for files in chain_runs(p.files)]
     if batch_rows is None:  # ~256k rows (~350 MB of orderbook) buffered in all, whatever the runs
         batch_rows = max(1024, min(65536, 262_144 // max(1, len(chains))))
-    runs = [_Run(p, files, batch_rows) for p, files in chains]
+    runs = [Run(p, files, batch_rows) for p, files in chains]
     log.debug("replay: %d partitions, %d runs, %d rows per read", len(parts), len(runs), batch_rows)
     for r in runs:
         r.load()

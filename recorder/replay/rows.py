@@ -45,7 +45,16 @@ from recorder.replay.read import (
     select,
 )
 
-__all__ = ["Pacer", "ReplayRow", "aiter_rows", "iter_batches", "iter_row_chunks", "iter_rows", "window_rows"]
+__all__ = [
+    "Pacer",
+    "ReplayRow",
+    "aiter_rows",
+    "iter_batches",
+    "iter_row_chunks",
+    "iter_rows",
+    "rows_of",
+    "window_rows",
+]
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +121,8 @@ def iter_batches(
                 yield table, batch
 
 
-def _rows_of(t: pa.Table) -> list[tuple[Any, ...]]:
+def rows_of(t: pa.Table) -> list[tuple[Any, ...]]:
+    """Stored rows (a table of ``SCHEMAS`` columns) → tuples, ``ts`` and ``recv_ts`` in epoch ns."""
     cols = []
     for name, col in zip(t.column_names, t.columns, strict=True):
         if name in ("ts", "recv_ts"):
@@ -146,7 +156,7 @@ def window_rows(window: dict[str, pa.Table], chunk: int = 8192) -> Iterator[list
         rows = []
         for i, t in enumerate(tables):
             n = part.count(i)
-            rows.append(iter(_rows_of(t.slice(pos[i], n))))
+            rows.append(iter(rows_of(t.slice(pos[i], n))))
             pos[i] += n
         yield [ReplayRow(names[i], next(rows[i])) for i in part]
 
