@@ -36,9 +36,9 @@ import pyarrow as pa
 
 from queries.named import NamedQuery, NamedQueryError, Param, QueryError, get, named
 from recorder.errors import StoreError
-from recorder.kiwoom.fields import TABLES
+from recorder.kiwoom.fields import MARKET_TABLES, TABLES
 from recorder.kiwoom.items import SUFFIX_VENUE
-from recorder.kiwoom.schema import SCHEMAS
+from recorder.kiwoom.schema import SCHEMAS, file_schema
 from recorder.store.layout import hive_types, parse_part, part_glob
 
 __all__ = [
@@ -106,7 +106,10 @@ def connect(
 def _empty_select(table: str) -> str:
     """A SELECT of no rows with the table's columns and types (plus ``date``), in SQL alone:
     registering an empty Arrow table instead makes DuckDB import pandas (0.2 s per command)."""
-    cols = [f'NULL::{_sql_type(f.type)} AS "{f.name}"' for f in SCHEMAS[table]]
+    # Hive partition columns come last, as in a view over files: the file's columns, then
+    # symbol (market tables), then date.
+    fields = list(file_schema(table)) + ([SCHEMAS[table].field("symbol")] if table in MARKET_TABLES else [])
+    cols = [f'NULL::{_sql_type(f.type)} AS "{f.name}"' for f in fields]
     return f"SELECT {', '.join(cols)}, NULL::DATE AS date WHERE false"
 
 

@@ -197,7 +197,7 @@ def data_dictionary() -> str:
 def file_schema(table: str) -> pa.Schema:
     """The schema inside a part file: the logical schema less the partition columns."""
     schema = SCHEMAS[table]
-    if "symbol" in schema.names:
+    if table in MARKET_TABLES:  # in `backfill`, symbol is a column, not a folder
         schema = schema.remove(schema.get_field_index("symbol"))
     return schema
 

@@ -230,8 +230,8 @@ def test_capture_with_backfill_heals_its_own_gaps_when_it_ends(tmp_path: Path) -
 
 
 def test_a_chart_that_disagrees_leaves_that_hole_unhealed_and_the_gap_partial(tmp_path: Path) -> None:
-    """One item's chart lacks a trade of its hole: that hole stays a hole (nothing guessed is
-    written, its shares are the residual), the other items' holes heal, the gap is partial;
+    """One item's chart misreports a trade of its hole: that hole stays a hole (nothing guessed
+    is written, its shares are the residual), the other items' holes heal, the gap is partial;
     two keys share the work."""
     key2 = Credentials("test-appkey-654321", "test-secret-fedcba")
     both = ((CREDS.appkey, CREDS.secretkey), (key2.appkey, key2.secretkey))
@@ -245,7 +245,7 @@ def test_a_chart_that_disagrees_leaves_that_hole_unhealed_and_the_gap_partial(tm
             day = kst_date(time.time_ns())
             victim = sorted(find_holes(recorded_trades(tmp_path, day), []))[0]
             hole = find_holes(recorded_trades(tmp_path, day), [])[victim][0]
-            _drop_trade(venue, victim, hole.before.cum + 1)  # the first trade lost in the hole
+            _misreport_trade(venue, victim, hole.before.cum + 1)  # the first trade lost in the hole
             async with KiwoomRest(venue.rest_url, CREDS) as a, KiwoomRest(venue.rest_url, key2) as b:
                 clients.extend([a, b])
                 res = await backfill(tmp_path, day, [a, b])
@@ -272,14 +272,16 @@ def test_a_chart_that_disagrees_leaves_that_hole_unhealed_and_the_gap_partial(tm
     assert gap == {"outcome": "partial", "residual": victim_row["missing"]}
 
 
-def _drop_trade(venue: Venue, item: str, cum: int) -> None:
-    """Remove from ``item``'s tape the trade whose FID 13 is ``cum`` (a chart that lacks it)."""
+def _misreport_trade(venue: Venue, item: str, cum: int) -> None:
+    """Make ``item``'s chart disagree with the stream: the trade whose FID 13 is ``cum`` shows a
+    quantity a million shares too large. (Dropping it instead is not always detectable: when
+    the trade before the hole has the very same second, price and quantity, a chart without
+    the lost trade still adds up, and its fill is identical in every value to the truth.)"""
     tape = venue.feed.tick_tape(item)
     total = tape.volume_before
     for i in range(len(tape)):
         total += tape.trade(i)[2]
         if total >= cum:
-            for col in (tape._secs, tape._prices, tape._qtys):
-                del col[i]
+            tape._qtys[i] += 1_000_000
             return
     raise AssertionError(f"no trade of {item} reaches cum_volume {cum}")
