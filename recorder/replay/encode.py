@@ -123,7 +123,7 @@ def entry_sql(
 
     The result has ``ts``, ``recv`` (epoch µs), ``seq``, ``fi``, ``fr``, ``sfx`` (the item's
     venue suffix), ``text`` (with ``whole`` the entry, else its ``values`` object, as JSON;
-    NULL: encode with :func:`fill_reference`), then ``pc`` (``price - change``, trades) with
+    NULL: encode with :func:`fill_reference`), then ``pc`` (``price - change`` of trades) with
     ``prev_close``, and ``keep`` (the SQL condition ``keep``) when it is given.
     """
     parts, exact = _values_sql(table)
@@ -143,8 +143,8 @@ def entry_sql(
     text = f"CASE WHEN {' AND '.join(f'({e})' for e in exact)} THEN concat({', '.join(parts)}) END"
     out = ["epoch_us(ts) AS ts", "epoch_us(recv_ts) AS recv", "seq"]
     out += ["CAST(_fi AS BIGINT) AS fi", "CAST(_fr AS BIGINT) AS fr", "sfx", f"{text} AS text"]
-    if prev_close and table == "trades":
-        out.append("TRY_CAST(_pc AS BIGINT) AS pc")
+    if prev_close:  # NULL for order books: every table of a statement has the same columns
+        out.append(f"{'TRY_CAST(_pc AS BIGINT)' if table == 'trades' else 'CAST(NULL AS BIGINT)'} AS pc")
     if keep is not None:
         out.append(f"({keep}) AS keep")
     return f"SELECT {', '.join(out)} FROM (SELECT *, {', '.join(inner)} FROM {source})"
@@ -162,17 +162,16 @@ def entry_prefix(table: str, symbol: str) -> str:
 
 def fill_reference(
     t: pa.Table,
-    table: str,
-    rows_of: Callable[[int, list[int]], list[tuple[Any, ...]]],
+    rows_of: Callable[[int, list[int]], tuple[str, list[tuple[Any, ...]]]],
     *,
     whole: bool,
 ) -> pa.Table:
     """Write ``text`` (and ``sfx``) of the rows the SQL left NULL with the reference encoder.
 
     Args:
-        t: encoded rows of ``table`` (columns of :func:`entry_sql`, ``whole`` as there).
-        rows_of: ``(fi, positions) → rows`` in the layout :func:`encode_entry` takes (the
-            stored rows at those positions of that file).
+        t: encoded rows (columns of :func:`entry_sql`, ``whole`` as there).
+        rows_of: ``(fi, positions) → (table, rows)``: the stored rows at those positions of
+            that file, in the layout :func:`encode_entry` takes.
 
     Raises:
         Whatever the reference raises on such a row (a venue without a suffix: KeyError).
@@ -189,7 +188,8 @@ def fill_reference(
         wanted.setdefault(fi, []).append(fr)
     entries = {}
     for fi, positions in wanted.items():
-        for fr, row in zip(positions, rows_of(fi, positions), strict=True):
+        table, rows = rows_of(fi, positions)
+        for fr, row in zip(positions, rows, strict=True):
             entries[fi, fr] = encode_entry(table, row)
     done = [entries[k] for k in zip(fis, frs, strict=True)]
     texts = pa.array([orjson.dumps(e if whole else e["values"]).decode() for e in done], pa.string())

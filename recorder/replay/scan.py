@@ -57,9 +57,17 @@ SAMPLE_FILES = 32
 #: DuckDB's memory for the sorts; past it, it spills to a private temporary folder.
 MEMORY_LIMIT = "1GB"
 
-_SOURCE = "__SOURCE__"
-_FILES = "(SELECT *, file_index AS _fi, file_row_number AS _fr FROM read_parquet($files{opts}))"
+#: Below this many rows per file (on average), a statement sorts the rows it reads before
+#: encoding them: DuckDB encodes a vector at a time, and a file gives a vector of its own
+#: rows, so the encoding of a few rows pays the cost of a full vector (160 columns of it).
+SORT_FIRST_ROWS = 64
+
+_OPTS = "__OPTS__"  # where a statement says how to read its files
+_FILES = (
+    "(SELECT *, file_index + {offset} AS _fi, file_row_number AS _fr FROM read_parquet(${param}__OPTS__))"
+)
 _SORTED = "(SELECT * FROM {files} ORDER BY ts, recv_ts, seq, _fi, _fr)"
+_ORDER = "ts, recv, seq, fi, fr"
 
 
 @dataclass
@@ -121,11 +129,11 @@ class Scan:
             self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
             self._con.execute("SET temp_directory = ?", [self._tmp])
             most = WHOLE_ROWS if whole_rows is None else whole_rows
-            whole = not self.files or _estimate_rows(self.files) <= most
-            self._onepass = (
-                [self._read(t, fs, learn=True) for t, fs in self._by_table(self.files)] if whole else None
-            )
-            if self._onepass is None:
+            rows = _estimate_rows(self.files) if self.files else 0
+            self._sort_first = rows < SORT_FIRST_ROWS * len(self.files)
+            self.streamed = rows > most
+            self._onepass = self._read(self.files, learn=True) if self.files and not self.streamed else None
+            if self.streamed:
                 self._catalog()
             self.chains = self._rank()
         except BaseException:
@@ -135,11 +143,6 @@ class Scan:
         self.by_rank = sorted(self.files, key=lambda f: f.rank)
         self.prefixes = [entry_prefix(f.part.table, f.part.symbol) for f in self.by_rank]
         log.debug("replay scan: %d files, %s", len(self.files), "streamed" if self.streamed else "one pass")
-
-    @property
-    def streamed(self) -> bool:
-        """True when the selection is too large for one pass (catalog, then bounded reads)."""
-        return self._onepass is None
 
     def close(self) -> None:
         """Close the DuckDB connection and remove its temporary folder (idempotent)."""
@@ -165,17 +168,15 @@ class Scan:
             if mine:
                 yield table, mine
 
-    def _query(self, sql: str, files: Sequence[_File], params: dict[str, Any] | None = None) -> pa.Table:
-        """Run ``sql`` (``__SOURCE__`` standing for ``files``) and return its result.
+    def _query(self, sql: str, files: Sequence[_File], params: dict[str, Any]) -> pa.Table:
+        """Run ``sql`` over ``files`` (its ``read_parquet`` calls say ``__OPTS__``).
 
         Files whose columns differ (an older schema) are read again by column name.
         """
         failure: Exception | None = None
-        params = {"files": [str(f.path) for f in files], **(params or {})}
-        for union in (False, True):
-            src = _FILES.format(opts=", union_by_name = true" if union else "")
+        for opts in ("", ", union_by_name = true"):
             try:
-                return self._con.sql(sql.replace(_SOURCE, src), params=params).to_arrow_table()
+                return self._con.sql(sql.replace(_OPTS, opts), params=params).to_arrow_table()
             except (duckdb.Error, OSError, pa.ArrowException) as exc:
                 failure = exc
         for f in files:  # name the file: pyarrow reads each in turn
@@ -184,16 +185,25 @@ class Scan:
         reason = " ".join(str(failure).split()) or type(failure).__name__
         raise StoreError(f"cannot read the part files of {files[0].part.table}: {reason}") from failure
 
-    def _read(self, table: str, files: list[_File], *, learn: bool = False) -> _Encoded:
-        """``files`` read, sorted and encoded in one statement; checked for the sort contract.
-
-        ``learn``: fill in the files' catalog from their rows (one-pass reading).
-        """
-        source = _SORTED.format(files=_SOURCE)
-        prev = learn and self.inventory
-        sql = entry_sql(table, source, whole=self.entries, prev_close=prev, keep=_keep_sql(files))
-        params = {"prefixes": [entry_prefix(table, f.part.symbol) for f in files]} if self.entries else {}
-        e = _Encoded(table, self._query(sql, files, params), files)
+    def _read(self, files: list[_File], *, learn: bool = False) -> _Encoded:
+        """``files`` (of both tables) read, encoded and put in order in one statement, and checked
+        for the sort contract. ``learn``: fill in the files' catalog from their rows."""
+        files = [f for _, fs in self._by_table(files) for f in fs]  # ``fi`` numbers this list
+        keep = _keep_sql(files)
+        sort = sum(f.rows for f in files) < SORT_FIRST_ROWS * len(files) if not learn else self._sort_first
+        selects, params = [], {}
+        offset = 0
+        for i, (table, mine) in enumerate(self._by_table(files)):
+            source = _FILES.format(offset=offset, param=f"files{i}")
+            source = _SORTED.format(files=source) if sort else source
+            sql = entry_sql(table, source, whole=self.entries, prev_close=learn and self.inventory, keep=keep)
+            selects.append(sql)
+            params[f"files{i}"] = [str(f.path) for f in mine]
+            offset += len(mine)
+        if self.entries:
+            params["prefixes"] = [entry_prefix(f.part.table, f.part.symbol) for f in files]
+        union = " UNION ALL ".join(f"({q})" for q in selects)
+        e = _Encoded(self._query(f"SELECT * FROM ({union}) ORDER BY {_ORDER}", files, params), files)
         e.check(learn=learn)
         return e
 
@@ -207,7 +217,9 @@ class Scan:
                 if table == "trades":
                     prev = "TRY_CAST(CAST(price AS HUGEINT) - change AS BIGINT)"
                     cols.append(f"arg_min({prev}, _fr) FILTER (WHERE {prev} IS NOT NULL) AS prev")
-            t = self._query(f"SELECT {', '.join(cols)} FROM {_SOURCE} GROUP BY _fi", files)
+            source = _FILES.format(offset=0, param="files")
+            sql = f"SELECT {', '.join(cols)} FROM {source} GROUP BY _fi"
+            t = self._query(sql, files, {"files": [str(f.path) for f in files]})
             for row in t.to_pylist():
                 f = files[row["fi"]]
                 if row["n"] != row["n_ts"]:
@@ -247,14 +259,15 @@ class Scan:
             t = t.filter(t.column("keep")).drop_columns(["keep"])
         if "pc" in t.column_names:
             t = t.drop_columns(["pc"])
-        return fill_reference(t, e.table, self._stored_rows, whole=self.entries)
+        return fill_reference(t, self._stored_rows, whole=self.entries)
 
-    def _stored_rows(self, rank: int, positions: list[int]) -> list[tuple[Any, ...]]:
-        """Rows ``positions`` of the file ranked ``rank``, in the reference encoder's layout."""
+    def _stored_rows(self, rank: int, positions: list[int]) -> tuple[str, list[tuple[Any, ...]]]:
+        """The table and rows ``positions`` of the file ranked ``rank``, in the reference
+        encoder's layout."""
         f = self.by_rank[rank]
         with reading(f.path):
             t = pq.ParquetFile(f.path).read()
-        return rows_of(conform(t, SCHEMAS[f.part.table], f.part.symbol).take(positions))
+        return f.part.table, rows_of(conform(t, SCHEMAS[f.part.table], f.part.symbol).take(positions))
 
     def _encode_wide(self, table: str, t: pa.Table) -> pa.Table:
         """Rows read by :class:`Run` (``_fi`` their file's rank, ``_fr``) → encoded rows."""
@@ -266,21 +279,21 @@ class Scan:
             out = self._con.sql(sql, params=params).to_arrow_table()
         finally:
             self._con.unregister(name)
-        return self._finish(_Encoded(table, out, []))
+        return self._finish(_Encoded(out, []))
 
     def encode_group(self, files: list[_File]) -> pa.Table:
-        """Small files (of either table) read and encoded, one statement per table."""
-        return pa.concat_tables([self._finish(self._read(t, fs)) for t, fs in self._by_table(files)])
+        """Small files (of either table) read and encoded in one statement, in order."""
+        return _ordered([self._finish(self._read(files))])
 
     def windows(self) -> Iterator[pa.Table]:
         """Encoded rows in replay order, a window at a time. Columns: ``ts``, ``recv`` (µs),
         ``seq``, ``fi`` (the file's rank: :attr:`by_rank`), ``fr``, ``sfx``, ``text``."""
-        if self._onepass is None:
+        if self.streamed:
             yield from self._stream()
             return
-        done, self._onepass = self._onepass, []
-        if done:
-            t = _ordered([self._finish(e) for e in done])
+        done, self._onepass = self._onepass, None  # one pass: the rows are read once
+        if done is not None and len(done.t):
+            t = _ordered([self._finish(done)])
             for off in range(0, len(t), self.group_rows):
                 yield t.slice(off, self.group_rows)
 
@@ -325,7 +338,6 @@ class Scan:
 class _Encoded:
     """The rows of ``files`` encoded by one statement (``fi`` numbers ``files``)."""
 
-    table: str
     t: pa.Table
     files: list[_File]
 
@@ -335,7 +347,7 @@ class _Encoded:
         t = self.t
         for key in ("ts", "recv", "seq"):
             if t.column(key).null_count:
-                raise StoreError(f"part files of {self.table} have rows without {key}; cannot replay them")
+                raise StoreError(f"{self.files[0].path.parent} has rows without {key}; cannot replay them")
         fi, fr, ts = (_numpy(t.column(k)) for k in ("fi", "fr", "ts"))
         order = np.lexsort((fr, fi))  # each file's rows in its own order
         fi, ts = fi[order], ts[order]
@@ -398,19 +410,15 @@ class _Groups:
             n += self._todo[0].rows
             group.append(self._todo.popleft())
         t = self._scan.encode_group(group)
-        self._buf = t if self._buf is None or not len(self._buf) else pa.concat_tables([self._buf, t])
+        self._buf = t if self._buf is None or not len(self._buf) else _ordered([self._buf, t])
 
     def take_before(self, bound: int | None) -> pa.Table | None:
         """Remove and return the rows read with ``ts < bound`` (all for None)."""
         if self._buf is None or not len(self._buf):
             return None
-        if bound is None:
-            out, self._buf = self._buf, None
-            return out
-        below = pc.less(self._buf.column("ts"), pa.scalar(bound, pa.int64()))
-        out = self._buf.filter(below)
-        self._buf = self._buf.filter(pc.invert(below))
-        return out if len(out) else None
+        k = len(self._buf) if bound is None else int(np.searchsorted(_numpy(self._buf.column("ts")), bound))
+        out, self._buf = self._buf.slice(0, k), self._buf.slice(k)
+        return out if k else None
 
 
 def _keep_sql(files: Sequence[_File]) -> str | None:
@@ -450,9 +458,9 @@ def _numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 def _ordered(tables: list[pa.Table]) -> pa.Table:
     """Encoded rows in replay order: (ts, recv, seq), then the file's rank and the row's place."""
-    t = (pa.concat_tables(tables) if len(tables) > 1 else tables[0]).combine_chunks()  # a fast take
+    t = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     keys = [_numpy(t.column(k)) for k in ("fr", "fi", "seq", "recv", "ts")]
     order = np.lexsort(keys)
     if (order[1:] > order[:-1]).all():
         return t
-    return t.take(order)
+    return t.combine_chunks().take(order)  # a take across chunks would join them first anyway
