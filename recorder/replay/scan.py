@@ -322,9 +322,7 @@ class Scan:
                 if piece is not None:
                     wide.setdefault(r.table, []).append(piece)
             pieces = [self._encode_wide(table, pa.concat_tables(ps)) for table, ps in wide.items()]
-            done = groups.take_before(bound)
-            if done is not None:
-                pieces.append(done)
+            pieces += groups.take_before(bound)
             if pieces:
                 yield _ordered(pieces)
             for r in live:
@@ -386,12 +384,16 @@ class _Encoded:
 
 
 class _Groups:
-    """The small files of a streamed scan, read in groups in the order of their first ``ts``."""
+    """The small files of a streamed scan, read in groups in the order of their first ``ts``.
+
+    What a group read and no window took yet waits as sorted pieces, merged only when they go
+    out (:meth:`take_before`), so a row is moved once.
+    """
 
     def __init__(self, scan: Scan, files: list[_File]) -> None:
         self._scan = scan
         self._todo = collections.deque(files)
-        self._buf: pa.Table | None = None
+        self._pieces: list[pa.Table] = []
 
     @property
     def next_lo(self) -> int | None:
@@ -400,25 +402,37 @@ class _Groups:
 
     @property
     def live(self) -> bool:
-        return bool(self._todo) or (self._buf is not None and len(self._buf) > 0)
+        return bool(self._todo or self._pieces)
 
     def load(self) -> None:
-        """Read the next files, about ``group_rows`` rows (at least one file)."""
-        group = [self._todo.popleft()]
-        n = group[0].rows
-        while self._todo and n + self._todo[0].rows <= self._scan.group_rows:
-            n += self._todo[0].rows
-            group.append(self._todo.popleft())
-        t = self._scan.encode_group(group)
-        self._buf = t if self._buf is None or not len(self._buf) else _ordered([self._buf, t])
+        """Read the next files: about ``group_rows`` rows (at least one file), and up to four
+        times that while the next file begins before the group's last ends.
 
-    def take_before(self, bound: int | None) -> pa.Table | None:
-        """Remove and return the rows read with ``ts < bound`` (all for None)."""
-        if self._buf is None or not len(self._buf):
-            return None
-        k = len(self._buf) if bound is None else int(np.searchsorted(_numpy(self._buf.column("ts")), bound))
-        out, self._buf = self._buf.slice(0, k), self._buf.slice(k)
-        return out if k else None
+        A capture's flush writes one file per partition over the same stretch of time: read
+        together, its files come out in order, and what waits for the next group is small.
+        """
+        group = [self._todo.popleft()]
+        n, hi = group[0].rows, group[0].hi
+        most = self._scan.group_rows
+        while self._todo and n + self._todo[0].rows <= (most if self._todo[0].lo >= hi else 4 * most):
+            f = self._todo.popleft()
+            n, hi = n + f.rows, max(hi, f.hi)
+            group.append(f)
+        t = self._scan.encode_group(group)
+        if len(t):
+            self._pieces.append(t)
+
+    def take_before(self, bound: int | None) -> list[pa.Table]:
+        """Remove and return the rows read with ``ts < bound`` (all for None), as sorted pieces."""
+        out, keep = [], []
+        for t in self._pieces:
+            k = len(t) if bound is None else int(np.searchsorted(_numpy(t.column("ts")), bound))
+            if k:
+                out.append(t.slice(0, k))
+            if k < len(t):
+                keep.append(t.slice(k))
+        self._pieces = keep
+        return out
 
 
 def _keep_sql(files: Sequence[_File]) -> str | None:
