@@ -8,7 +8,9 @@ Must not decode differently from capture: frames go through :mod:`recorder.kiwoo
 - :func:`select` resolves dates, symbols (``005930`` or ``005930_NX``) and types into a
   :class:`Selection`;
 - :func:`write_ndjson` / :func:`iter_frames`: REAL frames that ``recorder ingest`` reads back;
-- :class:`RecordedFeed`: a recorded day served by the embedded Kiwoom-compatible venue.
+- :class:`RecordedFeed`: a recorded day served by the embedded Kiwoom-compatible venue;
+- :mod:`recorder.replay.scan` and :mod:`recorder.replay.encode`: the bulk encoder behind both,
+  DuckDB reading and encoding whole selections into the text ``encode_frame`` would write.
 
 :class:`recorder.Store` wraps the iterators with KST timestamps for everyday use.
 """

@@ -1,9 +1,13 @@
 """Recorded rows back into REAL frames: NDJSON lines and a feed for the embedded venue.
 
-Both encode with :func:`recorder.kiwoom.frames.encode_entry` / :func:`~recorder.kiwoom.frames.encode_frame`
-(the inverse of the decoder, which restores Kiwoom's price-sign conventions), so a recorder
-that ingests or captures the output rebuilds the same tables (all columns but ``recv_ts``
-and ``seq``: the round-trip invariant).
+Both write what :func:`recorder.kiwoom.frames.encode_entry` / :func:`~recorder.kiwoom.frames.encode_frame`
+write (the inverse of the decoder, which restores Kiwoom's price-sign conventions), so a
+recorder that ingests or captures the output rebuilds the same tables (all columns but
+``recv_ts`` and ``seq``: the round-trip invariant). They write it in bulk
+(:mod:`recorder.replay.scan`, :mod:`recorder.replay.encode`): DuckDB reads, orders and
+encodes whole selections; a test holds the text byte-identical to the per-row encoder's.
+The served entries carry their ``values`` as JSON text already (``orjson.Fragment``), which
+the venue's ``orjson.dumps`` of a frame writes as is.
 
 :class:`RecordedFeed` implements the venue's ``Feed`` protocol and its optional hooks
 (:class:`recorder.sim.venue.FeedHooks`):
@@ -113,48 +117,50 @@ def write_ndjson(
     speed: float | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Any] = time.sleep,
+    piece: int = 8192,
 ) -> NdjsonResult:
     """Write the selection as REAL frames, one per line (``recorder ingest`` reads it back).
 
     The lines are those of :func:`iter_frames` over :func:`recorder.replay.rows.iter_rows`
-    with the reference encoder, byte for byte, built a window at a time
-    (:mod:`recorder.replay.scan`). With a ``speed``, each frame is written when it is due
-    (:class:`recorder.replay.rows.Pacer`) and the output is flushed before every wait, so a
-    reader downstream sees the rhythm.
+    with the reference encoder, byte for byte, encoded in bulk (:mod:`recorder.replay.scan`)
+    and written ``piece`` entries at a time. With a ``speed``, each frame is written when it
+    is due (:class:`recorder.replay.rows.Pacer`) and the output is flushed before every
+    wait, so a reader downstream sees the rhythm.
     """
     pacer = Pacer(speed, clock)
     res = NdjsonResult()
     with Scan(sel) as scan:
-        for lines, recv, bounds in iter_frame_lines(scan):
-            res.frames += len(bounds) - 1
-            res.entries += int(bounds[-1])
+        for lines, starts, recv in iter_frame_lines(scan, piece):
+            res.frames += len(starts)
+            res.entries += len(lines)
+            text = text_bytes(lines)
             if speed is None:
-                for piece in lines:
-                    out.write(text_bytes(piece))
+                out.write(text)
                 continue
-            if len(lines) > 1:  # the text of a frame that began in the window before
-                lines = [pa.concat_arrays(lines)]
-            text, offsets = text_bytes(lines[0]), text_offsets(lines[0])
-            ends = offsets[bounds[1:]] - offsets[0]
-            start = 0
-            for r, end in zip(recv[bounds[:-1]].tolist(), ends.tolist(), strict=True):
+            offsets = text_offsets(lines)
+            at = 0
+            for row, r in zip(starts.tolist(), recv.tolist(), strict=True):
+                cut = int(offsets[row] - offsets[0])
+                out.write(text[at:cut])  # the frames before this one, all there
+                at = cut
                 delay = pacer.wait(r * 1000)
                 if delay:
                     out.flush()
                     sleep(delay)
-                out.write(text[start:end])
-                start = end
+            out.write(text[at:])
     out.flush()
     return res
 
 
-def iter_frame_lines(scan: Scan) -> Iterator[tuple[list[pa.Array], np.ndarray, np.ndarray]]:
-    """The scan's rows as NDJSON: ``(lines, recv µs, bounds)`` a window at a time.
+def iter_frame_lines(scan: Scan, piece: int = 8192) -> Iterator[tuple[pa.Array, np.ndarray, np.ndarray]]:
+    """The scan's rows as NDJSON, ``piece`` entries at a time: ``(lines, starts, recv)``.
 
-    ``lines`` are the entries with their frames' punctuation (:func:`~recorder.replay.encode.ndjson_lines`),
-    in pieces that follow one another; frames group rows as :func:`iter_frames` does
-    (:func:`~recorder.replay.encode.frame_bounds`), and the last frame of a window waits for
-    the next window, which may continue it.
+    ``lines`` are entries with their frames' punctuation
+    (:func:`~recorder.replay.encode.ndjson_lines`): back to back, the pieces are the NDJSON
+    text. ``starts`` are the entries (positions in ``lines``) that begin a frame and ``recv``
+    their receive times (µs). Frames group rows as :func:`iter_frames` does
+    (:func:`~recorder.replay.encode.frame_bounds`); the last frame of a window waits for the
+    next window, which may continue it. Pieces are small so that their memory is reused.
     """
     carry: pa.Table | None = None
     for w in itertools.chain(scan.windows(), [None]):
@@ -168,21 +174,17 @@ def iter_frame_lines(scan: Scan) -> Iterator[tuple[list[pa.Array], np.ndarray, n
             carry, t, bounds = t.slice(cut), t.slice(0, cut), bounds[:-1]
             if not cut:
                 continue
-        flags = _frame_flags(len(t), bounds)
-        pieces, at = [], 0
+        first = np.zeros(len(t), bool)
+        first[bounds[:-1]] = True
+        last = np.zeros(len(t), bool)
+        last[bounds[1:] - 1] = True
+        at = 0
         for chunk in t.column("text").chunks:
-            pieces.append(ndjson_lines(chunk, flags[0][at : at + len(chunk)], flags[1][at : at + len(chunk)]))
+            for off in range(0, len(chunk), piece):
+                a, b = at + off, at + min(off + piece, len(chunk))
+                starts = np.flatnonzero(first[a:b])
+                yield ndjson_lines(chunk.slice(off, b - a), first[a:b], last[a:b]), starts, recv[a + starts]
             at += len(chunk)
-        yield pieces, recv, bounds
-
-
-def _frame_flags(n: int, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Which of ``n`` rows begin a frame, and which end one."""
-    first = np.zeros(n, bool)
-    first[bounds[:-1]] = True
-    last = np.zeros(n, bool)
-    last[bounds[1:] - 1] = True
-    return first, last
 
 
 # --------------------------------------------------------------------------- inventory

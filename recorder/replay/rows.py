@@ -1,13 +1,15 @@
 """Recorded days back out of the store, in time order: rows, Arrow batches, paced rows, REAL frames.
 
-One engine behind every face of ``recorder replay`` (docs/architecture.md, "Packages"):
+The row faces of ``recorder replay`` (docs/architecture.md, "Packages"):
 
 - :func:`iter_rows`: :class:`ReplayRow` values merged across symbols and tables;
 - :func:`iter_batches`: the same data as Arrow record batches, for speed;
-- :func:`aiter_rows`: :func:`iter_rows` paced by the recorded receive times;
-- :mod:`recorder.replay.feed`: REAL frames built by :func:`recorder.kiwoom.frames.encode_frame`
-  (NDJSON that ``recorder ingest`` turns back into the same tables) and
-  :class:`~recorder.replay.feed.RecordedFeed`, a feed for the Kiwoom-compatible venue.
+- :func:`aiter_rows`: :func:`iter_rows` paced by the recorded receive times.
+
+REAL frames (:mod:`recorder.replay.feed`: NDJSON that ``recorder ingest`` turns back into the
+same tables, and :class:`~recorder.replay.feed.RecordedFeed` for the Kiwoom-compatible venue)
+come from :mod:`recorder.replay.scan`, which gives these rows in this order, already encoded
+as :func:`recorder.kiwoom.frames.encode_frame` would encode them.
 
 Order. Rows come in (``ts``, ``recv_ts``, ``seq``) order: exchange time first, then the
 receive time and the journal position as tie-breakers, across every symbol and both tables.

@@ -3,18 +3,19 @@
 It gives what :func:`recorder.replay.rows.iter_rows` and the reference encoder give, row for
 row and byte for byte, read and encoded in bulk (:mod:`recorder.replay.encode`):
 
-- **Reading.** DuckDB reads many part files in one statement, sorts their rows and encodes
-  them. A market of thousands of small partitions is mostly per-file cost: pyarrow pays about
-  30 µs per column chunk (a fresh zstd context each), 5 ms for a 160-column order book file;
-  DuckDB about a third of that. Sorting first also hands the encoder full vectors rather than
-  one file's few rows at a time, which halves the cost of encoding small files.
+- **Reading.** DuckDB reads the part files of both tables in one statement, encodes their
+  rows and puts them in replay order. A market of thousands of small partitions is mostly
+  per-file cost: pyarrow pays about 30 µs per column chunk (a fresh zstd context each), 5 ms
+  for a 160-column order book file; DuckDB about a third of that. When files hold a few rows
+  each, the statement sorts them before encoding: DuckDB encodes a vector at a time, and
+  unsorted, each file's few rows would be a vector of their own.
 - **Small selections** (an estimated :data:`WHOLE_ROWS` rows at most, from a sample of
-  footers) are read in one statement per table.
+  footers) are read in one statement.
 - **Larger ones stream** in bounded memory, like :func:`recorder.replay.read.iter_windows`:
   a first pass reads every file's ``ts`` range (the catalog); files that fit one read batch
   are then read in groups of about :data:`GROUP_ROWS` rows, in the order of their first
-  ``ts``, larger ones through :class:`recorder.replay.read.Run`; a window goes out once every
-  source has read past it.
+  ``ts``, larger ones through :class:`recorder.replay.read.Run` (pyarrow, encoded by DuckDB
+  a window at a time); a window goes out once every source has read past it.
 - **Order.** Rows come in (``ts``, ``recv_ts``, ``seq``) order; exact ties in the order the
   row merge gives them: by the file's rank (table, date, symbol, run, place in the run), then
   the row's position in the file.
@@ -59,7 +60,7 @@ MEMORY_LIMIT = "1GB"
 
 #: Below this many rows per file (on average), a statement sorts the rows it reads before
 #: encoding them: DuckDB encodes a vector at a time, and a file gives a vector of its own
-#: rows, so the encoding of a few rows pays the cost of a full vector (160 columns of it).
+#: rows, so the encoding of a few rows would pay the cost of a full vector (160 columns).
 SORT_FIRST_ROWS = 64
 
 _OPTS = "__OPTS__"  # where a statement says how to read its files
@@ -123,7 +124,7 @@ class Scan:
         self.parts = partitions(sel)
         self.files = [_File(f, p) for p in self.parts for f in p.files]
         self._tmp = tempfile.mkdtemp(prefix="recorder-replay-")
-        self._con = duckdb.connect(config={"preserve_insertion_order": True})
+        self._con = duckdb.connect()
         try:
             self._con.execute("SET enable_progress_bar = false")  # it would corrupt NDJSON on stdout
             self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
@@ -398,7 +399,7 @@ class _Groups:
     @property
     def next_lo(self) -> int | None:
         """First ``ts`` of the next file to read: every row below it has been read."""
-        return self._todo[0].lo if self._todo else None
+        return _lo(self._todo[0]) if self._todo else None
 
     @property
     def live(self) -> bool:
@@ -412,11 +413,11 @@ class _Groups:
         together, its files come out in order, and what waits for the next group is small.
         """
         group = [self._todo.popleft()]
-        n, hi = group[0].rows, group[0].hi
+        n, hi = group[0].rows, _hi(group[0])
         most = self._scan.group_rows
-        while self._todo and n + self._todo[0].rows <= (most if self._todo[0].lo >= hi else 4 * most):
+        while self._todo and n + self._todo[0].rows <= (most if _lo(self._todo[0]) >= hi else 4 * most):
             f = self._todo.popleft()
-            n, hi = n + f.rows, max(hi, f.hi)
+            n, hi = n + f.rows, max(hi, _hi(f))
             group.append(f)
         t = self._scan.encode_group(group)
         if len(t):
@@ -433,6 +434,16 @@ class _Groups:
                 keep.append(t.slice(k))
         self._pieces = keep
         return out
+
+
+def _lo(f: _File) -> int:
+    assert f.lo is not None, f"{f.path}: not in the catalog"  # files with rows always are
+    return f.lo
+
+
+def _hi(f: _File) -> int:
+    assert f.hi is not None, f"{f.path}: not in the catalog"
+    return f.hi
 
 
 def _keep_sql(files: Sequence[_File]) -> str | None:

@@ -32,7 +32,7 @@ from recorder.kiwoom.decode import MAX_ENTRIES, SEQ_SHIFT
 from recorder.kiwoom.fields import MARKET_TABLES
 from recorder.kiwoom.frames import encode_entry
 from recorder.kiwoom.time import KST, NS
-from recorder.replay import iter_rows, select
+from recorder.replay import Pacer, iter_rows, select
 from recorder.replay.encode import _PLAIN_FLOAT, frame_bounds, text_bytes
 from recorder.replay.feed import (
     RecordedFeed,
@@ -57,7 +57,7 @@ def reference_ndjson(root: Path, day: str = DAY, **kw: Any) -> bytes:
 
 def scan_ndjson(root: Path, day: str = DAY, symbols: Any = None, **scan: Any) -> bytes:
     with Scan(select(root, day, symbols=symbols), **scan) as s:
-        return b"".join(bytes(text_bytes(p)) for lines, _, _ in iter_frame_lines(s) for p in lines)
+        return b"".join(bytes(text_bytes(lines)) for lines, _, _ in iter_frame_lines(s, piece=5))
 
 
 def served(root: Path, day: str = DAY, symbols: Any = None) -> list[tuple[int, bytes]]:
@@ -143,6 +143,34 @@ def test_rates_the_sql_writes_are_python_reprs() -> None:
             assert text == repr(v), v
             written += 1
     assert written > 40_000
+
+
+def test_paced_ndjson_waits_before_each_frame_as_the_reference(tmp_path: Path) -> None:
+    """Frames that straddle the pieces the text is built in still go out whole, when due."""
+    build_store(tmp_path, DAY, steps=40, symbols=3)
+
+    class Clock:
+        now = 0.0
+
+        def sleep(self, d: float) -> None:
+            sleeps.append(d)
+            self.now += d
+
+    sleeps: list[float] = []
+    c = Clock()
+    out = io.BytesIO()
+    write_ndjson(out, select(tmp_path, DAY), speed=2, clock=lambda: c.now, sleep=c.sleep, piece=3)
+    got = list(sleeps)
+    sleeps.clear()
+    c.now = 0.0
+    pacer, want = Pacer(2, lambda: c.now), []
+    for recv, frame, _ in iter_frames(iter_rows(tmp_path, DAY)):
+        delay = pacer.wait(recv)
+        if delay:
+            c.sleep(delay)
+        want.append(frame.encode() + b"\n")
+    assert out.getvalue() == b"".join(want)
+    assert got == sleeps and len(got) > 10
 
 
 # --------------------------------------------------------------------------- frames
