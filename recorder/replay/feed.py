@@ -400,6 +400,8 @@ class RecordedFeed:
         """Stop the reader thread (idempotent)."""
         self._stop.set()
         if self._reader is not None:
+            if self._reader.is_alive():
+                self._scan.interrupt()  # a statement reading a large group stops at once
             self._reader.join(5)
         if self._reader is None or not self._reader.is_alive():
             self._scan.close()

@@ -69,6 +69,7 @@ _FILES = (
 )
 _SORTED = "(SELECT * FROM {files} ORDER BY ts, recv_ts, seq, _fi, _fr)"
 _ORDER = "ts, recv, seq, fi, fr"
+_BATCH = 65_536  # rows DuckDB hands over at a time
 
 
 @dataclass
@@ -130,10 +131,10 @@ class Scan:
             self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
             self._con.execute("SET temp_directory = ?", [self._tmp])
             most = WHOLE_ROWS if whole_rows is None else whole_rows
-            rows = _estimate_rows(self.files) if self.files else 0
+            rows = sum(_estimate_rows(fs) for _, fs in self._by_table(self.files))
             self._sort_first = rows < SORT_FIRST_ROWS * len(self.files)
-            self.streamed = rows > most
-            self._onepass = self._read(self.files, learn=True) if self.files and not self.streamed else None
+            self._onepass = self._read(self.files, learn=True, most=2 * most) if rows <= most else None
+            self.streamed = self._onepass is None  # too large, or more rows than the sample said
             if self.streamed:
                 self._catalog()
             self.chains = self._rank()
@@ -169,26 +170,46 @@ class Scan:
             if mine:
                 yield table, mine
 
-    def _query(self, sql: str, files: Sequence[_File], params: dict[str, Any]) -> pa.Table:
-        """Run ``sql`` over ``files`` (its ``read_parquet`` calls say ``__OPTS__``).
+    def _query(
+        self, sql: str, files: Sequence[_File], params: dict[str, Any], most: int | None = None
+    ) -> pa.Table | None:
+        """Run ``sql`` over ``files`` (its ``read_parquet`` calls say ``__OPTS__``); None as soon
+        as its result passes ``most`` rows.
 
         Files whose columns differ (an older schema) are read again by column name.
+
+        Raises:
+            UnreadableFileError: a file cannot be read (named; pyarrow reads it to tell).
+            StoreError: DuckDB refused the files for another reason.
         """
         failure: Exception | None = None
         for opts in ("", ", union_by_name = true"):
             try:
-                return self._con.sql(sql.replace(_OPTS, opts), params=params).to_arrow_table()
+                reader = self._con.sql(sql.replace(_OPTS, opts), params=params).to_arrow_reader(_BATCH)
+                batches, n = [], 0
+                for batch in reader:
+                    n += len(batch)
+                    if most is not None and n > most:
+                        return None
+                    batches.append(batch)
+                return pa.Table.from_batches(batches, reader.schema)
             except (duckdb.Error, OSError, pa.ArrowException) as exc:
                 failure = exc
-        for f in files:  # name the file: pyarrow reads each in turn
+        reason = " ".join(str(failure).split()) or type(failure).__name__
+        named = [f for f in files if str(f.path) in reason]  # DuckDB names the file, mostly
+        for f in named + [f for f in files if f not in named]:
             with reading(f.path):
                 pq.ParquetFile(f.path).read()
-        reason = " ".join(str(failure).split()) or type(failure).__name__
         raise StoreError(f"cannot read the part files of {files[0].part.table}: {reason}") from failure
 
-    def _read(self, files: list[_File], *, learn: bool = False) -> _Encoded:
+    def interrupt(self) -> None:
+        """Stop the statement running in another thread (it raises there)."""
+        self._con.interrupt()
+
+    def _read(self, files: list[_File], *, learn: bool = False, most: int | None = None) -> _Encoded | None:
         """``files`` (of both tables) read, encoded and put in order in one statement, and checked
-        for the sort contract. ``learn``: fill in the files' catalog from their rows."""
+        for the sort contract; None past ``most`` rows. ``learn``: fill in the files' catalog
+        from their rows."""
         files = [f for _, fs in self._by_table(files) for f in fs]  # ``fi`` numbers this list
         keep = _keep_sql(files)
         sort = sum(f.rows for f in files) < SORT_FIRST_ROWS * len(files) if not learn else self._sort_first
@@ -204,7 +225,10 @@ class Scan:
         if self.entries:
             params["prefixes"] = [entry_prefix(f.part.table, f.part.symbol) for f in files]
         union = " UNION ALL ".join(f"({q})" for q in selects)
-        e = _Encoded(self._query(f"SELECT * FROM ({union}) ORDER BY {_ORDER}", files, params), files)
+        t = self._query(f"SELECT * FROM ({union}) ORDER BY {_ORDER}", files, params, most)
+        if t is None:
+            return None
+        e = _Encoded(t, files)
         e.check(learn=learn)
         return e
 
@@ -221,6 +245,7 @@ class Scan:
             source = _FILES.format(offset=0, param="files")
             sql = f"SELECT {', '.join(cols)} FROM {source} GROUP BY _fi"
             t = self._query(sql, files, {"files": [str(f.path) for f in files]})
+            assert t is not None  # no limit
             for row in t.to_pylist():
                 f = files[row["fi"]]
                 if row["n"] != row["n_ts"]:
@@ -284,7 +309,9 @@ class Scan:
 
     def encode_group(self, files: list[_File]) -> pa.Table:
         """Small files (of either table) read and encoded in one statement, in order."""
-        return _ordered([self._finish(self._read(files))])
+        e = self._read(files)
+        assert e is not None  # no limit
+        return _ordered([self._finish(e)])
 
     def windows(self) -> Iterator[pa.Table]:
         """Encoded rows in replay order, a window at a time. Columns: ``ts``, ``recv`` (µs),
@@ -462,7 +489,8 @@ def _keep_sql(files: Sequence[_File]) -> str | None:
 
 
 def _estimate_rows(files: Sequence[_File]) -> float:
-    """The selection's rows, from the footers of a sample of its files and every file's size."""
+    """The rows of ``files`` (of one table), from the footers of a sample of them and every
+    file's size."""
     step = max(1, len(files) // SAMPLE_FILES)
     sample = files[::step]
     rows = size = 0

@@ -42,6 +42,7 @@ from recorder.replay.feed import (
     scan_inventory,
     write_ndjson,
 )
+from recorder.replay.read import partitions
 from recorder.replay.scan import Scan
 from recorder.store.layout import part_name
 from tests.replay.stores import build_store, random_rows, write_rows
@@ -245,3 +246,24 @@ def test_the_served_inventory_is_the_footer_scans(tmp_path: Path) -> None:
         for whole in (None, 0):
             with Scan(sel, entries=False, inventory=True, whole_rows=whole) as scan:
                 assert scan_inventory(scan) == want
+
+
+def test_a_selection_larger_than_its_sample_said_streams_after_all(tmp_path: Path) -> None:
+    """The one pass stops reading past twice its budget and the selection streams instead:
+    the files the sample missed hold many compressible rows."""
+    from recorder.replay.scan import _estimate_rows, _File
+
+    rng = random.Random(9)
+    for i in range(64):
+        n, nulls = (400, 1.0) if i % 2 else (1, 0.0)  # the sample reads every second footer
+        rows = random_rows(rng, "trades", n, T0_US + i * 1_000_000, i, nulls=nulls)
+        rows["ts"] = sorted(rows["ts"])
+        write_rows(tmp_path, "trades", DAY, CODES[0], rows, part_name("w1", 10 * i, 10 * i + 9))
+    sel = select(tmp_path, DAY)
+    files = [_File(f, p) for p in partitions(sel) for f in p.files]
+    estimate, actual = _estimate_rows(files), 32 * 400 + 32
+    budget = int(estimate) + 1
+    assert actual > 2 * budget
+    with Scan(sel, whole_rows=budget) as scan:
+        assert scan.streamed
+    assert scan_ndjson(tmp_path, whole_rows=budget) == reference_ndjson(tmp_path)
