@@ -133,8 +133,10 @@ class Scan:
             most = WHOLE_ROWS if whole_rows is None else whole_rows
             rows = sum(_estimate_rows(fs) for _, fs in self._by_table(self.files))
             self._sort_first = rows < SORT_FIRST_ROWS * len(self.files)
-            self._onepass = self._read(self.files, learn=True, most=2 * most) if rows <= most else None
-            self.streamed = self._onepass is None  # too large, or more rows than the sample said
+            one_pass = bool(self.files) and rows <= most
+            self._onepass = self._read(self.files, learn=True, most=2 * most) if one_pass else None
+            # Streamed: too large, or more rows than the sample said.
+            self.streamed = bool(self.files) and self._onepass is None
             if self.streamed:
                 self._catalog()
             self.chains = self._rank()
