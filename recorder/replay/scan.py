@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 #: A selection of at most this many rows (estimated) is read in one statement per table.
 WHOLE_ROWS = 262_144
 #: Rows read in one statement when a selection streams.
-GROUP_ROWS = 65_536
+GROUP_ROWS = 16_384
 #: Footers read to estimate a selection's rows.
 SAMPLE_FILES = 32
 #: DuckDB's memory for the sorts; past it, it spills to a private temporary folder.
@@ -435,8 +435,8 @@ class _Groups:
         return bool(self._todo or self._pieces)
 
     def load(self) -> None:
-        """Read the next files: about ``group_rows`` rows (at least one file), and up to four
-        times that while the next file begins before the group's last ends.
+        """Read the next files: about ``group_rows`` rows (at least one file), and up to twice
+        that while the next file begins before the group's last ends.
 
         A capture's flush writes one file per partition over the same stretch of time: read
         together, its files come out in order, and what waits for the next group is small.
@@ -444,7 +444,7 @@ class _Groups:
         group = [self._todo.popleft()]
         n, hi = group[0].rows, _hi(group[0])
         most = self._scan.group_rows
-        while self._todo and n + self._todo[0].rows <= (most if _lo(self._todo[0]) >= hi else 4 * most):
+        while self._todo and n + self._todo[0].rows <= (most if _lo(self._todo[0]) >= hi else 2 * most):
             f = self._todo.popleft()
             n, hi = n + f.rows, max(hi, _hi(f))
             group.append(f)
