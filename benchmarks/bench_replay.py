@@ -123,7 +123,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--entries", type=int, default=150_000, help="Entries per store (default 150,000).")
     ap.add_argument("--symbols", type=int, nargs="+", default=[40, 200, 2000])
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--data-dir", type=Path, help="An existing store (default: build one per width).")
     ap.add_argument("--date", default="2026-07-20")
     args = ap.parse_args()

@@ -20,7 +20,6 @@ from typing import Any
 
 import duckdb
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -44,6 +43,7 @@ from recorder.replay.feed import (
 )
 from recorder.replay.read import partitions
 from recorder.replay.scan import Scan
+from recorder.sim.market import real_frames
 from recorder.store.layout import part_name
 from tests.replay.stores import build_store, random_rows, write_rows
 
@@ -61,19 +61,19 @@ def scan_ndjson(root: Path, day: str = DAY, symbols: Any = None, **scan: Any) ->
         return b"".join(bytes(text_bytes(lines)) for lines, _, _ in iter_frame_lines(s, piece=5))
 
 
-def served(root: Path, day: str = DAY, symbols: Any = None) -> list[tuple[int, bytes]]:
-    """Every entry the served replay hands the venue, serialised as the venue does."""
+def served(root: Path, day: str = DAY, symbols: Any = None) -> list[bytes]:
+    """The frames the venue writes from what the served replay hands it (1-4 entries each)."""
     with RecordedFeed(root, day, symbols=symbols, prefetch=False, max_step=1 << 30) as feed:
         feed.on_subscribed(feed.inventory.pairs, 0)
-        out = []
+        entries = []
         while batch := feed.step(1):
-            out += [orjson.dumps(e) for e in batch]
-        return [(i, e) for i, e in enumerate(out)]
+            entries += batch
+    return [frame for frame, _ in real_frames(entries, random.Random(4))]
 
 
-def reference_entries(root: Path, day: str = DAY, symbols: Any = None) -> list[tuple[int, bytes]]:
-    rows = iter_rows(root, day, symbols=symbols)
-    return [(i, orjson.dumps(encode_entry(r.table, r.row))) for i, r in enumerate(rows)]
+def reference_entries(root: Path, day: str = DAY, symbols: Any = None) -> list[bytes]:
+    entries = [encode_entry(r.table, r.row) for r in iter_rows(root, day, symbols=symbols)]
+    return [frame for frame, _ in real_frames(entries, random.Random(4))]
 
 
 def build_random_store(root: Path, seed: int, n_symbols: int, files: int, rows: int) -> None:
