@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -124,7 +125,8 @@ class Scan:
         self.inventory = inventory
         self.parts = partitions(sel)
         self.files = [_File(f, p) for p in self.parts for f in p.files]
-        self._tmp = tempfile.mkdtemp(prefix="recorder-replay-")
+        # DuckDB creates it if a sort spills; close() removes it.
+        self._tmp = str(Path(tempfile.gettempdir()) / f"recorder-replay-{os.getpid()}-{id(self):x}")
         self._con = duckdb.connect()
         try:
             self._con.execute("SET enable_progress_bar = false")  # it would corrupt NDJSON on stdout
