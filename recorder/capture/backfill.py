@@ -45,6 +45,7 @@ class BackfillResult:
     date: str
     items: int = 0  # items with holes
     items_done: int = 0
+    holes_aligned: int = 0  # holes examined so far whose fill adds up (for progress)
     holes: int = 0
     healed: int = 0
     unhealable: int = 0
@@ -137,6 +138,7 @@ async def _run(
             item = queue.get_nowait()
             got = await _heal_item(client, date, recorded[item], holes[item], res)
             fills.extend(got)
+            res.holes_aligned += sum(f.outcome == bf.HEALED for f in got)
             res.items_done += 1
             _count(res, clients)
             if progress is not None:

@@ -68,8 +68,9 @@ def _progress() -> Any:
 
     def show(res: Any) -> None:
         click.echo(
-            f"\rbackfill {res.date}: items {res.items_done}/{res.items}, requests {res.requests}, "
-            f"pages {res.pages}, rate-limited {res.rate_limited}",
+            f"\rbackfill {res.date}: items {res.items_done}/{res.items}, holes healed "
+            f"{res.holes_aligned}/{res.holes}, requests {res.requests}, pages {res.pages}, "
+            f"rate-limited {res.rate_limited}",
             err=True,
             nl=False,
         )

@@ -95,6 +95,10 @@ def stored_tape(data: Path, item: str) -> list[dict[str, Any]]:
 def test_backfill_heals_a_kick_and_a_second_run_adds_nothing(tmp_path: Path) -> None:
     results: list[BackfillResult] = []
     files: list[set[Path]] = []
+    seen: list[tuple[int, int, int]] = []
+
+    def progress(r: BackfillResult) -> None:  # what the progress bar shows, after each item
+        seen.append((r.items_done, r.holes_aligned, r.requests))
 
     async def main() -> Venue:
         venue = Venue(CFG)
@@ -103,7 +107,7 @@ def test_backfill_heals_a_kick_and_a_second_run_adds_nothing(tmp_path: Path) -> 
             await _capture_with_a_kick(tmp_path, venue)
             day = kst_date(time.time_ns())
             files.append(set(tmp_path.rglob("*.parquet")))
-            results.append(await run_backfill(tmp_path, day, venue.rest_url, [CREDS]))
+            results.append(await run_backfill(tmp_path, day, venue.rest_url, [CREDS], progress=progress))
             files.append(set(tmp_path.rglob("*.parquet")))
             results.append(await run_backfill(tmp_path, day, venue.rest_url, [CREDS]))
             files.append(set(tmp_path.rglob("*.parquet")))
@@ -116,6 +120,8 @@ def test_backfill_heals_a_kick_and_a_second_run_adds_nothing(tmp_path: Path) -> 
     assert first.holes >= 1 and first.healed == first.holes and first.unhealable == 0, first.summary()
     assert first.trades > 0 and first.pages > first.items  # several pages per item
     assert venue.stats.chart_pages == first.pages and venue.stats.chart_throttled == first.rate_limited
+    assert [s[0] for s in seen] == list(range(1, first.items + 1))  # one update per item
+    assert seen[-1][1] == first.healed and seen[-1][2] == first.requests
 
     day = kst_date(time.time_ns())
     for item in venue.feed.items:
