@@ -3,9 +3,12 @@ journal says arrived, in one comparable row layout."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import signal
 import subprocess
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +124,27 @@ def capture_until(
         out.seek(0)
         err.seek(0)
         return subprocess.CompletedProcess(cmd, rc, out.read(), err.read())
+
+
+T0 = 1_784_510_876_000_000_000  # 2026-07-20 10:27:56 KST
+
+
+def async_test(fn: Callable[[], Awaitable[None]]) -> Callable[[], None]:
+    """Run an async test body on a fresh event loop, bounded to 30 s (a hang fails, not stalls)."""
+
+    @functools.wraps(fn)
+    def wrapper() -> None:
+        asyncio.run(asyncio.wait_for(fn(), 30))  # type: ignore[arg-type]
+
+    return wrapper
+
+
+class Clock:
+    """A settable epoch-ns clock (the venue's token expiry, rate windows, market time): it
+    moves only when the test moves it."""
+
+    def __init__(self, now: int = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now

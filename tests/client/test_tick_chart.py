@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -25,22 +24,14 @@ from recorder.kiwoom.time import NS, parse_kst_stamp
 from recorder.sim.market import SyntheticMarket
 from recorder.sim.tape import TradeTape
 from recorder.sim.venue import Venue, VenueConfig
+from tests.helpers import T0, async_test
 
-T0 = 1_784_510_876_000_000_000  # 2026-07-20 10:27:56 KST
 ITEM = "005930"
 KEYS = (("PSkeyONExxxxxxxxxxxxxxxxxxxxxxxxxxx0001", "SECRETonexxxxxxxxxxxxxxxxxxxxxxxxxxx0001"),
         ("PSkeyTWOxxxxxxxxxxxxxxxxxxxxxxxxxxx0002", "SECRETtwoxxxxxxxxxxxxxxxxxxxxxxxxxxx0002"))  # fmt: skip
 PAGE = 7
 
 Trade = tuple[int, int, int]  # (epoch ns of the second, price, qty)
-
-
-def async_test(fn: Callable[[], Awaitable[None]]) -> Callable[[], None]:
-    @functools.wraps(fn)
-    def wrapper() -> None:
-        asyncio.run(asyncio.wait_for(fn(), 30))  # type: ignore[arg-type]
-
-    return wrapper
 
 
 class SharedTime:

@@ -16,8 +16,8 @@ from recorder.kiwoom import fields
 from recorder.kiwoom.frames import decode_frame
 from recorder.kiwoom.time import hhmmss_kst
 from recorder.sim.market import SyntheticMarket, pct, real_frames, signed_price, tick_down, tick_size, tick_up
+from tests.helpers import T0
 
-T0 = 1_784_510_876_000_000_000  # 2026-07-20 10:27:56 KST
 STEP = 50_000_000  # 50 ms, the venue's default tick
 
 

@@ -7,9 +7,7 @@ the venue to step its feed at the new time (``stats.feed_steps``), never with sl
 
 from __future__ import annotations
 
-import asyncio
-import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,8 +22,8 @@ from recorder.kiwoom.time import NS, format_kst_stamp
 from recorder.sim.market import SyntheticMarket
 from recorder.sim.tape import TradeTape
 from recorder.sim.venue import Venue, VenueConfig
+from tests.helpers import T0, Clock, async_test
 
-T0 = 1_784_510_876_000_000_000  # 2026-07-20 10:27:56 KST
 ITEM = "005930"
 KEYS = (("key-one", "secret-one"), ("key-two", "secret-two"))
 CHART = "/api/dostk/chart"
@@ -34,24 +32,6 @@ RATE_MSG = (
 )
 
 Trade = tuple[str, int, int]  # (cntr_tm, unsigned price, quantity)
-
-
-def async_test(fn: Callable[[], Awaitable[None]]) -> Callable[[], None]:
-    @functools.wraps(fn)
-    def wrapper() -> None:
-        asyncio.run(asyncio.wait_for(fn(), 30))  # type: ignore[arg-type]
-
-    return wrapper
-
-
-class Clock:
-    """The venue's epoch-ns clock; it moves only when the test moves it."""
-
-    def __init__(self, now: int = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 def config(clock: Clock, **kw: Any) -> VenueConfig:

@@ -7,9 +7,8 @@ frames arriving, always under a timeout.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,30 +20,10 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError, Conne
 
 from recorder.kiwoom.frames import FrameKind, build_login, build_reg, build_remove, classify
 from recorder.sim.venue import Venue, VenueConfig, serve
+from tests.helpers import Clock, async_test
 
-T0 = 1_784_510_876_000_000_000  # 2026-07-20 10:27:56 KST
 SYMBOLS = ["005930", "000660", "373220"]
 CREDS = {"grant_type": "client_credentials", "appkey": "app-key", "secretkey": "secret-key"}
-
-
-def async_test(fn: Callable[[], Awaitable[None]]) -> Callable[[], None]:
-    """Run an async test body on a fresh event loop, bounded to 15 s."""
-
-    @functools.wraps(fn)
-    def wrapper() -> None:
-        asyncio.run(asyncio.wait_for(fn(), 15))  # type: ignore[arg-type]
-
-    return wrapper
-
-
-class Clock:
-    """A settable epoch-ns clock for the venue (token expiry, rate windows)."""
-
-    def __init__(self, now: int = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 def config(**kw: Any) -> VenueConfig:
