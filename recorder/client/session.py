@@ -282,7 +282,43 @@ class Session:
         self._reg_retry_s, self._max_reg_retries = t.reg_retry_s, t.max_reg_retries
         self._stale_after_s = t.stale_after_s
         self._gap: _Gap | None = None
+        self._max_codes = max_codes
+        self._link: _Link | None = None  # the connection now open, if any
         self.stats = SessionStats()
+
+    @property
+    def items(self) -> tuple[str, ...]:
+        """Every item this session registers, those added by :meth:`add_items` included."""
+        return self._items
+
+    async def add_items(self, items: Sequence[str]) -> bool:
+        """Register more items now and on every later connection (§3.4: ``refresh "1"``
+        keeps what is registered, and the same types and group are used).
+
+        On a connection still registering, or while reconnecting, the new items go out with
+        the other REGs; on a subscribed one they are sent at once, 105110 resends included.
+
+        Returns:
+            False when Kiwoom refused the REG for good (a ``reg_rejected`` event names the
+            items, which stay in the list for the next connection's REG).
+
+        Raises:
+            ConfigError: the session would carry more than ``max_codes`` codes.
+            TransportError: no acknowledgement in time (the connection is then replaced).
+        """
+        new = [i for i in dict.fromkeys(items) if i not in self._items]
+        if not new:
+            return True
+        check_codes(len(self._items) + len(new), per_key=self._max_codes)
+        self._items += tuple(new)
+        size = self._tuning.reg_batch
+        batches = [tuple(new[i : i + size]) for i in range(0, len(new), size)]
+        link = self._link
+        self._batches.extend(batches)  # a registrar still running sends them too
+        if link is None or not link.subscribed:
+            return True
+        results = [await self._register_batch(link, batch) for batch in batches]
+        return all(results)
 
     # ----------------------------------------------------------------------- reconnect loop
 
@@ -382,6 +418,7 @@ class Session:
                 logger=_WS_LOG,
             )
         self.stats.connects += 1
+        self._link = link
         try:
             await self._login(link, token)
             reader = asyncio.create_task(self._read_forever(link), name=f"session{self._id}-read")
@@ -393,6 +430,7 @@ class Session:
             await self._drain(link)
             raise
         finally:
+            self._link = None
             await self._close(link)
 
     async def _close(self, link: _Link) -> None:

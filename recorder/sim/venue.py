@@ -117,6 +117,9 @@ class VenueConfig:
         duplicate_login_kick: a second LOGIN on an app key kicks the older session (§3.3).
         record_sent: keep every sent frame and entry in memory (tests); turn off for long runs.
         send_queue_max: frames queued for one slow client before it is dropped.
+        slow_client_system: the SYSTEM frame's (code, message) for a client dropped that way,
+            sent after what it had not read and followed by a close; None aborts its TCP
+            connection at once.
         close_timeout: seconds a clean close may take before the socket is aborted.
         clock: epoch-ns clock for token expiry, rate windows and the feed's time.
     """
@@ -150,6 +153,7 @@ class VenueConfig:
     duplicate_login_kick: bool = True
     record_sent: bool = True
     send_queue_max: int = 10_000
+    slow_client_system: tuple[str, str] | None = None
     close_timeout: float = 5.0
     clock: Callable[[], int] = time.time_ns
 
@@ -167,7 +171,7 @@ class VenueStats:
 
     ``rest_requests`` and ``rest_throttled`` count every REST route, ``chart_*`` ka10079
     alone (requests received, pages answered, HTTP 429s); ``feed_steps`` counts the times
-    the feed was stepped.
+    the feed was stepped; ``slow_cuts`` the clients dropped for ``send_queue_max``.
     """
 
     connections: int = 0
@@ -195,6 +199,7 @@ class VenueStats:
     chart_pages: int = 0
     chart_throttled: int = 0
     feed_steps: int = 0
+    slow_cuts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +403,12 @@ class Venue:
         if ref.remaining <= 0:
             self._refusal = None
         return ref.code, ref.msg
+
+    async def admit(
+        self, conn: Connection, trnm: str, proposed: frozenset[tuple[str, str]]
+    ) -> tuple[int, str] | None:
+        """Every REG/REMOVE that passed the connection's own checks is accepted."""
+        return None
 
     def record(self, conn: Connection, index: int, data: str | bytes, entries: Sequence[Any]) -> None:
         self.stats.frames_sent += 1

@@ -51,6 +51,8 @@ TOO_FAST = (REG_RATE_LIMITED, "허용 요청 건수 초과")
 TOO_MANY_CODES = (REG_TOO_MANY_CODES, "등록 가능한 종목 수를 초과하였습니다")  # [GUESS] text unknown, §9.12
 BAD_REG = (1, "요청 형식이 올바르지 않습니다")  # [GUESS] the spec's generic error 1
 
+Refusal = tuple[int, str]  # a REG/REMOVE reply's (return_code, return_msg)
+
 
 def system_frame(code: str, message: str) -> str:
     """A SYSTEM frame in the shape NET/CLI report (§3.3)."""
@@ -67,6 +69,12 @@ class Hub(Protocol):
     def appkey_of(self, token: Any) -> str | None: ...
     def on_login(self, conn: Connection) -> None: ...
     def take_reg_refusal(self) -> tuple[int, str] | None: ...
+    async def admit(
+        self, conn: Connection, trnm: str, proposed: frozenset[tuple[str, str]]
+    ) -> Refusal | None:
+        """Last say on a REG/REMOVE that passed the connection's own checks (None accepts it)."""
+        ...
+
     def record(self, conn: Connection, index: int, data: str | bytes, entries: Sequence[Any]) -> None: ...
     def on_subscribed(self, conn: Connection) -> None: ...
     async def notify(self) -> None: ...
@@ -130,12 +138,28 @@ class Connection:
         if self.closing:
             return
         if self._out.qsize() >= self._cfg.send_queue_max:
-            log.warning(
-                "connection %d: client too slow (%d frames queued); aborting", self.id, self._out.qsize()
-            )
-            self.abort()
+            self._cut_slow()
             return
         self._out.put_nowait((data, entries))
+
+    def _cut_slow(self) -> None:
+        """The client fell ``send_queue_max`` frames behind: abort it, or (``slow_client_system``)
+        queue that SYSTEM frame and a close behind what it has not read yet, aborting it if the
+        close has not gone through within ``close_timeout``."""
+        self._hub.stats.slow_cuts += 1
+        system = self._cfg.slow_client_system
+        log.warning(
+            "connection %d: client too slow (%d frames queued); %s",
+            self.id,
+            self._out.qsize(),
+            "aborting" if system is None else f"cutting it with SYSTEM {system[0]}",
+        )
+        if system is None:
+            self.abort()
+            return
+        self._out.put_nowait((system_frame(*system), ()))
+        self.close()
+        asyncio.get_running_loop().call_later(self._cfg.close_timeout, self.abort)
 
     def send_system(self, code: str, message: str) -> None:
         self.send(system_frame(code, message))
@@ -320,7 +344,7 @@ class Connection:
             self._hub.stats.system_echo_closes += 1
             self.close()
         elif trnm in ("REG", "REMOVE") and body is not None:
-            code, msg = self._on_reg(trnm, body)
+            code, msg = await self._on_reg(trnm, body)
             self.send(orjson.dumps({"trnm": trnm, "return_code": code, "return_msg": msg}).decode())
             if code == 0 and trnm == "REG":  # after the reply is queued: a feed starting now sends behind it
                 self._hub.on_subscribed(self)
@@ -339,7 +363,7 @@ class Connection:
         if text != PING:
             self._hub.stats.pings_echoed_not_verbatim += 1
 
-    def _on_reg(self, trnm: str, body: dict[str, Any]) -> tuple[int, str]:
+    async def _on_reg(self, trnm: str, body: dict[str, Any]) -> tuple[int, str]:
         """Apply a REG or REMOVE (§3.4); returns the reply's (return_code, return_msg)."""
         stats = self._hub.stats
         refusal = self._hub.take_reg_refusal() if trnm == "REG" else None
@@ -349,7 +373,11 @@ class Connection:
         if refusal is None and pairs is None:
             refusal = BAD_REG
         if refusal is None and pairs is not None:
-            refusal = self._apply(trnm, body.get("refresh"), pairs)
+            proposed, refusal = self._propose(trnm, body.get("refresh"), pairs)
+            if refusal is None:
+                refusal = await self._hub.admit(self, trnm, proposed)
+            if refusal is None:
+                self.subscriptions = proposed
         if refusal is not None:
             stats.refused_regs += 1
             log.info("connection %d: %s refused with %d", self.id, trnm, refusal[0])
@@ -368,10 +396,12 @@ class Connection:
             self._reg_times.popleft()
         return TOO_FAST if len(self._reg_times) >= self._cfg.max_reg_per_sec else None
 
-    def _apply(self, trnm: str, refresh: Any, pairs: list[tuple[str, str]]) -> tuple[int, str] | None:
+    def _propose(
+        self, trnm: str, refresh: Any, pairs: list[tuple[str, str]]
+    ) -> tuple[frozenset[tuple[str, str]], Refusal | None]:
+        """The subscriptions after a REG or REMOVE, or why it is refused (not applied yet)."""
         if trnm == "REMOVE":
-            self.subscriptions = self.subscriptions.difference(pairs)
-            return None
+            return self.subscriptions.difference(pairs), None
         if self._cfg.mock_mode:  # §1: the mock serves KRX only
             pairs = [(item, t) for item, t in pairs if "_" not in item]
         # §3.4: refresh "0" drops what was registered before (scope: the whole connection).
@@ -379,9 +409,8 @@ class Connection:
         new = base.union(pairs)
         codes = {item for item, _ in new if item}  # account-wide types use item "" (§3.4)
         if len(codes) > self._cfg.max_codes:
-            return TOO_MANY_CODES
-        self.subscriptions = new
-        return None
+            return new, TOO_MANY_CODES
+        return new, None
 
 
 def _parse(data: str | bytes) -> dict[str, Any] | None:
