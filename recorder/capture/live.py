@@ -38,7 +38,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
@@ -67,6 +67,9 @@ from recorder.store.journal import (
 from recorder.store.layout import journal_root
 from recorder.store.pipeline import TRADING_DAY, Pipeline
 from recorder.store.sink import PartWriter, Sink
+
+if TYPE_CHECKING:
+    from recorder.capture.relay import Relay
 
 log = logging.getLogger(__name__)
 
@@ -313,6 +316,7 @@ class Capture:
         stop: asyncio.Event | None = None,
         transport: Any = None,
         clock_ns: Callable[[], int] = time.time_ns,
+        relay: Relay | None = None,
     ) -> None:
         self.cfg = cfg
         self.transport = transport
@@ -331,12 +335,20 @@ class Capture:
         ]
         self._key_failures: list[tuple[int, BaseException]] = []
         self._open_gaps: list[tuple[int, dict[str, Any]]] = []
-        self._key_sessions: dict[int, tuple[Session, Sequence[str]]] = {}
+        self._key_sessions: dict[int, tuple[Session, list[str]]] = {}
         self._waiting_for = "the start"  # what the run was doing before a session existed
+        # The live relay (recorder.capture.relay): every journaled frame is published to it,
+        # and it adds codes its clients ask for (set once the keys' codes are planned).
+        self.relay = relay
+        self.planned = asyncio.Event()
+        if relay is not None:
+            relay.attach(self)
 
     # -------------------------------------------------------------- journal side (event loop)
 
     def _on_frame(self, session_id: int) -> Callable[[int, str | bytes], None]:
+        publish = self.relay.publish if self.relay is not None else None
+
         def on_frame(recv_ts_ns: int, raw: str | bytes) -> None:
             if self.fatal is not None:
                 raise self.fatal
@@ -349,6 +361,8 @@ class Capture:
             self.stats.frames += 1
             self.stats.last_recv_ns = recv_ts_ns
             self.decoder.wake.set()
+            if publish is not None:
+                publish(recv_ts_ns, raw)  # after the journal: never waits, never parses
 
         return on_frame
 
@@ -545,6 +559,7 @@ class Capture:
                     self.sessions.append(session)
                     self._key_sessions[n] = (session, items)
                     runs.append(self._run_key(n, session, items))
+                self.planned.set()
                 await asyncio.gather(*runs)
         finally:
             timer.cancel()
@@ -576,6 +591,35 @@ class Capture:
         else:
             if key.state != "failed":
                 key.state = "stopped"
+
+    # -------------------------------------------------------------- codes added live (the relay)
+
+    @property
+    def types(self) -> Sequence[str]:
+        return self.cfg.types
+
+    @property
+    def max_codes(self) -> int:
+        return self.cfg.max_codes
+
+    def key_codes(self) -> list[tuple[int, Sequence[str]]]:
+        """Each key with a running session, and the codes it records."""
+        failed = {n for n, _ in self._key_failures}
+        return [(n, items) for n, (_, items) in self._key_sessions.items() if n not in failed]
+
+    async def add_codes(self, key: int, codes: Sequence[str]) -> bool:
+        """Record ``codes`` on ``key``'s session from now on, like the planned ones: REG'd with
+        the capture's types, re-registered after a reconnect, named in that key's gaps.
+
+        Returns:
+            False when Kiwoom refused the REG (a ``reg_rejected`` gap names the codes).
+        """
+        session, items = self._key_sessions[key]
+        new = [c for c in dict.fromkeys(codes) if c not in items]
+        items.extend(new)  # the same list the key's gaps name (several keys)
+        self.stats.keys[key].items += len(new)
+        self.stats.symbols_live += len(new)
+        return await session.add_items(new)
 
     def _journal_gap_until_stop(self, n: int, gap: dict[str, Any]) -> None:
         """Remember a gap that stays open until the run stops (journaled at shutdown)."""

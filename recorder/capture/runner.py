@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recorder.capture.assign import shard_items
 from recorder.capture.backfill import BackfillResult, run_backfill
@@ -32,6 +33,9 @@ from recorder.kiwoom.time import kst_date
 from recorder.store.compact import CompactResult, compact
 from recorder.store.layout import default_writer_id
 from recorder.store.retention import prune
+
+if TYPE_CHECKING:
+    from recorder.capture.relay import Relay
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +89,10 @@ class CaptureRequest:
     backfill: bool = False  # heal the recorded days' trade gaps from ka10079 afterwards
     compact: bool = True  # merge this writer's part files of the recorded days when it ends
     journal_keep_days: int | None = None  # then prune this writer's journal older than that
+    relay_port: int | None = None  # share the session with local Kiwoom clients (0: any free port)
+    relay_host: str = "127.0.0.1"
+    relay_secret_file: Path | None = None  # mode 0600: any app key with this secret gets a token
+    relay_queue_max: int = 10_000  # frames queued for one relay client before it is cut
 
 
 @dataclass
@@ -179,7 +187,8 @@ async def run_capture(
             tuning=req.tuning,
             part_writer=req.part_writer,
         )
-        cap = Capture(cfg, stop=stop)
+        relay = await _start_relay(stack, req, cfg.keys)  # a port in use fails here, before any login
+        cap = Capture(cfg, stop=stop, relay=relay)
         if metrics is not None:
             metrics.attach(cap)
         install_signal_handlers(cap.stop)
@@ -191,6 +200,8 @@ async def run_capture(
             result = await cap.run()
         finally:
             cap.stop.set()
+            if relay is not None:
+                await relay.stop()  # its clients are told now, not after compaction
             finished.set()
             if reporter is not None:
                 await reporter
@@ -220,6 +231,23 @@ async def _start_metrics(stack: contextlib.AsyncExitStack, req: CaptureRequest) 
     await server.start()
     stack.push_async_callback(server.stop)
     return server
+
+
+async def _start_relay(
+    stack: contextlib.AsyncExitStack, req: CaptureRequest, keys: Sequence[Credentials]
+) -> Relay | None:
+    if req.relay_port is None:
+        if req.relay_secret_file is not None:
+            raise ConfigError("--relay-secret needs --relay-port")
+        return None
+    from recorder.capture.relay import Relay, RelayConfig, load_relay_secret
+
+    secret = load_relay_secret(req.relay_secret_file) if req.relay_secret_file is not None else None
+    config = RelayConfig(req.relay_host, req.relay_port, secret=secret, queue_max=req.relay_queue_max)
+    relay = Relay(config, keys)
+    await relay.start()
+    stack.push_async_callback(relay.stop)
+    return relay
 
 
 def _nxt(req: CaptureRequest) -> bool:

@@ -88,6 +88,21 @@ from recorder.errors import ConfigError, RecorderError
 )
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
 @click.option(
+    "--relay-port",
+    type=click.IntRange(0, 65535),
+    help="Share the live feed with local Kiwoom clients (a bot, a dashboard): a Kiwoom-compatible "
+    "REST token endpoint and WebSocket on this port (0: any free port; the URL is logged). See "
+    "docs/relay.md.",
+)
+@click.option("--relay-host", default="127.0.0.1", show_default=True, help="Address for --relay-port.")
+@click.option(
+    "--relay-secret",
+    "relay_secret",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A file (mode 0600) holding a secret: relay clients may get a token with any app key and "
+    "this secret key, besides the recorder's own key pairs.",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     default="text",
@@ -119,6 +134,9 @@ def capture(
     shard: str | None,
     metrics_port: int | None,
     metrics_host: str,
+    relay_port: int | None,
+    relay_host: str,
+    relay_secret: Path | None,
     log_format: str,
 ) -> None:
     """Capture trades and order books until --duration/--until or SIGINT/SIGTERM.
@@ -163,6 +181,9 @@ def capture(
         force=force,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
+        relay_port=relay_port,
+        relay_host=relay_host,
+        relay_secret_file=relay_secret,
         backfill=backfill,
         compact=compact,
         journal_keep_days=journal_keep,

@@ -63,8 +63,10 @@ class Hub(Protocol):
     """What a connection needs from the venue that owns it."""
 
     config: VenueConfig
-    stats: VenueStats
     clock: Callable[[], int]
+
+    @property
+    def stats(self) -> VenueStats: ...
 
     def appkey_of(self, token: Any) -> str | None: ...
     def on_login(self, conn: Connection) -> None: ...
