@@ -38,6 +38,7 @@ from recorder.errors import ConfigError
 
 if TYPE_CHECKING:
     from recorder.capture.live import Capture
+    from recorder.capture.relay import Relay
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +137,32 @@ class CaptureCollector(Collector):
                 value=max(behind, 0) / 1e9,
             )
 
+        relay = cap.relay if cap is not None else None
+        if relay is not None:
+            yield from _relay_metrics(relay)
+
         free = _disk_free(self.data_dir)
         if free is not None:
             yield GaugeMetricFamily(
                 "recorder_disk_free_bytes", "Free bytes on the data directory's file system.", value=free
             )
+
+
+def _relay_metrics(relay: Relay) -> Iterator[Metric]:
+    """The live relay's clients (``--relay-port``): connected, cut for falling behind, fed."""
+    s = relay.stats
+    yield GaugeMetricFamily(
+        "recorder_relay_clients", "Relay clients connected now.", value=len(relay.connections)
+    )
+    yield CounterMetricFamily(
+        "recorder_relay_clients_cut", "Relay clients cut for falling behind (queue full).", value=s.slow_cuts
+    )
+    yield CounterMetricFamily(
+        "recorder_relay_frames_sent", "Frames sent to relay clients.", value=s.frames_sent
+    )
+    yield CounterMetricFamily(
+        "recorder_relay_codes_added", "Codes added upstream for relay clients.", value=s.codes_added
+    )
 
 
 def _get(stats: CaptureStats | None, name: str) -> int:

@@ -14,9 +14,12 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import queue
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -39,7 +42,7 @@ from recorder.kiwoom.frames import row_columns
 from recorder.kiwoom.items import split_item
 from recorder.sim.market import SyntheticMarket
 from recorder.sim.venue import Venue, VenueConfig
-from soak.harness import hermetic_env
+from soak.harness import capture_command, hermetic_env
 from tests.helpers import CREDS, FAST_SESSION, capture_config, journaled_frames, stored_rows
 
 
@@ -424,3 +427,71 @@ def test_a_busy_relay_port_is_one_line_before_any_login(tmp_path: Path, venue_th
     assert errors == [f"error: --relay-port: cannot listen on 127.0.0.1:{port}: address already in use"]
     assert "Traceback" not in r.stderr
     assert vt.run(lambda: vt.venue.stats.rest_requests) == 0  # not even a token was asked for
+
+
+class Lines:
+    """A subprocess's stderr, read line by line on a thread (a chatty run never blocks)."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+        self.queue: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.queue.put(line.rstrip("\n"))
+        self.queue.put(None)
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:
+        while (line := self.queue.get(timeout=timeout)) is not None:
+            self.seen.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"no line with {text!r}: {self.seen}")
+
+    def finish(self, timeout: float = 60.0) -> tuple[int, str]:
+        self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout)
+        while (line := self.queue.get(timeout=timeout)) is not None:
+            self.seen.append(line)
+        return rc, "\n".join(self.seen)
+
+
+def test_the_cli_relays_to_an_sdk_and_counts_its_clients(tmp_path: Path, venue_thread: Any) -> None:
+    vt = venue_thread(venue_config(appkey=CREDS.appkey, secretkey=CREDS.secretkey))
+    secret = tmp_path / "relay-secret"
+    secret.write_text("relay-secret-for-bots-42\n")
+    secret.chmod(0o600)
+    cmd = capture_command(vt.venue, tmp_path / "store", "cli", "--relay-port", "0", "--metrics-port", "0")
+    cmd += ["--relay-secret", str(secret)]
+    run = Lines(cmd, hermetic_env(KIWOOM_APPKEY=CREDS.appkey, KIWOOM_SECRETKEY=CREDS.secretkey))
+    try:
+        metrics_url = run.wait_for("metrics on ").split(" on ", 1)[1].split(",", 1)[0]
+        words = run.wait_for("relay listening: ").split()
+        rest_url, ws_url = words[words.index("REST") + 1], words[words.index("WebSocket") + 1]
+        item = vt.venue.feed.items[0]
+
+        async def sdk() -> tuple[list[dict[str, Any]], str]:
+            entries = Entries()
+            async with AsyncKiwoomAuth("my-bot", "relay-secret-for-bots-42", rest_url) as auth:
+                ws = KiwoomWebSocket(await auth.get_valid_token(), ws_url=ws_url)
+                await ws.connect()
+                ws.on("0D", entries)
+                await ws.subscribe("0D", item)
+                listener = asyncio.create_task(ws.listen())
+                await entries.until(5, 30)
+                scraped = httpx.get(metrics_url).text
+                listener.cancel()
+                await asyncio.gather(listener, return_exceptions=True)
+                await ws.disconnect()
+            return entries.got, scraped
+
+        got, scraped = asyncio.run(sdk())
+    finally:
+        rc, stderr = run.finish()
+    assert rc == 0, stderr
+    assert {(e["item"], e["type"]) for e in got} == {(item, "0D")}
+    assert "recorder_relay_clients 1.0" in scraped and "recorder_relay_clients_cut_total 0.0" in scraped
+    assert "relay-secret-for-bots-42" not in stderr and CREDS.secretkey not in stderr
