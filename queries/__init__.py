@@ -28,8 +28,9 @@ Every function returns a ``pyarrow.Table``.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -40,6 +41,9 @@ from recorder.kiwoom.fields import MARKET_TABLES, TABLES
 from recorder.kiwoom.items import SUFFIX_VENUE
 from recorder.kiwoom.schema import SCHEMAS, file_schema
 from recorder.store.layout import hive_types, parse_part, part_glob
+
+if TYPE_CHECKING:
+    from recorder.store.objstore import S3Store
 
 __all__ = [
     "NamedQuery",
@@ -58,8 +62,19 @@ def _has_parts(data_dir: Path, table: str) -> bool:
     return any(parse_part(p.relative_to(data_dir)) for p in data_dir.glob(part_glob(table)))
 
 
+def _has_objects(con: duckdb.DuckDBPyConnection, root: str, table: str) -> bool:
+    rows = con.execute("SELECT file FROM glob(?)", [f"{root}/{part_glob(table)}"]).fetchall()
+    return any(parse_part(str(f).removeprefix(root + "/")) for (f,) in rows)
+
+
+def _root(data_dir: Path | str | S3Store) -> Path | S3Store:
+    from recorder.store.objstore import S3Store, parse_location
+
+    return data_dir if isinstance(data_dir, S3Store) else parse_location(str(data_dir))
+
+
 def connect(
-    data_dir: Path | str,
+    data_dir: Path | str | S3Store,
     con: duckdb.DuckDBPyConnection | None = None,
     *,
     union_by_name: bool = False,
@@ -69,7 +84,8 @@ def connect(
     A table with no part files yet is an empty view with the right columns.
 
     Args:
-        data_dir: the store.
+        data_dir: the store: a folder, or ``s3://bucket/prefix`` (objects read in place through
+            :func:`recorder.store.objstore.register_duckdb`).
         con: add the views to this connection instead of a new in-memory one.
         union_by_name: unify the columns of all part files by name. Off by default because
             DuckDB then opens *every* part file's footer whenever a view is bound, whatever
@@ -77,17 +93,24 @@ def connect(
             from ``recorder.kiwoom.fields``). Turn it on for a store that mixes files written by
             versions with different columns.
     """
-    data_dir = Path(data_dir)
+    where = _root(data_dir)
     con = con or duckdb.connect()
     con.execute("SET TimeZone = 'Asia/Seoul'")  # show and bucket times in KST, the market's clock
     # DuckDB draws a progress bar on stdout for long queries: it would corrupt CSV/JSON output.
     con.execute("SET enable_progress_bar = false")
     con.execute(_BOOK_SECONDS)
     con.execute(_item_venue_macro())
+    if isinstance(where, Path):
+        root, has = where.as_posix(), functools.partial(_has_parts, where)
+    else:
+        from recorder.store.objstore import register_duckdb
+
+        root = register_duckdb(con, where)
+        has = functools.partial(_has_objects, con, root)
     for table in TABLES:
         view = f"_{table}_files" if table == "gaps" else table
-        if _has_parts(data_dir, table):
-            path = (data_dir / part_glob(table)).as_posix().replace("'", "''")
+        if has(table):
+            path = f"{root}/{part_glob(table)}".replace("'", "''")
             hive = hive_types(table)
             # Without union_by_name the first file (glob order: oldest date) gives the
             # columns and the others are matched to it by name when they are read; files in
@@ -164,7 +187,7 @@ def _item_venue_macro() -> str:
     return f"CREATE OR REPLACE MACRO item_venue(item) AS CASE substr(item, 7) {whens} END"
 
 
-def _connect_or_raise(data_dir: Path | str) -> duckdb.DuckDBPyConnection:
+def _connect_or_raise(data_dir: Path | str | S3Store) -> duckdb.DuckDBPyConnection:
     try:
         return connect(data_dir)
     except duckdb.Error as exc:  # e.g. the first part file is not Parquet
@@ -173,7 +196,7 @@ def _connect_or_raise(data_dir: Path | str) -> duckdb.DuckDBPyConnection:
         raise StoreError(f"cannot read the store at {data_dir}: {exc}") from exc
 
 
-def sql(data_dir: Path | str, query: str, params: dict[str, Any] | None = None) -> pa.Table:
+def sql(data_dir: Path | str | S3Store, query: str, params: dict[str, Any] | None = None) -> pa.Table:
     """Run ``query`` over the store and return an Arrow table.
 
     Args:
@@ -199,7 +222,7 @@ def sql(data_dir: Path | str, query: str, params: dict[str, Any] | None = None) 
         con.close()
 
 
-def run(name: str, data_dir: Path | str, /, **params: Any) -> pa.Table:
+def run(name: str, data_dir: Path | str | S3Store, /, **params: Any) -> pa.Table:
     """Run the named query ``name`` over the store with ``params`` bound.
 
     Parameters not given take the defaults the query's file declares; values may be

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from recorder.store.inventory import Inventory
+    from recorder.store.objstore import S3Store
     from recorder.store.verify import VerifyReport
 
 __all__ = ["Row", "Store"]
@@ -99,21 +100,23 @@ class Store:
     """A recorded store (Hive-partitioned Parquet plus its journal) opened for reading.
 
     Args:
-        data_dir: the store's folder, as given to ``recorder capture --data-dir``.
+        data_dir: the store's folder, as given to ``recorder capture --data-dir``, or an
+            ``s3://bucket/prefix`` URL (docs/s3.md): SQL reads the objects in place, replay
+            copies the selected partitions into a temporary folder while it runs.
 
     Raises:
-        ConfigError: ``data_dir`` does not exist, is not a folder, or is a URL (object
-            storage is not supported yet).
+        ConfigError: ``data_dir`` does not exist, is not a folder, holds nothing (``s3://``)
+            or is a URL of another scheme.
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
-        from recorder.store.layout import store_dir
+    def __init__(self, data_dir: str | os.PathLike[str] | S3Store) -> None:
+        from recorder.store.layout import store_location
 
-        self._dir = store_dir(os.fspath(data_dir), must_exist=True)
+        self._dir = store_location(data_dir, must_exist=True)
 
     @property
-    def data_dir(self) -> Path:
-        """The store's folder."""
+    def data_dir(self) -> Path | S3Store:
+        """The store's folder (or its :class:`~recorder.store.objstore.S3Store`)."""
         return self._dir
 
     def __repr__(self) -> str:
@@ -189,8 +192,8 @@ class Store:
         """
         from recorder.replay import iter_rows, select
 
-        select(self._dir, date, end_date, symbols=symbols, types=types)  # check eagerly
-        return _rows(iter_rows(self._dir, date, end_date, symbols=symbols, types=types))
+        select(Path("."), date, end_date, symbols=symbols, types=types)  # check eagerly
+        return _rows(_mirrored(self._dir, iter_rows, date, end_date, symbols=symbols, types=types))
 
     def batches(
         self,
@@ -211,8 +214,10 @@ class Store:
         """
         from recorder.replay import iter_batches, select
 
-        select(self._dir, date, end_date, symbols=symbols, types=types)  # check eagerly
-        return iter_batches(self._dir, date, end_date, symbols=symbols, types=types, batch_rows=batch_rows)
+        select(Path("."), date, end_date, symbols=symbols, types=types)  # check eagerly
+        return _mirrored(
+            self._dir, iter_batches, date, end_date, symbols=symbols, types=types, batch_rows=batch_rows
+        )
 
     # ----------------------------------------------------------------------- upkeep
 
@@ -249,6 +254,23 @@ class Store:
         from recorder.store.verify import verify
 
         return verify(self._dir, scratch_dir=Path(scratch_dir) if scratch_dir is not None else None)
+
+
+def _mirrored(
+    where: Path | S3Store, read: Any, date: Dateish, end_date: Dateish | None, **kw: Any
+) -> Iterator[Any]:
+    """``read(folder, date, end_date, **kw)`` over ``where``; an ``s3://`` store's selected
+    partitions are copied into a temporary folder first, removed when the iterator ends."""
+    if isinstance(where, Path):
+        yield from read(where, date, end_date, **kw)
+        return
+    from recorder.replay import select
+    from recorder.store.objstore import local_view
+
+    sel = select(Path("."), date, end_date, symbols=kw.get("symbols"), types=kw.get("types", DEFAULT_TYPES))
+    codes = sorted(sel.symbols) if sel.symbols is not None else None
+    with local_view(where, tables=sel.tables, dates=sel.dates, symbols=codes) as local:
+        yield from read(local, date, end_date, **kw)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -73,27 +73,35 @@ class OptionError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
-class DataDir(click.Path):
-    """``--data-dir``: a local folder, which ``must_exist`` for the commands that read a store.
+class DataDir(click.ParamType):
+    """``--data-dir``: a local folder (a Path), which ``must_exist`` for the commands that
+    read a store, or ``s3://bucket/prefix`` (an :class:`~recorder.store.objstore.S3Store`)
+    where the command supports object storage (``remote``).
 
-    A URL (``s3://bucket/x``, anything with ``://``) is refused rather than taken as a local
-    folder named ``s3:``; so is a path that names a file.
+    Any other URL (``gs://…``, anything with ``://``) is refused rather than taken as a
+    local folder named ``gs:``; so is a path that names a file.
     """
 
     name = "data_dir"
 
-    def __init__(self, *, must_exist: bool = False) -> None:
-        super().__init__(path_type=Path)
+    def __init__(self, *, must_exist: bool = False, remote: bool = True) -> None:
         self.must_exist = must_exist
+        self.remote = remote
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "PATH"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        from recorder.store.layout import store_dir
+        from recorder.store.layout import store_dir, store_location
 
         try:
-            store_dir(os.fspath(value), must_exist=self.must_exist)
+            if self.remote:
+                return store_location(value, must_exist=self.must_exist)
+            return store_dir(os.fspath(value), must_exist=self.must_exist)
         except ConfigError as exc:
             raise OptionError(str(exc)) from None
-        return super().convert(value, param, ctx)
+        except RecorderError as exc:  # the bucket could not be reached
+            raise OptionError(str(exc)) from None
 
 
 DATA_DIR = click.option(
@@ -101,7 +109,24 @@ DATA_DIR = click.option(
     type=DataDir(),
     default=Path("data"),
     show_default=True,
-    help="The store (Hive-partitioned Parquet).",
+    help="The store: a folder, or s3://bucket/prefix (docs/s3.md).",
+)
+
+#: ``--data-dir`` of the commands that need a local folder (the journal's own commands).
+LOCAL_DATA_DIR = click.option(
+    "--data-dir",
+    type=DataDir(must_exist=True, remote=False),
+    default=Path("data"),
+    show_default=True,
+    help="The store (Hive-partitioned Parquet); it must exist.",
+)
+
+#: ``--journal-dir`` of the commands that write or check an ``s3://`` store.
+JOURNAL_DIR = click.option(
+    "--journal-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="With an s3:// --data-dir: the local folder of the journal and of part files waiting to be "
+    "uploaded (default: $XDG_STATE_HOME/kiwoom-recorder/<bucket>/<prefix>).",
 )
 
 
@@ -118,7 +143,7 @@ EXISTING_DATA_DIR = click.option(
     type=DataDir(must_exist=True),
     default=Path("data"),
     show_default=True,
-    help="The store (Hive-partitioned Parquet); it must exist.",
+    help="The store: a folder, or s3://bucket/prefix (docs/s3.md); it must exist.",
 )
 
 

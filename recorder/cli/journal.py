@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from recorder.cli.common import EXISTING_DATA_DIR, handle_errors
+from recorder.cli.common import LOCAL_DATA_DIR, handle_errors
 
 
 @click.group()
@@ -18,7 +18,7 @@ def journal() -> None:
 
 
 @journal.command("ls")
-@EXISTING_DATA_DIR
+@LOCAL_DATA_DIR
 @handle_errors
 def ls(data_dir: Path) -> None:
     """One line per segment: writer, frames, first date (KST), bytes on disk, compressed or
@@ -41,7 +41,7 @@ def ls(data_dir: Path) -> None:
 
 
 @journal.command()
-@EXISTING_DATA_DIR
+@LOCAL_DATA_DIR
 @click.option(
     "--keep",
     "keep_days",

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from recorder.cli.common import DATA_DIR, OutputFile, handle_errors
 from recorder.errors import ConfigError
-from recorder.store.layout import store_dir
+from recorder.store.layout import store_location
+
+if TYPE_CHECKING:
+    from recorder.store.objstore import S3Store
 
 
 @click.command()
@@ -44,7 +48,7 @@ def query(
     sql_text: str | None,
     named: str | None,
     params: tuple[str, ...],
-    data_dir: Path,
+    data_dir: Path | S3Store,
     fmt: str,
     out: Path | None,
 ) -> None:
@@ -81,7 +85,8 @@ def query(
         }
         write_result(pa.table(listing), fmt, out)
     elif named is not None:
-        write_result(queries.run(named, store_dir(data_dir, must_exist=True), **values), fmt, out)
+        write_result(queries.run(named, store_location(data_dir, must_exist=True), **values), fmt, out)
     else:
         assert sql_text is not None
-        write_result(queries.sql(store_dir(data_dir, must_exist=True), sql_text, values or None), fmt, out)
+        where = store_location(data_dir, must_exist=True)
+        write_result(queries.sql(where, sql_text, values or None), fmt, out)

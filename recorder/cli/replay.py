@@ -23,6 +23,7 @@ from recorder.errors import ConfigError
 
 if TYPE_CHECKING:
     from recorder.replay.read import Selection
+    from recorder.store.objstore import S3Store
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def parse_speed(text: str) -> float | None:
 @REQUIRE_CREDENTIALS
 @handle_errors
 def replay(
-    data_dir: Path,
+    data_dir: Path | S3Store,
     date: str,
     end_date: str | None,
     symbols: str | None,
@@ -99,25 +100,30 @@ def replay(
     """
     from recorder.kiwoom.items import parse_items
     from recorder.replay.read import select
+    from recorder.store.objstore import local_view
 
     if serve and (fmt or out):
         raise ConfigError("--serve serves the replay; --format/--out write it: choose one")
     pace = parse_speed(speed)
     items = parse_items(symbols) if symbols else None
     type_list = [t for t in types.split(",") if t.strip()]
-    if serve:
-        creds = venue_credentials(require_credentials)
-        _serve(data_dir, date, end_date, items, type_list, pace, host, port, settle, creds)
-        return
-    _write(select(data_dir, date, end_date, symbols=items, types=type_list), pace, out)
+    creds = venue_credentials(require_credentials) if serve else (None, None)
+    # An s3:// store: the selected partitions are copied into a temporary folder first.
+    want = select(Path("."), date, end_date, symbols=items, types=type_list)
+    codes = sorted(want.symbols) if want.symbols is not None else None
+    with local_view(data_dir, tables=want.tables, dates=want.dates, symbols=codes) as local:
+        if serve:
+            _serve(local, date, end_date, items, type_list, pace, host, port, settle, creds)
+            return
+        _write(select(local, date, end_date, symbols=items, types=type_list), pace, out, str(data_dir))
 
 
-def _write(sel: Selection, speed: float | None, out: Path | None) -> None:
+def _write(sel: Selection, speed: float | None, out: Path | None, name: str) -> None:
     """NDJSON to ``out`` or stdout; a selection with nothing recorded is an error, not empty output."""
     from recorder.replay.feed import write_ndjson
     from recorder.replay.read import partitions
 
-    nothing = f"nothing recorded in {sel.data_dir} for {', '.join(sel.dates)} and that selection"
+    nothing = f"nothing recorded in {name} for {', '.join(sel.dates)} and that selection"
     if not partitions(sel):
         raise ConfigError(nothing)
     if out is None:

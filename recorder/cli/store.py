@@ -9,11 +9,19 @@ from typing import TYPE_CHECKING
 
 import click
 
-from recorder.cli.common import DATA_DIR, EXISTING_DATA_DIR, check_date, handle_errors
+from recorder.cli.common import (
+    DATA_DIR,
+    EXISTING_DATA_DIR,
+    JOURNAL_DIR,
+    check_date,
+    handle_errors,
+)
+from recorder.errors import ConfigError
 from recorder.kiwoom.fields import MARKET_TABLES, TABLES
 
 if TYPE_CHECKING:
     from recorder.store.inventory import Inventory
+    from recorder.store.objstore import S3Store
 
 # The store modules (DuckDB, the decoder) are imported by the command that needs them, so
 # that every other ``recorder`` command starts fast.
@@ -22,14 +30,17 @@ if TYPE_CHECKING:
 @click.command("ls")
 @EXISTING_DATA_DIR
 @click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "json"]))
+@JOURNAL_DIR
 @handle_errors
-def ls(data_dir: Path, fmt: str) -> None:
+def ls(data_dir: Path | S3Store, fmt: str, journal_dir: Path | None) -> None:
     """Inventory: dates, symbols, files, rows and bytes per table; journal size per writer."""
     import orjson
 
     from recorder.store.inventory import inventory
+    from recorder.store.objstore import local_dir_for
 
-    inv = inventory(data_dir)
+    local_dir_for(data_dir, journal_dir)  # refuses --journal-dir with a local store
+    inv = inventory(data_dir, journal_dir=journal_dir)
     if fmt == "json":
         click.echo(orjson.dumps(inv.to_dict(), option=orjson.OPT_INDENT_2).decode())
         return
@@ -68,17 +79,21 @@ def format_inventory(inv: Inventory) -> str:
 @click.option(
     "--scratch-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where journals are decoded for the comparison (default: the system temp dir).",
+    help="Where journals are decoded for the comparison, and an s3:// store's objects copied "
+    "(default: the system temp dir).",
 )
+@JOURNAL_DIR
 @handle_errors
-def verify(data_dir: Path, scratch_dir: Path | None) -> None:
+def verify(data_dir: Path | S3Store, scratch_dir: Path | None, journal_dir: Path | None) -> None:
     """Check part files, schemas, sort order and rows against the journal.
 
     Exit status: 0 clean, 1 problems found, 2 the store or a file cannot be read.
     """
     from recorder.store import verify as verify_store
+    from recorder.store.objstore import local_dir_for
 
-    rep = verify_store.verify(data_dir, scratch_dir=scratch_dir)
+    local_dir_for(data_dir, journal_dir)
+    rep = verify_store.verify(data_dir, scratch_dir=scratch_dir, journal_dir=journal_dir)
     for kind, lines in (("problem", rep.problems), ("warning", rep.warnings), ("info", rep.info)):
         for line in lines:
             click.echo(f"{kind}: {line}")
@@ -98,15 +113,26 @@ def verify(data_dir: Path, scratch_dir: Path | None) -> None:
     "--table", "tables", multiple=True, type=click.Choice(TABLES), help="Only this table; repeatable."
 )
 @click.option("--writer-id", "writers", multiple=True, help="Only this writer's files; repeatable.")
+@JOURNAL_DIR
 @handle_errors
 def compact(
-    data_dir: Path, dates: tuple[str, ...], tables: tuple[str, ...], writers: tuple[str, ...]
+    data_dir: Path | S3Store,
+    dates: tuple[str, ...],
+    tables: tuple[str, ...],
+    writers: tuple[str, ...],
+    journal_dir: Path | None,
 ) -> None:
-    """Merge each writer's part files of each partition into one file, crash-safely."""
+    """Merge each writer's part files of each partition into one file, crash-safely.
+
+    On s3:// the merged object is written before its inputs are deleted, with an intent
+    object under _compaction/; run one compaction per prefix at a time (docs/s3.md).
+    """
     from recorder.store.compact import compact as compact_store
+    from recorder.store.objstore import open_store
 
     for d in dates:
         check_date(d)
+    open_store(data_dir, journal_dir)  # s3: what a crash left staged goes up first
     r = compact_store(data_dir, dates=dates, tables=tables, writers=writers)
     for line in r.recovered:
         click.echo(line)
@@ -128,12 +154,15 @@ def compact(
     "--date", help="KST trading date of the frames (YYYY-MM-DD), for their rows and rejects; default today."
 )
 @click.option("--writer-id", help="Part-file writer id (default: derived from the file).")
+@JOURNAL_DIR
 @handle_errors
-def ingest(file: Path, data_dir: Path, date: str | None, writer_id: str | None) -> None:
+def ingest(
+    file: Path, data_dir: Path | S3Store, date: str | None, writer_id: str | None, journal_dir: Path | None
+) -> None:
     """Decode raw REAL frames (NDJSON, one per line) into the store."""
     from recorder.store.ingest import ingest_ndjson
 
-    r = ingest_ndjson(file, data_dir, date=date, writer=writer_id)
+    r = ingest_ndjson(file, data_dir, date=date, writer=writer_id, journal_dir=journal_dir)
     s = r.stats
     click.echo(
         f"ingested {r.lines:,} lines: {s.rows:,} rows, {s.rejects:,} rejects, "
@@ -145,10 +174,12 @@ def ingest(file: Path, data_dir: Path, date: str | None, writer_id: str | None) 
 @DATA_DIR
 @click.option("--writer-id", "writers", multiple=True, help="Only these writers (default: every journal).")
 @handle_errors
-def rebuild(data_dir: Path, writers: tuple[str, ...]) -> None:
+def rebuild(data_dir: Path | S3Store, writers: tuple[str, ...]) -> None:
     """Regenerate Parquet from the journal (the journal is the source of truth)."""
     from recorder.store.rebuild import rebuild as do_rebuild
 
+    if not isinstance(data_dir, Path):
+        raise ConfigError(f"{data_dir}: rebuild needs a local store (for an s3:// one, see docs/s3.md)")
     r = do_rebuild(data_dir, list(writers) or None)
     click.echo(
         f"rebuilt writers {', '.join(r.writers)}: removed {r.removed} part files, "

@@ -29,6 +29,12 @@ journal lock (``_journal/<writer>/LOCK``) of each writer it compacts, so it refu
 while that writer captures, and that writer's capture cannot start meanwhile. Ingested writers
 have no journal, hence no lock: do not compact while ``recorder ingest`` writes. A group is
 merged in memory (one writer's files of one partition at a time).
+
+The same steps run on object storage (``s3://bucket/prefix``): they go through a small
+:class:`StoreFiles` interface, of which :class:`LocalFiles` is the folder and
+:class:`recorder.store.objstore.S3Files` the bucket. There a write is one PUT (an object
+appears whole or not at all), an unlink a DELETE, and there are no locks: one compaction per
+prefix at a time is the operator's job (docs/s3.md).
 """
 
 from __future__ import annotations
@@ -39,8 +45,10 @@ import os
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 import pyarrow as pa
@@ -63,11 +71,119 @@ from recorder.store.layout import (
 )
 from recorder.store.sink import write_part
 
+if TYPE_CHECKING:
+    from recorder.store.objstore import S3Store
+
 log = logging.getLogger(__name__)
 
 #: Called after each compaction step ("intent-written", "merged-visible", "input-removed",
 #: "intent-removed"); tests raise from it to simulate a crash right there.
 Hook = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------- the store's files
+
+
+class StoreFiles(Protocol):
+    """What compaction does to a store's files, on a local folder or an object store.
+
+    Paths are under :attr:`root` (for a bucket, ``Path("bucket/prefix/…")`` names the key).
+    Every method raises :class:`~recorder.errors.StoreError` on failure.
+    """
+
+    root: Path
+
+    def parts(self) -> list[Part]: ...
+    def read(self, path: Path) -> pa.Table: ...
+    def exists(self, path: Path) -> bool: ...
+    def size(self, path: Path) -> int | None: ...  # None: not there
+    def write_part(self, t: pa.Table, path: Path) -> int: ...  # appears whole; returns its bytes
+    def remove(self, path: Path) -> None: ...  # raises FileNotFoundError if not there
+    def sync_dir(self, folder: Path) -> None: ...
+    def footer_rows(self, path: Path) -> int: ...
+    def intents(self) -> list[Path]: ...  # sorted; temporary intents left by a crash removed
+    def read_bytes(self, path: Path) -> bytes: ...
+    def write_bytes(self, path: Path, data: bytes) -> None: ...  # appears whole
+    def lock(self, busy: str) -> ContextManager[None]: ...  # ConfigError(busy) if held
+    def writer_lock(self, writer: str, busy: str) -> ContextManager[None] | None: ...
+
+
+class LocalFiles:
+    """:class:`StoreFiles` of a local store folder: atomic renames, fsyncs and flocks."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def parts(self) -> list[Part]:
+        return scan(self.root).parts
+
+    def read(self, path: Path) -> pa.Table:
+        with pq.ParquetFile(path) as pf:
+            return pf.read()
+
+    def exists(self, path: Path) -> bool:
+        return path.exists()
+
+    def size(self, path: Path) -> int | None:
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def write_part(self, t: pa.Table, path: Path) -> int:
+        write_part(t, path)
+        return path.stat().st_size
+
+    def remove(self, path: Path) -> None:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise StoreError(f"cannot remove {path}: {exc}") from exc
+
+    def sync_dir(self, folder: Path) -> None:
+        try:
+            fsync_dir(folder)
+        except OSError as exc:
+            raise StoreError(f"cannot sync directory {folder}: {exc}") from exc
+
+    def footer_rows(self, path: Path) -> int:
+        try:
+            return int(pq.read_metadata(path).num_rows)
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(f"cannot read {path}: {exc}") from exc
+
+    def intents(self) -> list[Path]:
+        idir = self.root / INTENT_DIR
+        for tmp in idir.glob(f".{INTENT_GLOB}.tmp"):  # a crash while writing an intent: never acted on
+            _unlink(tmp)
+        return sorted(idir.glob(INTENT_GLOB))
+
+    def read_bytes(self, path: Path) -> bytes:
+        return path.read_bytes()
+
+    def write_bytes(self, path: Path, data: bytes) -> None:
+        try:
+            write_atomic(path, data)
+        except OSError as exc:
+            raise StoreError(f"cannot write {path}: {exc}") from exc
+
+    def lock(self, busy: str) -> ContextManager[None]:
+        return _flock(self.root / INTENT_DIR / LOCK, busy)
+
+    def writer_lock(self, writer: str, busy: str) -> ContextManager[None] | None:
+        root = journal_root(self.root, writer)
+        return _flock(root / LOCK, busy) if root.is_dir() else None
+
+
+def store_files(data_dir: Path | S3Store) -> StoreFiles:
+    """The :class:`StoreFiles` of a local folder or an ``s3://`` store."""
+    if isinstance(data_dir, Path):
+        return LocalFiles(data_dir)
+    from recorder.store.objstore import S3Files
+
+    return S3Files(data_dir)
 
 
 # --------------------------------------------------------------------------- compaction
@@ -86,7 +202,7 @@ class CompactResult:
 
 
 def compact(
-    data_dir: Path,
+    data_dir: Path | S3Store,
     *,
     dates: Iterable[str] = (),
     tables: Iterable[str] = (),
@@ -95,125 +211,132 @@ def compact(
 ) -> CompactResult:
     """Merge each writer's part files of each partition into one (filters: empty = all).
 
+    ``data_dir`` is a local folder or an ``s3://`` store (:class:`~recorder.store.objstore.S3Store`).
+
     Raises:
         ConfigError: no store, an unknown table, another compaction is running, or a
             capture holds the journal lock of a writer to compact (nothing is changed then).
         StoreError: a file could not be read, written or removed.
     """
     dates, tables, writers = set(dates), set(tables), set(writers)
-    if not data_dir.is_dir():
+    if isinstance(data_dir, Path) and not data_dir.is_dir():
         raise ConfigError(f"{data_dir} is not a directory; no store there")
     if unknown := tables - set(TABLES):
         raise ConfigError(f"unknown table {sorted(unknown)[0]!r}; tables are {', '.join(TABLES)}")
-    idir = data_dir / INTENT_DIR
-    idir.mkdir(mode=0o700, exist_ok=True)
+    files = store_files(data_dir)
+    if isinstance(data_dir, Path):
+        (data_dir / INTENT_DIR).mkdir(mode=0o700, exist_ok=True)
     res = CompactResult()
     with (
-        compaction_lock(data_dir, f"another compact is running on {data_dir}"),
+        files.lock(f"another compact is running on {data_dir}"),
         contextlib.ExitStack() as locks,
     ):
-        res.recovered = replay_intents(data_dir)
+        res.recovered = _replay(files)
         groups: dict[tuple[str, str, str, str], list[Part]] = defaultdict(list)
-        for p in scan(data_dir).parts:
+        for p in files.parts():
             if p.writer and _keep(dates, p.date) and _keep(tables, p.table) and _keep(writers, p.writer):
                 groups[(p.table, p.date, p.symbol or "", p.writer)].append(p)
         todo = [sorted(g, key=lambda p: p.first_fno) for _, g in sorted(groups.items()) if len(g) > 1]
         for w in sorted({g[0].writer for g in todo if g[0].writer}):
-            if (root := journal_root(data_dir, w)).is_dir():
-                locks.enter_context(
-                    _flock(
-                        root / LOCK,
-                        f"writer {w} is capturing (its journal {root} is locked); compact refuses to "
-                        "run: wait for that capture to end, or leave the writer out (--writer-id)",
-                    )
-                )
+            busy = (
+                f"writer {w} is capturing (its journal {journal_root(files.root, w)} is locked); compact "
+                "refuses to run: wait for that capture to end, or leave the writer out (--writer-id)"
+            )
+            if (lock := files.writer_lock(w, busy)) is not None:
+                locks.enter_context(lock)
         for g in todo:
-            _compact_group(data_dir, g, res, hook)
+            _compact_group(files, g, res, hook)
     log.info("compacted %d groups: %d files → %d", res.groups, res.files_before, res.files_after)
     return res
 
 
-def _compact_group(data_dir: Path, group: list[Part], res: CompactResult, hook: Hook | None) -> None:
+def _compact_group(files: StoreFiles, group: list[Part], res: CompactResult, hook: Hook | None) -> None:
     head, pdir = group[0], group[0].path.parent
     assert head.writer is not None
     first, last = min(p.first_fno for p in group), max(p.last_fno for p in group)
     out = pdir / part_name(head.writer, first, last)
-    if out.exists():  # one input covers the others' frames: overlapping ranges, left to verify
+    if files.exists(out):  # one input covers the others' frames: overlapping ranges, left to verify
         res.skipped.append(f"{head.where} writer {head.writer}: {out.name} exists; run recorder verify")
         return
-    try:
-        tables = []
-        for p in group:
-            with pq.ParquetFile(p.path) as pf:
-                tables.append(pf.read())
-    except (OSError, pa.ArrowException) as exc:
-        res.skipped.append(f"{head.where} writer {head.writer}: cannot read {p.path.name}: {exc}")
-        return
+    tables = []
+    for p in group:
+        try:
+            tables.append(files.read(p.path))
+        except (OSError, pa.ArrowException, StoreError) as exc:
+            res.skipped.append(f"{head.where} writer {head.writer}: cannot read {p.path.name}: {exc}")
+            return
     if any(not t.schema.equals(tables[0].schema) for t in tables[1:]):
         res.skipped.append(f"{head.where} writer {head.writer}: files of different schemas")
         return
     merged = pa.concat_tables(tables).sort_by([(SORT_TIME[head.table], "ascending"), ("seq", "ascending")])
-    intent = intent_path(data_dir, uuid.uuid4().hex)
-    _write_json(
+    intent = intent_path(files.root, uuid.uuid4().hex)
+    files.write_bytes(
         intent,
-        {
-            "dir": pdir.relative_to(data_dir).as_posix(),
-            "writer": head.writer,
-            "output": out.name,
-            "rows": len(merged),
-            "inputs": [{"name": p.path.name, "bytes": p.size} for p in group],
-        },
+        orjson.dumps(
+            {
+                "dir": pdir.relative_to(files.root).as_posix(),
+                "writer": head.writer,
+                "output": out.name,
+                "rows": len(merged),
+                "inputs": [{"name": p.path.name, "bytes": p.size} for p in group],
+            }
+        ),
     )
     _step(hook, "intent-written")
     try:
-        write_part(merged, out)
+        size = files.write_part(merged, out)
     except StoreError:
-        intent.unlink(missing_ok=True)  # the inputs are untouched: nothing to replay
+        with contextlib.suppress(FileNotFoundError):
+            files.remove(intent)  # the inputs are untouched: nothing to replay
         raise
     _step(hook, "merged-visible")
     for p in group:
-        _unlink(p.path)
+        files.remove(p.path)
         _step(hook, "input-removed")
-    _sync_dir(pdir)
-    _unlink(intent)
-    _sync_dir(intent.parent)
+    files.sync_dir(pdir)
+    files.remove(intent)
+    files.sync_dir(intent.parent)
     _step(hook, "intent-removed")
     res.groups += 1
     res.files_before += len(group)
     res.files_after += 1
     res.rows += len(merged)
     res.bytes_before += sum(p.size for p in group)
-    res.bytes_after += out.stat().st_size
+    res.bytes_after += size
 
 
-def finish_compactions(data_dir: Path) -> list[str]:
+def finish_compactions(data_dir: Path | S3Store) -> list[str]:
     """Replay the intents of interrupted compactions; returns what was done, one line each.
 
-    Safe at any time (a running compaction is left alone); meant for ``compact``, ``verify``
-    and the start of a capture. Raises StoreError if an intent does not match the files.
+    Safe at any time (a running compaction is left alone, on a local folder); meant for
+    ``compact``, ``verify`` and the start of a capture. Raises StoreError if an intent does
+    not match the files.
     """
-    if not any((data_dir / INTENT_DIR).glob(INTENT_GLOB)):
+    if isinstance(data_dir, Path) and not any((data_dir / INTENT_DIR).glob(INTENT_GLOB)):
         return []
+    files = store_files(data_dir)
     try:
-        with compaction_lock(data_dir, "busy"):
-            return replay_intents(data_dir)
+        with files.lock("busy"):
+            return _replay(files)
     except ConfigError:
         return ["a compaction is running; files may change while they are read"]
 
 
 @contextlib.contextmanager
-def compaction_lock(data_dir: Path, busy: str) -> Iterator[None]:
+def compaction_lock(data_dir: Path | S3Store, busy: str) -> Iterator[None]:
     """Hold the store's compaction lock (``_compaction/LOCK``; the folder must exist).
+
+    An object store has none: the block runs unlocked (see the module docstring).
 
     Raises:
         ConfigError: another process holds it; the message is ``busy``.
         StoreError: the lock file cannot be opened.
     """
-    with _flock(data_dir / INTENT_DIR / LOCK, busy):
+    with store_files(data_dir).lock(busy):
         yield
 
 
-def replay_intents(data_dir: Path) -> list[str]:
+def replay_intents(data_dir: Path | S3Store) -> list[str]:
     """Finish interrupted compactions: roll forward the intents whose output is in place,
     roll back the others; returns what was done, one line each.
 
@@ -222,35 +345,42 @@ def replay_intents(data_dir: Path) -> list[str]:
     Raises:
         StoreError: an intent cannot be read or does not match the files.
     """
-    idir, done = data_dir / INTENT_DIR, []
-    for tmp in idir.glob(f".{INTENT_GLOB}.tmp"):  # a crash while writing an intent: never acted on
-        _unlink(tmp)
-    for ipath in sorted(idir.glob(INTENT_GLOB)):
+    return _replay(store_files(data_dir))
+
+
+def _replay(files: StoreFiles) -> list[str]:
+    done = []
+    for ipath in files.intents():
         try:
-            it = orjson.loads(ipath.read_bytes())
+            it = orjson.loads(files.read_bytes(ipath))
             rel, inputs, rows = Path(it["dir"]), it["inputs"], int(it["rows"])
             names = [it["output"], *(i["name"] for i in inputs)]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, StoreError) as exc:
             raise StoreError(f"compaction intent {ipath} cannot be read: {exc}") from exc
         if rel.is_absolute() or ".." in rel.parts or not all(parse_part_name(n) for n in names):
             raise StoreError(f"compaction intent {ipath} names files outside the store's layout")
-        pdir = data_dir / rel
+        pdir = files.root / rel
         out = pdir / names[0]
-        if out.exists():
-            if (n := _footer_rows(out)) != rows:
+        if files.exists(out):
+            if (n := files.footer_rows(out)) != rows:
                 raise StoreError(f"{out} holds {n} rows where its compaction intent {ipath} says {rows}")
             for i in inputs:
+                size = files.size(pdir / i["name"])
+                if size is None:
+                    continue
+                if size != i["bytes"]:
+                    raise StoreError(f"{pdir / i['name']} changed after compaction intent {ipath}")
                 with contextlib.suppress(FileNotFoundError):
-                    if (pdir / i["name"]).stat().st_size != i["bytes"]:
-                        raise StoreError(f"{pdir / i['name']} changed after compaction intent {ipath}")
-                    _unlink(pdir / i["name"])
-            _sync_dir(pdir)
+                    files.remove(pdir / i["name"])
+            files.sync_dir(pdir)
             what = "finished"
         else:  # the inputs are intact; only write_part's temp file may be left
-            temp_path(out).unlink(missing_ok=True)
+            if isinstance(files, LocalFiles):
+                temp_path(out).unlink(missing_ok=True)
             what = "rolled back"
-        _unlink(ipath)
-        _sync_dir(idir)
+        with contextlib.suppress(FileNotFoundError):
+            files.remove(ipath)
+        files.sync_dir(ipath.parent)
         done.append(f"{what} an interrupted compaction of {rel.as_posix()} (writer {it['writer']})")
         log.warning("%s", done[-1])
     return done
@@ -283,30 +413,8 @@ def _flock(path: Path, busy: str) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def _footer_rows(path: Path) -> int:
-    try:
-        return int(pq.read_metadata(path).num_rows)
-    except (OSError, pa.ArrowException) as exc:
-        raise StoreError(f"cannot read {path}: {exc}") from exc
-
-
-def _write_json(path: Path, obj: object) -> None:
-    """Write ``obj`` as JSON with :func:`recorder.store.fs.write_atomic`; StoreError on failure."""
-    try:
-        write_atomic(path, orjson.dumps(obj))
-    except OSError as exc:
-        raise StoreError(f"cannot write {path}: {exc}") from exc
-
-
 def _unlink(path: Path) -> None:
     try:
         path.unlink()
     except OSError as exc:
         raise StoreError(f"cannot remove {path}: {exc}") from exc
-
-
-def _sync_dir(d: Path) -> None:
-    try:
-        fsync_dir(d)
-    except OSError as exc:
-        raise StoreError(f"cannot sync directory {d}: {exc}") from exc

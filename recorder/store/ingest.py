@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +29,9 @@ from recorder.kiwoom.time import KST, trading_day
 from recorder.store.inventory import scan
 from recorder.store.pipeline import Pipeline, PipelineStats
 from recorder.store.sink import Sink
+
+if TYPE_CHECKING:
+    from recorder.store.objstore import S3Store
 
 log = logging.getLogger(__name__)
 
@@ -102,17 +106,21 @@ def _numbered(lines: list[bytes], before: int) -> tuple[list[int], list[bytes]]:
 
 def ingest_ndjson(
     path: Path,
-    data_dir: Path,
+    data_dir: Path | S3Store,
     *,
     date: str | None = None,
     writer: str | None = None,
     block_bytes: int = 16 << 20,
+    journal_dir: Path | None = None,
 ) -> IngestResult:
     """Raw REAL frames, one JSON object per line, → the store through the capture's decoder.
 
     Args:
         path: the NDJSON file.
-        data_dir: the store.
+        data_dir: the store: a folder, or an ``s3://`` store
+            (:class:`~recorder.store.objstore.S3Store`): then the part files are written into
+            the local store ``journal_dir`` (default
+            :func:`~recorder.store.objstore.default_local_dir`) and uploaded when complete.
         date: the KST trading date (``YYYY-MM-DD``) of the frames' HHMMSS times, under
             which their rows and rejects are filed; default: today in KST.
         writer: part-file writer id; default ``ingest-<hash of the file>``, so ingesting the
@@ -126,6 +134,10 @@ def ingest_ndjson(
     started = time.perf_counter()
     day = _ingest_day(date)
     writer = writer or f"ingest-{_file_digest(path)}"
+    if not isinstance(data_dir, Path):
+        return _ingest_remote(path, data_dir, day, writer, block_bytes, journal_dir, started)
+    if journal_dir is not None:
+        raise ConfigError("--journal-dir is for an s3:// --data-dir; a local store is written in place")
     if _writer_has_parts(data_dir, writer):
         raise ConfigError(f"{path} was already ingested into {data_dir} (writer {writer}); nothing done")
     recv_ts = time.time_ns()
@@ -158,6 +170,29 @@ def ingest_ndjson(
     pipe.drain()
     sink.close()
     return IngestResult(lines, pipe.stats, sink.files_written, time.perf_counter() - started)
+
+
+def _ingest_remote(
+    path: Path,
+    store: S3Store,
+    day: dt.date,
+    writer: str,
+    block_bytes: int,
+    journal_dir: Path | None,
+    started: float,
+) -> IngestResult:
+    """Ingest into the local store of ``store``, then upload every part file written."""
+    from recorder.store import objstore
+
+    _, local = objstore.open_store(store, journal_dir)  # leftovers of a crash go up first
+    assert local is not None
+    if any(p.writer == writer for p in objstore.scan(store, date=day.isoformat()).parts):
+        raise ConfigError(f"{path} was already ingested into {store} (writer {writer}); nothing done")
+    local.mkdir(parents=True, exist_ok=True, mode=0o700)
+    res = ingest_ndjson(path, local, date=day.isoformat(), writer=writer, block_bytes=block_bytes)
+    objstore.publish(store, local, check_existing=False, tidy=True)
+    res.seconds = time.perf_counter() - started
+    return res
 
 
 def _ingest_day(date: str | None) -> dt.date:

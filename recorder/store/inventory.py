@@ -11,11 +11,12 @@ Imports neither the decoder nor DuckDB, so ``recorder ls`` starts fast.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -32,6 +33,9 @@ from recorder.store.layout import (
     journal_root,
     parse_part,
 )
+
+if TYPE_CHECKING:
+    from recorder.store.objstore import S3Store
 
 # --------------------------------------------------------------------------- scanning
 
@@ -132,31 +136,68 @@ class Inventory:
         return asdict(self)
 
 
-def inventory(data_dir: Path) -> Inventory:
+def inventory(data_dir: Path | S3Store, *, journal_dir: Path | None = None) -> Inventory:
     """Dates, symbols, files, rows and bytes per table and partition; journal size per writer.
+
+    ``data_dir`` may be an ``s3://`` store (:class:`~recorder.store.objstore.S3Store`): its
+    objects are listed and their footers read (ranged GETs, several at a time); the journals
+    are those of its local store ``journal_dir`` (default
+    :func:`~recorder.store.objstore.default_local_dir`), if it has one.
 
     Raises:
         ConfigError: ``data_dir`` is not a directory.
         StoreError, JournalError: a directory cannot be listed.
     """
+    if not isinstance(data_dir, Path):
+        return _remote_inventory(data_dir, journal_dir)
     if not data_dir.is_dir():
         raise ConfigError(f"{data_dir} is not a directory; no store there")
     found = scan(data_dir)
+    rows = {p.path: _footer_rows(functools.partial(pq.read_metadata, p.path)) for p in found.parts}
+    pending = len(list((data_dir / INTENT_DIR).glob(INTENT_GLOB)))
+    return _inventory(str(data_dir), data_dir, found, rows, _journals(data_dir), pending)
+
+
+def _footer_rows(read: Any) -> int | str:
+    try:
+        return int(read().num_rows)  # the footer only
+    except (OSError, pa.ArrowException) as exc:
+        return str(exc)
+
+
+def _inventory(
+    name: str, root: Path, found: Scan, rows: dict[Path, int | str], journals: list[JournalInfo], pending: int
+) -> Inventory:
     acc: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
     unreadable = []
     for p in found.parts:
-        try:
-            rows = pq.read_metadata(p.path).num_rows  # the footer only
-        except (OSError, pa.ArrowException) as exc:
-            rows = 0
-            unreadable.append(f"{p.path.relative_to(data_dir).as_posix()}: {exc}")
+        n = rows[p.path]
+        if isinstance(n, str):
+            unreadable.append(f"{p.path.relative_to(root).as_posix()}: {n}")
+            n = 0
         a = acc[(p.table, p.date, p.symbol or "")]
-        a[0], a[1], a[2] = a[0] + 1, a[1] + rows, a[2] + p.size
+        a[0], a[1], a[2] = a[0] + 1, a[1] + n, a[2] + p.size
     parts = [PartitionInfo(t, d, s or None, *a) for (t, d, s), a in sorted(acc.items())]
-    pending = len(list((data_dir / INTENT_DIR).glob(INTENT_GLOB)))
-    return Inventory(
-        str(data_dir), _tables(parts), parts, _journals(data_dir), unreadable, len(found.temps), pending
-    )
+    return Inventory(name, _tables(parts), parts, journals, unreadable, len(found.temps), pending)
+
+
+def _remote_inventory(store: S3Store, journal_dir: Path | None) -> Inventory:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from recorder.store import objstore
+
+    found = objstore.scan(store)
+    fs = store.fs
+
+    def footer(p: Part) -> int | str:
+        return _footer_rows(functools.partial(pq.read_metadata, str(p.path), filesystem=fs))
+
+    with ThreadPoolExecutor(objstore.TRANSFERS, thread_name_prefix="s3-footers") as pool:
+        rows = dict(zip([p.path for p in found.parts], pool.map(footer, found.parts), strict=True))
+    pending = len(objstore.S3Files(store).intents())
+    local = objstore.local_dir_for(store, journal_dir)
+    journals = _journals(local) if local is not None and local.is_dir() else []
+    return _inventory(store.url, Path(store.root), found, rows, journals, pending)
 
 
 def _tables(parts: list[PartitionInfo]) -> list[TableInfo]:

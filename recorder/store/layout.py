@@ -28,9 +28,13 @@ import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
 
 from recorder.errors import ConfigError
 from recorder.kiwoom.fields import MARKET_TABLES, TABLES
+
+if TYPE_CHECKING:
+    from recorder.store.objstore import S3Store
 
 JOURNAL_DIR = "_journal"
 INTENT_DIR = "_compaction"
@@ -177,19 +181,45 @@ def default_writer_id() -> str:
 def store_dir(data_dir: str | PurePath, *, must_exist: bool) -> Path:
     """The store's folder from what a user gave: the one rule every command and the API share.
 
-    A URL (``s3://bucket/x``; anything with ``://``) is refused rather than taken as a local
-    folder named ``s3:``, and so is a path that names a file. With ``must_exist`` (commands
-    that only read), a missing folder is an error, never an empty answer.
+    A URL is refused rather than taken as a local folder named ``s3:``: an ``s3://`` one
+    by the callers that need a local folder (see :func:`store_location` for those that take
+    an object store too), any other scheme always; so is a path that names a file. With
+    ``must_exist`` (commands that only read), a missing folder is an error, never an empty
+    answer.
 
     Raises:
         ConfigError: a URL, a file, or (``must_exist``) a folder that does not exist.
     """
+    from recorder.store.objstore import parse_location
+
     text = str(data_dir)
-    if "://" in text:
-        raise ConfigError(f"{text}: object storage data dirs are not supported yet; give a local folder")
+    if not isinstance(parse_location(text), Path):
+        raise ConfigError(f"{text}: this needs a local folder (s3:// stores: see docs/s3.md)")
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"no store at {path}: it is a file, not a folder")
     if must_exist and not path.exists():
         raise ConfigError(f"no store at {path}: the folder does not exist")
     return path
+
+
+def store_location(data_dir: object, *, must_exist: bool) -> Path | S3Store:
+    """:func:`store_dir`, or an :class:`~recorder.store.objstore.S3Store` for ``s3://bucket/prefix``.
+
+    With ``must_exist``, an object store must hold something under its prefix (one request).
+
+    Raises:
+        ConfigError: a URL of another scheme, a file, or (``must_exist``) nothing there.
+        StoreError: the bucket could not be reached.
+    """
+    from recorder.store.objstore import S3Store, check_exists, parse_location
+
+    if isinstance(data_dir, S3Store):
+        loc: Path | S3Store = data_dir
+    else:
+        loc = parse_location(str(data_dir))
+    if isinstance(loc, Path):
+        return store_dir(loc, must_exist=must_exist)
+    if must_exist:
+        check_exists(loc)
+    return loc

@@ -23,6 +23,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -51,6 +52,9 @@ from recorder.store.layout import (
 from recorder.store.pipeline import Pipeline
 from recorder.store.retention import rebuildable_from
 from recorder.store.sink import Sink
+
+if TYPE_CHECKING:
+    from recorder.store.objstore import S3Store
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +97,18 @@ class VerifyReport:
 
 
 def verify(
-    data_dir: Path, *, scratch_dir: Path | None = None, tmp_age_s: float = 600.0, now: float | None = None
+    data_dir: Path | S3Store,
+    *,
+    scratch_dir: Path | None = None,
+    tmp_age_s: float = 600.0,
+    now: float | None = None,
+    journal_dir: Path | None = None,
 ) -> VerifyReport:
     """Check the whole store; see the module docstring for what is checked.
+
+    An ``s3://`` store (:class:`~recorder.store.objstore.S3Store`) is checked from a copy of
+    its objects in ``scratch_dir``, against the journals of its local store ``journal_dir``
+    (see :func:`recorder.store.objstore.verify_remote`).
 
     Replays interrupted compactions first (the one change it makes). Temp files younger than
     ``tmp_age_s`` (by ``now``, epoch seconds) may belong to a write in progress and are not
@@ -104,6 +117,10 @@ def verify(
     Raises:
         ConfigError: a compaction is running (verify afterwards).
     """
+    if not isinstance(data_dir, Path):
+        from recorder.store.objstore import verify_remote
+
+        return verify_remote(data_dir, journal_dir=journal_dir, scratch_dir=scratch_dir, tmp_age_s=tmp_age_s)
     rep = VerifyReport()
     if not data_dir.is_dir():
         rep.unreadable = True

@@ -1,0 +1,99 @@
+"""A real S3-compatible server on loopback for the object-storage tests: moto in server mode
+(``ThreadedMotoServer`` on 127.0.0.1, any free port), started once per session.
+
+The recorder reaches it only through the standard variables (``AWS_ENDPOINT_URL``,
+``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``), as a user's does; every test
+gets a bucket of its own. :class:`S3Server` counts the requests the server answered, by method.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import re
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from recorder.store.objstore import S3Store, s3_options
+
+KEY_ID = "AKIATESTKEYID0000000"
+SECRET = "test-secret-never-printed-0000000000000"
+_REQUEST_RE = re.compile(r"(GET|PUT|POST|HEAD|DELETE) /")
+
+
+class _Counter(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: Counter[str] = Counter()
+        self.mutex = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if m := _REQUEST_RE.search(record.getMessage()):
+            with self.mutex:
+                self.counts[m.group(1)] += 1
+
+
+@dataclass
+class S3Server:
+    endpoint: str
+    env: dict[str, str]
+    counter: _Counter
+    _names: Iterator[int] = field(default_factory=itertools.count)
+
+    def bucket(self, prefix: str = "store") -> S3Store:
+        """A new empty bucket, and a store under ``prefix`` in it."""
+        name = f"test-{os.getpid()}-{next(self._names)}"
+        import pyarrow.fs as pafs
+
+        opts = s3_options()
+        pafs.S3FileSystem(**opts, allow_bucket_creation=True).create_dir(name)
+        return S3Store(name, prefix)
+
+    def requests(self) -> Counter[str]:
+        with self.counter.mutex:
+            return Counter(self.counter.counts)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    from moto.server import ThreadedMotoServer
+
+    counter = _Counter()
+    wlog = logging.getLogger("werkzeug")
+    wlog.addHandler(counter)
+    wlog.setLevel(logging.INFO)
+    wlog.propagate = False  # the access log is counted, not printed
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+    }
+    saved = {k: os.environ.get(k) for k in [*env, "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION"]}
+    os.environ.pop("AWS_ENDPOINT_URL_S3", None)
+    os.environ.update(env)
+    try:
+        yield S3Server(endpoint, env, counter)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()
+        wlog.removeHandler(counter)
+
+
+@pytest.fixture
+def s3(s3_server: S3Server) -> S3Store:
+    """A store in a fresh bucket of the loopback S3 server."""
+    return s3_server.bucket()
