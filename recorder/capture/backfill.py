@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -32,6 +32,9 @@ from recorder.kiwoom.time import NS
 from recorder.store import backfill as bf
 from recorder.store.fs import locked
 from recorder.store.sink import Sink
+
+if TYPE_CHECKING:
+    from recorder.store.objstore import S3Store
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +76,7 @@ class BackfillResult:
 
 
 async def backfill(
-    data_dir: Path,
+    data_dir: Path | S3Store,
     date: str,
     clients: Sequence[KiwoomRest],
     *,
@@ -94,7 +97,13 @@ async def backfill(
         ConfigError: no store at ``data_dir``, no clients, or another backfill is running.
         AuthError: Kiwoom refused a key (nothing more is fetched; what was healed is stored).
         StoreError: a part file could not be read or written.
+
+    An ``s3://`` store (:class:`~recorder.store.objstore.S3Store`): the day's trades, gaps and
+    backfill objects are copied into a temporary folder, healed there, and the new part files
+    uploaded (no lock: one backfill per prefix at a time; a crash loses only that run's work).
     """
+    if not isinstance(data_dir, Path):
+        return await _backfill_remote(data_dir, date, clients, items=items, clock=clock, progress=progress)
     if not data_dir.is_dir():
         raise ConfigError(f"{data_dir} is not a directory; no store there")
     if not clients:
@@ -201,6 +210,30 @@ async def _chart(client: KiwoomRest, item: str, date: str, oldest_ns: int) -> li
     return rows
 
 
+async def _backfill_remote(
+    store: S3Store, date: str, clients: Sequence[KiwoomRest], **kw: Any
+) -> BackfillResult:
+    import shutil
+    import tempfile
+
+    from recorder.store import objstore
+    from recorder.store.inventory import scan
+
+    copy = Path(tempfile.mkdtemp(prefix="recorder-backfill-"))
+    try:
+        await asyncio.to_thread(
+            objstore.mirror, store, copy, tables=("trades", "gaps", "backfill"), dates=[date]
+        )
+        copied = scan(copy).parts
+        res = await backfill(copy, date, clients, **kw)
+        for p in copied:  # what was there already; the rest is the backfill's own
+            p.path.unlink()
+        await asyncio.to_thread(objstore.publish, store, copy, check_existing=False)
+        return res
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+
+
 def _store(
     data_dir: Path, date: str, fills: list[bf.Fill], stored: set[Any], now_ns: int, res: BackfillResult
 ) -> None:
@@ -245,7 +278,7 @@ def rest_url_for(env_name: str, rest_url: str | None, environ: dict[str, str] | 
 
 
 async def run_backfill(
-    data_dir: Path,
+    data_dir: Path | S3Store,
     date: str,
     rest_url: str,
     keys: Sequence[Any],

@@ -16,7 +16,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from recorder.store.objstore import S3Store
 
 log = logging.getLogger("recorder.capture.progress")
 
@@ -129,7 +132,7 @@ def progress_line(cur: Figures, prev: Figures) -> str:
     )
 
 
-def summary_line(f: Figures, data_dir: Path) -> str:
+def summary_line(f: Figures, data_dir: Path | S3Store) -> str:
     """The one line a finished capture prints."""
     return (
         f"captured {f.frames:,} frames → trades {f.trades:,} rows, orderbook {f.orderbook:,} rows, "

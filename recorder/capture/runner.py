@@ -32,6 +32,7 @@ from recorder.kiwoom.limits import check_codes
 from recorder.kiwoom.time import kst_date
 from recorder.store.compact import CompactResult, compact
 from recorder.store.layout import default_writer_id
+from recorder.store.objstore import S3Store, Uploader, local_dir_for, open_store, publish
 from recorder.store.retention import prune
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ class CaptureRequest:
     last session of the venues recorded (KRX, and NXT when an item or ``nxt`` records it).
     """
 
-    data_dir: Path
+    data_dir: Path | S3Store  # a folder, or s3://bucket/prefix (staged in journal_dir, uploaded)
     symbols: Sequence[str] = ()
     universe: str | None = None
     nxt: bool | None = None  # None: on for --sim, off otherwise
@@ -89,6 +90,10 @@ class CaptureRequest:
     backfill: bool = False  # heal the recorded days' trade gaps from ka10079 afterwards
     compact: bool = True  # merge this writer's part files of the recorded days when it ends
     journal_keep_days: int | None = None  # then prune this writer's journal older than that
+    # With an s3:// data_dir: the local journal and staged part files (default: objstore's
+    # default_local_dir), and how often complete part files are uploaded while recording.
+    journal_dir: Path | None = None
+    upload_every_s: float = 5.0
     relay_port: int | None = None  # share the session with local Kiwoom clients (0: any free port)
     relay_host: str = "127.0.0.1"
     relay_secret_file: Path | None = None  # mode 0600: any app key with this secret gets a token
@@ -100,7 +105,7 @@ class RunResult:
     """What a capture did; ``capture`` is None when the market was ``closed``."""
 
     capture: CaptureResult | None
-    data_dir: Path
+    data_dir: Path | S3Store
     closed: Closed | None = None
     backfills: list[BackfillResult] = field(default_factory=list)
     compacted: CompactResult | None = None
@@ -163,15 +168,23 @@ async def run_capture(
         return RunResult(None, req.data_dir, closed=plan.closed)
     duration_s = plan.duration_s
     started_ns = req.clock()
+    remote = req.data_dir if isinstance(req.data_dir, S3Store) else None
+    local = local_dir_for(req.data_dir, req.journal_dir)
+    assert local is not None
+    if remote is not None:
+        # Interrupted compactions are finished, and what a crash left staged goes up, first.
+        await asyncio.to_thread(open_store, remote, req.journal_dir)
+        local.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log.info("recording into %s; journal and staged part files in %s", remote, local)
     async with contextlib.AsyncExitStack() as stack:
-        metrics = await _start_metrics(stack, req)  # a port in use fails here, before any network call
+        metrics = await _start_metrics(stack, req, local)  # a port in use fails here, before any network call
         if req.sim:
             endpoints, creds = await _start_sim(stack, req)
         else:
             endpoints = resolve_endpoints(req.env_name, req.rest_url, req.ws_url)
             creds = keys[0] if keys else load_credentials(dotenv_path=Path(".env"))
         cfg = CaptureConfig(
-            data_dir=req.data_dir,
+            data_dir=local,
             ws_url=endpoints.ws_url,
             rest_url=endpoints.rest_url,
             keys=keys or [creds],
@@ -196,6 +209,9 @@ async def run_capture(
         reporter = (
             asyncio.create_task(report(cap.stats, finished, every_s=progress_every_s)) if progress else None
         )
+        uploader = Uploader(remote, local, req.upload_every_s) if remote is not None else None
+        if uploader is not None:
+            uploader.start()
         try:
             result = await cap.run()
         finally:
@@ -205,6 +221,10 @@ async def run_capture(
             finished.set()
             if reporter is not None:
                 await reporter
+            if uploader is not None:
+                await asyncio.to_thread(uploader.stop)
+        if remote is not None:  # the capture has flushed and checkpointed everything
+            await asyncio.to_thread(publish, remote, local, check_existing=False, tidy=True)
         run = RunResult(result, req.data_dir)
         days = {req.trading_date} if req.trading_date else {kst_date(started_ns), kst_date(req.clock())}
         if req.compact:
@@ -214,9 +234,7 @@ async def run_capture(
                 compact, req.data_dir, dates=sorted(days), writers=[cfg.writer]
             )
         if req.journal_keep_days is not None:
-            removed = await asyncio.to_thread(
-                prune, req.data_dir, req.journal_keep_days, writers=[cfg.writer]
-            )
+            removed = await asyncio.to_thread(prune, local, req.journal_keep_days, writers=[cfg.writer])
             log.info("journal: pruned %d segments older than %d days", len(removed), req.journal_keep_days)
         if req.backfill:
             for day in sorted(days):
@@ -224,10 +242,12 @@ async def run_capture(
     return run
 
 
-async def _start_metrics(stack: contextlib.AsyncExitStack, req: CaptureRequest) -> MetricsServer | None:
+async def _start_metrics(
+    stack: contextlib.AsyncExitStack, req: CaptureRequest, local: Path
+) -> MetricsServer | None:
     if req.metrics_port is None:
         return None
-    server = MetricsServer(req.metrics_port, req.data_dir, host=req.metrics_host)
+    server = MetricsServer(req.metrics_port, local, host=req.metrics_host)
     await server.start()
     stack.push_async_callback(server.stop)
     return server

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from recorder.cli.common import DATA_DIR, check_date, handle_errors, keys_option
+from recorder.cli.common import DATA_DIR, JOURNAL_DIR, check_date, handle_errors, keys_option
 from recorder.errors import ConfigError, RecorderError
+
+if TYPE_CHECKING:
+    from recorder.store.objstore import S3Store
 
 
 @click.command()
@@ -109,13 +113,14 @@ from recorder.errors import ConfigError, RecorderError
     show_default=True,
     help="Log lines as text, or one JSON object per line (ts, level, logger, message).",
 )
+@JOURNAL_DIR
 @handle_errors
 def capture(
     symbols: str | None,
     universe: str | None,
     nxt: bool | None,
     types: str,
-    data_dir: Path,
+    data_dir: Path | S3Store,
     env_name: str,
     ws_url: str | None,
     rest_url: str | None,
@@ -138,6 +143,7 @@ def capture(
     relay_host: str,
     relay_secret: Path | None,
     log_format: str,
+    journal_dir: Path | None,
 ) -> None:
     """Capture trades and order books until --duration/--until or SIGINT/SIGTERM.
 
@@ -187,6 +193,7 @@ def capture(
         backfill=backfill,
         compact=compact,
         journal_keep_days=journal_keep,
+        journal_dir=journal_dir,
     )
     result = asyncio.run(run_capture(req))
     click.echo(result.summary())
