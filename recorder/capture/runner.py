@@ -97,7 +97,7 @@ class CaptureRequest:
     relay_port: int | None = None  # share the session with local Kiwoom clients (0: any free port)
     relay_host: str = "127.0.0.1"
     relay_secret_file: Path | None = None  # mode 0600: any app key with this secret gets a token
-    relay_queue_max: int = 10_000  # frames queued for one relay client before it is cut
+    relay_queue_bytes: int = 16 << 20  # bytes a relay client has not taken before it is cut
 
 
 @dataclass
@@ -263,7 +263,7 @@ async def _start_relay(
     from recorder.capture.relay import Relay, RelayConfig, load_relay_secret
 
     secret = load_relay_secret(req.relay_secret_file) if req.relay_secret_file is not None else None
-    config = RelayConfig(req.relay_host, req.relay_port, secret=secret, queue_max=req.relay_queue_max)
+    config = RelayConfig(req.relay_host, req.relay_port, secret=secret, queue_bytes=req.relay_queue_bytes)
     relay = Relay(config, keys)
     await relay.start()
     stack.push_async_callback(relay.stop)

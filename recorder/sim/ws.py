@@ -140,14 +140,21 @@ class Connection:
         if self.closing:
             return
         if self._out.qsize() >= self._cfg.send_queue_max:
-            self._cut_slow()
+            self.cut_slow()
             return
         self._out.put_nowait((data, entries))
 
-    def _cut_slow(self) -> None:
+    @property
+    def transport(self) -> Any:
+        """The TCP transport (None once gone): a relay writes batches of frames to it directly."""
+        return self._transport
+
+    def cut_slow(self) -> None:
         """The client fell ``send_queue_max`` frames behind: abort it, or (``slow_client_system``)
         queue that SYSTEM frame and a close behind what it has not read yet, aborting it if the
         close has not gone through within ``close_timeout``."""
+        if self.closing:
+            return
         self._hub.stats.slow_cuts += 1
         system = self._cfg.slow_client_system
         log.warning(

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import functools
 import queue
+import random
 import signal
 import socket
 import subprocess
@@ -34,16 +35,18 @@ from kiwoom_client.auth import AsyncKiwoomAuth
 from kiwoom_client.websocket import KiwoomWebSocket
 
 from recorder.capture.live import Capture
-from recorder.capture.relay import SLOW_CLIENT, Relay, RelayConfig, load_relay_secret
+from recorder.capture.relay import SLOW_CLIENT, Relay, RelayConfig, _Routes, load_relay_secret, split_real
 from recorder.client.credentials import Credentials
 from recorder.errors import ConfigError
 from recorder.kiwoom.decode import Decoder
 from recorder.kiwoom.frames import row_columns
 from recorder.kiwoom.items import split_item
+from recorder.kiwoom.time import NS
 from recorder.sim.market import SyntheticMarket
+from recorder.sim.market import real_frames as sim_real_frames
 from recorder.sim.venue import Venue, VenueConfig
 from soak.harness import capture_command, hermetic_env
-from tests.helpers import CREDS, FAST_SESSION, capture_config, journaled_frames, stored_rows
+from tests.helpers import CREDS, FAST_SESSION, T0, capture_config, journaled_frames, stored_rows
 
 
 def async_tmp_test(fn: Callable[[Path], Awaitable[None]]) -> Callable[[Path], None]:
@@ -305,7 +308,7 @@ async def test_twenty_clients_one_stalled_it_is_cut_the_others_get_everything(tm
         max_codes=2,
     )
     # A small kernel buffer toward clients: the stalled one blocks the relay's writes at once.
-    relay_cfg = RelayConfig(queue_max=300, close_timeout=1.0, socket_sndbuf=8192)
+    relay_cfg = RelayConfig(queue_bytes=256 << 10, close_timeout=1.0, socket_sndbuf=8192)
     run = relayed(tmp_path, venue_cfg, keys=(CREDS, KEY2), relay_cfg=relay_cfg, max_codes=2)
     async with run as (venue, relay, cap):
         items = list(cap.cfg.symbols)
@@ -495,3 +498,59 @@ def test_the_cli_relays_to_an_sdk_and_counts_its_clients(tmp_path: Path, venue_t
     assert {(e["item"], e["type"]) for e in got} == {(item, "0D")}
     assert "recorder_relay_clients 1.0" in scraped and "recorder_relay_clients_cut_total 0.0" in scraped
     assert "relay-secret-for-bots-42" not in stderr and CREDS.secretkey not in stderr
+
+
+# --------------------------------------------------------------------------- cutting frames
+
+
+def test_split_real_finds_every_entry_as_a_parse_does() -> None:
+    market = SyntheticMarket(SyntheticMarket.universe(6, 3), seed=3, venues=("KRX", "NXT"))
+    rng = random.Random(3)
+    frames = [f for step in range(1, 60) for f, _ in sim_real_frames(market.step(T0 + step * NS), rng, 4)]
+    assert len(frames) > 50
+    for frame in frames:
+        spans = split_real(frame)
+        data = orjson.loads(frame)["data"]
+        assert spans is not None
+        assert [orjson.loads(frame[a:b]) for a, b, _, _ in spans] == data
+        assert [(item, t) for _, _, item, t in spans] == [(e["item"], e["type"]) for e in data]
+    entry = {"values": {"10": '+1"item":"x'}, "type": "0B", "name": "n", "item": "005930"}
+    tricky = orjson.dumps({"data": [entry, entry], "trnm": "REAL"})
+    assert split_real(tricky) is None  # a quoted "item" inside a value: never misread, parsed instead
+    # Other shapes are parsed by the caller: trnm first, another key order, an entry without item.
+    assert split_real(orjson.dumps({"trnm": "REAL", "data": [entry]})) is None
+    assert (
+        split_real(orjson.dumps({"data": [{"item": "005930", "type": "0B", "values": {}}], "trnm": "REAL"}))
+        is None
+    )
+    no_item = {"values": {}, "type": "0B", "name": "n"}
+    assert split_real(orjson.dumps({"data": [no_item, entry], "trnm": "REAL"})) is None
+
+
+def test_routes_cut_both_shapes_and_pass_whole_frames_untouched() -> None:
+    class Client:
+        def __init__(self, pairs: set[tuple[str, str]]) -> None:
+            self.subscriptions = frozenset(pairs)
+
+    a = {"values": {"10": "+100"}, "type": "0B", "name": "주식체결", "item": "005930"}
+    b = {"values": {"41": "100"}, "type": "0D", "name": "주식호가잔량", "item": "000660"}
+    recorded = frozenset({("005930", "0B"), ("000660", "0D")})
+    every, only_a, only_b = Client(set(recorded)), Client({("005930", "0B")}), Client({("000660", "0D")})
+    routes = _Routes([every, only_a, only_b], recorded)  # type: ignore[list-item]
+    kiwoom = orjson.dumps({"data": [a, b], "trnm": "REAL"}).decode()
+    trnm_first = orjson.dumps({"trnm": "REAL", "data": [b, a]}).decode()
+    out: dict[Any, list[bytes]] = {}
+    for raw in (kiwoom, trnm_first, '{"trnm":"PING"}'):
+        routes.route(raw, out)
+
+    def text(frame: bytes) -> str:
+        assert frame[0] == 0x81  # one unmasked text message (RFC 6455 §5.2)
+        if frame[1] < 126:
+            return frame[2:].decode()
+        assert frame[1] == 126 and int.from_bytes(frame[2:4], "big") == len(frame) - 4
+        return frame[4:].decode()
+
+    assert [text(f) for f in out[every]] == [kiwoom, trnm_first]  # as they came, PING not
+    assert [orjson.loads(text(f))["data"] for f in out[only_a]] == [[a], [a]]
+    assert [orjson.loads(text(f))["data"] for f in out[only_b]] == [[b], [b]]
+    assert text(out[only_a][0]) == '{"data":[' + orjson.dumps(a).decode() + '],"trnm":"REAL"}'
