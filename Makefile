@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_replay.py
 	$(BIN)/python benchmarks/bench_queries.py
 	$(BIN)/python benchmarks/bench_live.py
+	$(BIN)/python benchmarks/bench_relay.py
 	$(BIN)/python benchmarks/bench_storage.py
 
 # Fault-injection runs of the real CLI against the embedded venue; each scenario prints one line

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 from bench_live import APPKEY, DAY, SECRET, _Blast, _items, _parquet_rows, _Served
 from store_builder import build_store
@@ -109,12 +110,13 @@ def run_capture(
     blast.pos, blast.started_ns, blast.open = 0, None, False
     served = _Served(blast)
     venue = served.venue
-    port = _free_port()
+    port, metrics_port = _free_port(), _free_port()
     env = {**os.environ, "KIWOOM_APPKEY": APPKEY, "KIWOOM_SECRETKEY": SECRET}
     cmd = [sys.executable, "-m", "recorder.cli.main", "--log-level", "WARNING", "capture"]
     cmd += ["--ws-url", venue.ws_url, "--rest-url", venue.rest_url, "--symbols", ",".join(items)]
     cmd += ["--data-dir", str(store), "--writer-id", "bench", "--trading-date", DAY]
     cmd += ["--duration", "30m", "--force", "--no-compact", "--relay-port", str(port)]
+    cmd += ["--metrics-port", str(metrics_port)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     bots = None
     try:
@@ -136,6 +138,7 @@ def run_capture(
         served.call(venue.ping_barrier(600))
         t_read = served.get(venue.clock)
         cpu = [_cpu_s(p) for p in (proc, bots)]
+        cuts = _metric(metrics_port, "recorder_relay_clients_cut_total")
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=600)
         got = 0
@@ -150,7 +153,14 @@ def run_capture(
     if proc.returncode != 0:
         sys.exit(f"capture failed ({proc.returncode}): {stderr[-2000:]}")
     assert blast.started_ns is not None
-    return (t_read - blast.started_ns) / 1e9, _parquet_rows(store), got, cpu
+    return (t_read - blast.started_ns) / 1e9, _parquet_rows(store), got, [*cpu, cuts]
+
+
+def _metric(port: int, name: str) -> float:
+    for line in httpx.get(f"http://127.0.0.1:{port}/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return float("nan")
 
 
 def _cpu_s(proc: subprocess.Popen[str] | None) -> float:
@@ -182,10 +192,12 @@ def main() -> None:
         for r in range(args.repeat):
             for label, clients, mode, want in runs:
                 store = tmp / f"capture-{r}-{clients}-{mode}"
-                secs, rows, got, (cap_cpu, bots_cpu) = run_capture(blast, items, store, clients, mode)
+                secs, rows, got, (cap_cpu, bots_cpu, cuts) = run_capture(blast, items, store, clients, mode)
                 rate = total / secs
                 best[label] = max(best.get(label, 0.0), rate)
-                short = f", clients short by {want - got:,}" if got != want else ""
+                short = (
+                    f", clients short by {want - got:,} ({cuts:.0f} cut as too slow)" if got != want else ""
+                )
                 print(
                     f"run {r + 1} {label:8s}: capture receive {rate:,.0f} entries/s, "
                     f"lost {total - rows}, clients got {got:,}{short} "

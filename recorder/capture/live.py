@@ -337,17 +337,14 @@ class Capture:
         self._open_gaps: list[tuple[int, dict[str, Any]]] = []
         self._key_sessions: dict[int, tuple[Session, list[str]]] = {}
         self._waiting_for = "the start"  # what the run was doing before a session existed
-        # The live relay (recorder.capture.relay): every journaled frame is published to it,
-        # and it adds codes its clients ask for (set once the keys' codes are planned).
-        self.relay = relay
-        self.planned = asyncio.Event()
+        self.relay, self.planned = relay, asyncio.Event()  # the live relay; set once keys have codes
         if relay is not None:
             relay.attach(self)
 
     # -------------------------------------------------------------- journal side (event loop)
 
     def _on_frame(self, session_id: int) -> Callable[[int, str | bytes], None]:
-        publish = self.relay.publish if self.relay is not None else None
+        publish = self.relay.publish if self.relay is not None else None  # frames after the journal
 
         def on_frame(recv_ts_ns: int, raw: str | bytes) -> None:
             if self.fatal is not None:
@@ -362,7 +359,7 @@ class Capture:
             self.stats.last_recv_ns = recv_ts_ns
             self.decoder.wake.set()
             if publish is not None:
-                publish(recv_ts_ns, raw)  # after the journal: never waits, never parses
+                publish(recv_ts_ns, raw)  # never waits, never parses
 
         return on_frame
 
@@ -592,34 +589,11 @@ class Capture:
             if key.state != "failed":
                 key.state = "stopped"
 
-    # -------------------------------------------------------------- codes added live (the relay)
-
-    @property
-    def types(self) -> Sequence[str]:
-        return self.cfg.types
-
-    @property
-    def max_codes(self) -> int:
-        return self.cfg.max_codes
-
-    def key_codes(self) -> list[tuple[int, Sequence[str]]]:
-        """Each key with a running session, and the codes it records."""
-        failed = {n for n, _ in self._key_failures}
-        return [(n, items) for n, (_, items) in self._key_sessions.items() if n not in failed]
-
-    async def add_codes(self, key: int, codes: Sequence[str]) -> bool:
-        """Record ``codes`` on ``key``'s session from now on, like the planned ones: REG'd with
-        the capture's types, re-registered after a reconnect, named in that key's gaps.
-
-        Returns:
-            False when Kiwoom refused the REG (a ``reg_rejected`` gap names the codes).
-        """
-        session, items = self._key_sessions[key]
-        new = [c for c in dict.fromkeys(codes) if c not in items]
-        items.extend(new)  # the same list the key's gaps name (several keys)
-        self.stats.keys[key].items += len(new)
-        self.stats.symbols_live += len(new)
-        return await session.add_items(new)
+    def key_codes(self) -> list[tuple[int, Session, list[str]]]:
+        """Each key with a running session, the session and its codes (the list the key's gaps
+        name): the relay adds codes to both (:meth:`Session.add_items`)."""
+        failed = dict(self._key_failures)
+        return [(n, session, items) for n, (session, items) in self._key_sessions.items() if n not in failed]
 
     def _journal_gap_until_stop(self, n: int, gap: dict[str, Any]) -> None:
         """Remember a gap that stays open until the run stops (journaled at shutdown)."""

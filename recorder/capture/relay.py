@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -60,6 +60,11 @@ from recorder.kiwoom.limits import MAX_CODES_PER_KEY, WS_PATH
 from recorder.sim.rest import BAD_CREDENTIALS, NO_KEYS, RestApi, TokenStore
 from recorder.sim.venue import VenueConfig, VenueStats, _bind_reason
 from recorder.sim.ws import TOO_MANY_CODES, Connection, Refusal
+
+if TYPE_CHECKING:
+    from recorder.capture.live import CaptureConfig
+    from recorder.capture.progress import CaptureStats
+    from recorder.client.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +80,11 @@ class Upstream(Protocol):
     """What the relay needs from the capture (:class:`recorder.capture.live.Capture`)."""
 
     planned: asyncio.Event  # set once every key's codes are known
+    cfg: CaptureConfig  # its types and max_codes
+    stats: CaptureStats  # each key's count of codes
 
-    @property
-    def types(self) -> Sequence[str]: ...
-    @property
-    def max_codes(self) -> int: ...
-    def key_codes(self) -> list[tuple[int, Sequence[str]]]:
-        """Each key with a running session, and the codes it records."""
-        ...
-
-    async def add_codes(self, key: int, codes: Sequence[str]) -> bool:
-        """Record ``codes`` on ``key`` from now on; False when Kiwoom refused them."""
+    def key_codes(self) -> list[tuple[int, Session, list[str]]]:
+        """Each key with a running session, the session and its codes (a list the relay extends)."""
         ...
 
 
@@ -385,9 +384,9 @@ class Relay:
         if up is None:
             return frozenset()
         keys = up.key_codes()
-        size = sum(len(codes) for _, codes in keys)
+        size = sum(len(codes) for _, _, codes in keys)
         if self._recorded[0] != size:
-            pairs = frozenset((code, t) for _, codes in keys for code in codes for t in up.types)
+            pairs = frozenset((code, t) for _, _, codes in keys for code in codes for t in up.cfg.types)
             self._recorded = (size, pairs)
         return self._recorded[1]
 
@@ -432,11 +431,11 @@ class Relay:
             return None
         await up.planned.wait()
         keys = up.key_codes()
-        covered = {code for _, codes in keys for code in codes}
+        covered = {code for _, _, codes in keys for code in codes}
         extra = sorted({item for item, _ in proposed if item} - covered)
         if not extra:
             return None
-        placed = _place(extra, keys, up.max_codes)
+        placed = _place(extra, [(n, codes) for n, _, codes in keys], up.cfg.max_codes)
         if placed is None:
             self.stats.refused_full += 1
             log.info("relay client %d: %d new codes refused: no key has room (105115)", conn.id, len(extra))
@@ -445,7 +444,8 @@ class Relay:
         self.stats.codes_added += len(extra)
         self.stats.added.extend(extra)
         try:
-            done = await asyncio.gather(*(up.add_codes(n, codes) for n, codes in placed.items()))
+            sessions = {n: (session, codes) for n, session, codes in keys}
+            done = await asyncio.gather(*(_add(up, n, *sessions[n], c) for n, c in placed.items()))
         except RecorderError as exc:
             log.warning("relay client %d: adding codes upstream failed: %s", conn.id, exc)
             return UPSTREAM_REFUSED
@@ -608,6 +608,16 @@ def _real_entries(raw: str | bytes) -> list[Any] | None:
         return None
     data = body.get("data")
     return data if isinstance(data, list) else None
+
+
+async def _add(up: Upstream, key: int, session: Session, codes: list[str], new: Sequence[str]) -> bool:
+    """Record ``new`` on ``key`` from now on, like its planned codes: REG'd with the capture's
+    types, re-registered after a reconnect, named in the key's gaps (``codes`` is that list).
+    False when Kiwoom refused the REG (a ``reg_rejected`` gap names the codes)."""
+    fresh = [c for c in dict.fromkeys(new) if c not in codes]
+    codes.extend(fresh)  # at once: a second client's REG sees these codes covered
+    up.stats.keys[key].items += len(fresh)
+    return await session.add_items(fresh)
 
 
 def _place(
