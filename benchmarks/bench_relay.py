@@ -112,7 +112,8 @@ def run_capture(
     venue = served.venue
     port, metrics_port = _free_port(), _free_port()
     env = {**os.environ, "KIWOOM_APPKEY": APPKEY, "KIWOOM_SECRETKEY": SECRET}
-    cmd = [sys.executable, "-m", "recorder.cli.main", "--log-level", "WARNING", "capture"]
+    prof = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
+    cmd = [sys.executable, *prof, "-m", "recorder.cli.main", "--log-level", "WARNING", "capture"]
     cmd += ["--ws-url", venue.ws_url, "--rest-url", venue.rest_url, "--symbols", ",".join(items)]
     cmd += ["--data-dir", str(store), "--writer-id", "bench", "--trading-date", DAY]
     cmd += ["--duration", "30m", "--force", "--no-compact", "--relay-port", str(port)]
@@ -177,6 +178,7 @@ def main() -> None:
     ap.add_argument("--symbols", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--clients", type=int, default=10)
+    ap.add_argument("--modes", default="bots,full", help="bots, full or both")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-relay-"))
     try:
@@ -187,7 +189,8 @@ def main() -> None:
         total = blast.total
         print(f"recorded {total:,} entries over {len(items)} items; capture with the relay on")
         n = args.clients
-        runs = (("none", 0, "bots", 0), (f"{n} bots", n, "bots", total), (f"{n} full", n, "full", n * total))
+        runs = [("none", 0, "bots", 0), (f"{n} bots", n, "bots", total), (f"{n} full", n, "full", n * total)]
+        runs = [r for r in runs if r[0] == "none" or r[2] in args.modes.split(",")]
         best: dict[str, float] = {}
         for r in range(args.repeat):
             for label, clients, mode, want in runs:

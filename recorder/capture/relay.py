@@ -99,6 +99,8 @@ class RelayConfig:
         queue_bytes: bytes written to a client and not yet taken by its socket before it is
             cut (16 MiB: about 10,000 frames of a busy market).
         queue_max: control frames (replies, PINGs) queued for one client before it is cut.
+        batch_s: frames are handed on at most this long after they were journaled, together:
+            one socket write per client per batch instead of one per frame.
         ping_interval, heartbeat_miss_limit, login_timeout: the session rules (§3.1, §3.2).
         close_timeout: seconds a close may take before the client's socket is aborted.
         socket_sndbuf: the kernel send buffer of each client socket (bytes); None keeps the
@@ -111,6 +113,7 @@ class RelayConfig:
     port: int = 0
     secret: str | None = None
     queue_bytes: int = 16 << 20
+    batch_s: float = 0.001
     queue_max: int = 10_000
     ping_interval: float = 10.0
     heartbeat_miss_limit: int = 5
@@ -131,12 +134,14 @@ class RelayStats(VenueStats):
 
     Attributes:
         frames_in: journaled frames handed to the relay while a client was registered.
+        batches: the times they were handed on (``batch_s``).
         frames_cut: frames sent as a client's share of a frame (not byte-identical).
         codes_added: codes added upstream for clients.
         refused_full: REGs refused with 105115 because no key had room.
     """
 
     frames_in: int = 0
+    batches: int = 0
     frames_cut: int = 0
     codes_added: int = 0
     refused_full: int = 0
@@ -352,7 +357,7 @@ class Relay:
         self._pending.append(raw)
         if not self._scheduled and self._loop is not None:
             self._scheduled = True
-            self._loop.call_soon(self._drain)
+            self._loop.call_later(self.settings.batch_s, self._drain)
 
     def _drain(self) -> None:
         """Fan the queued frames out: each client's share of all of them in one write."""
@@ -363,6 +368,7 @@ class Relay:
             self._active = False
             return
         self.stats.frames_in += len(pending)
+        self.stats.batches += 1
         out: dict[Connection, list[bytes]] = {}
         for raw in pending:
             self.stats.frames_cut += routes.route(raw, out)
@@ -493,18 +499,19 @@ class _Routes:
     def route(self, raw: str | bytes, out: dict[Connection, list[bytes]]) -> int:
         """Append each client's share of ``raw`` to ``out`` as wire frames; returns how many
         were cut (not the frame as it came)."""
-        if classify(raw).kind is not FrameKind.REAL:
-            return 0  # PING, REG/LOGIN replies, SYSTEM: the relay's own business
         binary = isinstance(raw, bytes)
         payload = raw if isinstance(raw, bytes) else raw.encode()
-        whole = ws_frame(payload, binary=binary)
+        # Kiwoom's REAL frames end with trnm (§4.1); anything else is classified properly.
+        if not payload.endswith(_REAL_TAIL) and classify(raw).kind is not FrameKind.REAL:
+            return 0  # PING, REG/LOGIN replies, SYSTEM: the relay's own business
+        whole = ws_frame(payload, binary=binary) if self.everything or not self.by_pair else b""
         for conn in self.everything:
             out.setdefault(conn, []).append(whole)
         if not self.by_pair:
             return 0
         spans = split_real(payload)
         if spans is None:
-            return self._route_parsed(raw, whole, out)
+            return self._route_parsed(raw, whole or ws_frame(payload, binary=binary), out)
         shares: dict[Connection, list[tuple[int, int]]] = {}
         for start, end, item, type_ in spans:
             for conn in self.by_pair.get((item, type_), ()):
@@ -512,6 +519,7 @@ class _Routes:
         cut = 0
         for conn, share in shares.items():
             if len(share) == len(spans):
+                whole = whole or ws_frame(payload, binary=binary)
                 out.setdefault(conn, []).append(whole)  # wholly the client's: byte-identical
                 continue
             # The client's entries, each byte for byte as Kiwoom sent it, in Kiwoom's envelope.
