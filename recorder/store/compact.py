@@ -244,10 +244,33 @@ def compact(
             )
             if (lock := files.writer_lock(w, busy)) is not None:
                 locks.enter_context(lock)
-        for g in todo:
-            _compact_group(files, g, res, hook)
+        _compact_groups(files, todo, res, hook)
     log.info("compacted %d groups: %d files → %d", res.groups, res.files_before, res.files_after)
     return res
+
+
+def _compact_groups(files: StoreFiles, todo: list[list[Part]], res: CompactResult, hook: Hook | None) -> None:
+    """One group after the other, or (an object store, no test hook) several at once: each
+    group is its own intent, so any of them may be interrupted independently."""
+    workers = 1 if hook is not None else getattr(files, "parallel", 1)
+    if workers <= 1 or len(todo) <= 1:
+        for g in todo:
+            _compact_group(files, g, res, hook)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    parts = [CompactResult() for _ in todo]
+    with ThreadPoolExecutor(min(workers, len(todo)), thread_name_prefix="compact") as pool:
+        for f in [pool.submit(_compact_group, files, g, r, None) for g, r in zip(todo, parts, strict=True)]:
+            f.result()
+    for r in parts:
+        res.groups += r.groups
+        res.files_before += r.files_before
+        res.files_after += r.files_after
+        res.rows += r.rows
+        res.bytes_before += r.bytes_before
+        res.bytes_after += r.bytes_after
+        res.skipped.extend(r.skipped)
 
 
 def _compact_group(files: StoreFiles, group: list[Part], res: CompactResult, hook: Hook | None) -> None:

@@ -559,23 +559,38 @@ class S3Files:
     touches.
     """
 
+    #: Groups compacted at once: each is a chain of requests, and S3 answers in tens of ms.
+    parallel = TRANSFERS
+
     def __init__(self, store: S3Store) -> None:
         self.store = store
         self.root = Path(store.root)
+        self._listed: set[Path] | None = None
 
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
     def parts(self) -> list[Part]:
-        return scan(self.store).parts
+        found = scan(self.store)
+        self._listed = {p.path for p in found.parts}
+        return found.parts
 
     def read(self, path: Path) -> pa.Table:
+        """The whole object in one GET (no HEAD), then decoded."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        fs = self.store.fs
-        return _call(self.store, f"read {path} in", lambda: pq.read_table(str(path), filesystem=fs))
+        data = get_bytes(self.store, self._rel(path))
+        try:
+            return pq.read_table(pa.BufferReader(data))
+        except pa.ArrowException as exc:
+            raise StoreError(f"cannot read {path}: {exc}") from exc
 
     def exists(self, path: Path) -> bool:
+        """From the listing :meth:`parts` made when there is one (compaction lists, then asks
+        about names it would write), else one HEAD."""
+        if self._listed is not None and path.name.startswith("part-"):
+            return path in self._listed
         return head_size(self.store, self._rel(path)) is not None
 
     def size(self, path: Path) -> int | None:
@@ -591,10 +606,14 @@ class S3Files:
             write_part(t, local)
             size = local.stat().st_size
             put_file(self.store, local, self._rel(path))
+        if self._listed is not None:
+            self._listed.add(path)
         return size
 
     def remove(self, path: Path) -> None:
         delete(self.store, self._rel(path))  # S3 deletes what is not there without complaint
+        if self._listed is not None:
+            self._listed.discard(path)
 
     def sync_dir(self, folder: Path) -> None:
         pass  # an object is durable once its PUT or DELETE returns
@@ -651,6 +670,7 @@ def _duckdb_fs_class() -> type:
         def __init__(self, fs: pafs.FileSystem, **kwargs: Any) -> None:
             super().__init__(fs, **kwargs)
             self._sizes: dict[str, int] = {}
+            self._mtimes: dict[str, Any] = {}
             self._listed: dict[str, list[str]] = {}
             self._lock = threading.Lock()
 
@@ -672,6 +692,7 @@ def _duckdb_fs_class() -> type:
                 infos = [i for i in self.fs.get_file_info(sel) if i.type == pafs.FileType.File]
                 with self._lock:
                     self._sizes.update((i.path, i.size) for i in infos)
+                    self._mtimes.update((i.path, i.mtime) for i in infos)
                     got = self._listed[path] = sorted(i.path for i in infos)
             return got
 
@@ -705,6 +726,11 @@ def _duckdb_fs_class() -> type:
             if size is not None:
                 return {"name": path, "size": size, "type": "file"}
             return super().info(path, **kwargs)  # type: ignore[no-any-return]
+
+        def modified(self, path: str) -> Any:
+            path = self._strip_protocol(path)
+            got = self._mtimes.get(path)
+            return got if got is not None else super().modified(path)
 
         def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
             return super()._open(self._strip_protocol(path), mode, **kwargs)
