@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
-from queries.named import NamedQuery, NamedQueryError, Param, QueryError, get, named
+from queries.named import NamedQuery, NamedQueryError, Param, QueryError, duckdb_message, get, named
 from recorder.errors import StoreError
 from recorder.kiwoom.fields import MARKET_TABLES, TABLES
 from recorder.kiwoom.items import SUFFIX_VENUE
@@ -191,7 +191,7 @@ def _connect_or_raise(data_dir: Path | str | S3Store) -> duckdb.DuckDBPyConnecti
     try:
         return connect(data_dir)
     except duckdb.Error as exc:  # e.g. the first part file is not Parquet
-        raise StoreError(f"cannot read the store at {data_dir}: {str(exc).strip()}") from exc
+        raise StoreError(f"cannot read the store at {data_dir}: {duckdb_message(exc)}") from exc
     except OSError as exc:
         raise StoreError(f"cannot read the store at {data_dir}: {exc}") from exc
 
@@ -215,7 +215,7 @@ def sql(data_dir: Path | str | S3Store, query: str, params: dict[str, Any] | Non
             return pa.table({})
         return rel.to_arrow_table()
     except duckdb.Error as exc:
-        raise QueryError(str(exc).strip()) from exc
+        raise QueryError(duckdb_message(exc)) from exc
     except OSError as exc:
         raise StoreError(f"cannot read the store at {data_dir}: {exc}") from exc
     finally:

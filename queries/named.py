@@ -42,6 +42,19 @@ from recorder.errors import ConfigError, RecorderError
 from recorder.kiwoom.items import VENUES, parse_filter
 
 
+def duckdb_message(exc: BaseException) -> str:
+    """DuckDB's message. A failure of a filesystem written in Python (an ``s3://`` store's)
+    comes with that Python traceback: only the exception's own line is kept."""
+    text = str(exc).strip()
+    if "Traceback (most recent call last)" not in text:
+        return text
+    errors = [ln.strip() for ln in text.splitlines() if _EXC_LINE.match(ln)]
+    return " ".join(errors[-1].split()) if errors else " ".join(text.split())
+
+
+_EXC_LINE = re.compile(r"\s*[A-Za-z_][\w.]*(Error|Exception)\b")
+
+
 class QueryError(RecorderError):
     """DuckDB refused a query (its message is kept); see also :class:`NamedQueryError`."""
 
@@ -213,7 +226,7 @@ class NamedQuery:
             assert rel is not None  # a named query is one SELECT
             return rel.to_arrow_table()
         except duckdb.Error as exc:
-            raise QueryError(f"{self.name}: {str(exc).strip()}") from exc
+            raise QueryError(f"{self.name}: {duckdb_message(exc)}") from exc
 
 
 def _literal(text: str | None) -> Any:

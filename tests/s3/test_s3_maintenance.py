@@ -196,3 +196,21 @@ def test_publish_waits_for_the_checkpoint_and_never_uploads_a_file_twice(
     assert (r.files, r.covered) == (0, 1) and not (state / rel).exists()
     assert trade_rows(s3) == trade_rows(local_copy)
     assert total > len(objstore.scan(s3).parts)
+
+
+def test_pandas_reads_the_store_on_s3_as_docs_s3_shows(pair: tuple[Path, S3Store, Path]) -> None:
+    import pandas as pd
+
+    from recorder.kiwoom.schema import partitioning
+    from recorder.store.objstore import s3_filesystem
+
+    local, s3, _ = pair
+    got = pd.read_parquet(
+        f"{s3.root}/trades",
+        filesystem=s3_filesystem(),
+        partitioning=partitioning("trades"),
+        filters=[("date", "=", DAY1)],
+    )
+    want = queries.sql(local, f"SELECT count(*) FROM trades WHERE date = '{DAY1}'").column(0)[0].as_py()
+    assert len(got) == want > 0
+    assert set(got["symbol"]) == {"005930", "000660", "035720"}

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 import queries
+from queries.named import duckdb_message
 from recorder.cli.main import main
 from recorder.errors import ConfigError
 from recorder.kiwoom.fields import TABLES
@@ -163,3 +164,29 @@ def test_query_prunes_partitions_on_s3(s3_server: S3Server, s3: S3Store, tmp_pat
     queries.sql(s3, "SELECT count(*) FROM trades")
     every = s3_server.requests()["GET"] - before
     assert one < every, (one, every)
+
+
+def test_an_object_gone_under_a_query_is_one_line_without_traceback(
+    s3_server: S3Server, s3: S3Store, tmp_path: Path
+) -> None:
+    cli(
+        "ingest",
+        str(frames_file(tmp_path, 60)),
+        "--data-dir",
+        s3.url,
+        "--date",
+        DATE,
+        "--journal-dir",
+        str(tmp_path / "st"),
+    )
+    con = queries.connect(s3)  # the views are bound over the objects listed now
+    victim = objstore.scan(s3, ["orderbook"]).parts[-1]
+    objstore.delete(s3, victim.path.relative_to(s3.root).as_posix())
+    with pytest.raises(queries.QueryError) as info:
+        try:
+            con.sql("SELECT sum(seq) FROM orderbook").fetchall()
+        except Exception as exc:
+            raise queries.QueryError(duckdb_message(exc)) from exc
+    msg = str(info.value)
+    assert "\n" not in msg and "Traceback" not in msg and SECRET not in msg
+    assert msg.startswith("FileNotFoundError") and victim.path.name in msg, msg
