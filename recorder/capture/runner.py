@@ -25,7 +25,7 @@ from recorder.capture.universe import read_items_file
 from recorder.client.credentials import Credentials, load_credentials, load_keys_file
 from recorder.client.endpoints import Endpoints, resolve_endpoints
 from recorder.client.session import SessionTuning
-from recorder.errors import ConfigError
+from recorder.errors import ConfigError, StoreError
 from recorder.kiwoom.calendar import Closed, TradingDay, kst_today, trading_day
 from recorder.kiwoom.items import split_item
 from recorder.kiwoom.limits import check_codes
@@ -212,8 +212,10 @@ async def run_capture(
         uploader = Uploader(remote, local, req.upload_every_s) if remote is not None else None
         if uploader is not None:
             uploader.start()
+        failed = True
         try:
             result = await cap.run()
+            failed = False
         finally:
             cap.stop.set()
             if relay is not None:
@@ -223,8 +225,14 @@ async def run_capture(
                 await reporter
             if uploader is not None:
                 await asyncio.to_thread(uploader.stop)
-        if remote is not None:  # the capture has flushed and checkpointed everything
-            await asyncio.to_thread(publish, remote, local, check_existing=False, tidy=True)
+                # The capture has flushed and checkpointed everything, even when it failed (a
+                # capture that never subscribed still wrote its gap row).
+                try:
+                    await asyncio.to_thread(publish, uploader.store, local, check_existing=False, tidy=True)
+                except StoreError as exc:
+                    if not failed:
+                        raise
+                    log.error("%s; the part files wait in %s for the next start", exc, local)
         run = RunResult(result, req.data_dir)
         days = {req.trading_date} if req.trading_date else {kst_date(started_ns), kst_date(req.clock())}
         if req.compact:

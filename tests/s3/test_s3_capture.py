@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +88,32 @@ def test_capture_into_s3_with_a_local_journal(
     assert sum(stored.values()) >= 100
     assert not trades_by_value(read) - stored  # every trade the capture had read is stored
     assert not stored - trades_by_value(sent)  # and nothing else
+
+
+def test_a_capture_that_never_subscribed_still_uploads_its_gap(
+    s3_server: S3Server, s3: S3Store, tmp_path: Path
+) -> None:
+    from tests.capture.test_runner import ENV, assert_nothing_captured, closed_port, command
+
+    ws, rest = closed_port(), closed_port()
+    state = tmp_path / "state"
+    t0 = time.time_ns()
+    r = subprocess.run(
+        [
+            *command(tmp_path / "unused"),
+            *(
+                "--ws-url",
+                f"ws://127.0.0.1:{ws}/api/dostk/websocket",
+                "--rest-url",
+                f"http://127.0.0.1:{rest}",
+            ),
+            *("--duration", "1s", "--journal-dir", str(state), "--data-dir", s3.url),  # the last one counts
+        ],
+        env={**ENV, **s3_server.env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert_nothing_captured(r, s3, t0, time.time_ns(), at_least_s=1.0)  # type: ignore[arg-type]
+    assert not [p for t in TABLES for p in (state / t).rglob("*.parquet")]
+    assert not (tmp_path / "unused").exists()
