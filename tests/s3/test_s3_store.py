@@ -15,7 +15,7 @@ from recorder.kiwoom.fields import TABLES
 from recorder.kiwoom.schema import SCHEMAS
 from recorder.store import objstore
 from recorder.store.objstore import S3Store, parse_location
-from tests.s3.conftest import SECRET, S3Server
+from tests.s3.conftest import KEY_ID, SECRET, S3Server
 from tests.store.test_ingest import market_frames
 
 DATE = "2026-07-20"
@@ -190,3 +190,17 @@ def test_an_object_gone_under_a_query_is_one_line_without_traceback(
     msg = str(info.value)
     assert "\n" not in msg and "Traceback" not in msg and SECRET not in msg
     assert msg.startswith("FileNotFoundError") and victim.path.name in msg, msg
+
+
+def test_an_unreachable_endpoint_is_one_line_naming_the_url_not_the_keys(
+    s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.capture.test_runner import closed_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed_port()}")
+    for args in (["ls"], ["query", "SELECT 1"], ["compact"]):
+        r = CliRunner().invoke(main, [*args, "--data-dir", "s3://bkt/x"])
+        assert r.exit_code in (1, 2) and isinstance(r.exception, SystemExit), r.output
+        lines = r.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "s3://bkt/x" in lines[0], r.output
+        assert SECRET not in r.output and KEY_ID not in r.output
