@@ -397,7 +397,10 @@ def publish(store: S3Store, local: Path, *, check_existing: bool = True, tidy: b
     def one(p: Part) -> int:
         rel = p.path.relative_to(local).as_posix()
         if p.path not in covered:
-            put_file(store, p.path, rel)
+            try:
+                put_file(store, p.path, rel)
+            except FileNotFoundError:  # a concurrent publish of the same folder took it
+                return 0
         try:
             p.path.unlink()
         except FileNotFoundError:  # a concurrent publish of the same staging folder took it
