@@ -54,6 +54,7 @@ from recorder.store.layout import (
     TMP_RE,
     parse_part,
     parse_part_name,
+    partition_dir,
 )
 
 if TYPE_CHECKING:
@@ -266,7 +267,7 @@ def scan(store: S3Store, tables: Iterable[str] | None = None, date: str | None =
 
     out = Scan()
     for table in tables or TABLES:
-        for o in list_objects(store, f"{table}/date={date}" if date else table):
+        for o in list_objects(store, partition_dir(Path(), table, date).as_posix() if date else table):
             path = Path(store.key(o.rel))
             if TMP_RE.fullmatch(path.name):
                 out.temps.append(path)
@@ -510,7 +511,9 @@ def mirror(
     wanted_syms = set(symbols) if symbols is not None else None
     objs: list[Obj] = []
     for table in tables or TABLES:
-        listings = [f"{table}/date={d}" for d in dates] if dates is not None else [table]
+        listings = (
+            [partition_dir(Path(), table, d).as_posix() for d in dates] if dates is not None else [table]
+        )
         for rel_dir in listings:
             for o in list_objects(store, rel_dir):
                 p = parse_part(o.rel)
