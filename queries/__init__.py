@@ -85,7 +85,7 @@ def connect(
 
     Args:
         data_dir: the store: a folder, or ``s3://bucket/prefix`` (objects read in place through
-            :func:`recorder.store.objstore.register_duckdb`).
+            :func:`recorder.store.s3duckdb.register_duckdb`).
         con: add the views to this connection instead of a new in-memory one.
         union_by_name: unify the columns of all part files by name. Off by default because
             DuckDB then opens *every* part file's footer whenever a view is bound, whatever
@@ -103,7 +103,7 @@ def connect(
     if isinstance(where, Path):
         root, has = where.as_posix(), functools.partial(_has_parts, where)
     else:
-        from recorder.store.objstore import register_duckdb
+        from recorder.store.s3duckdb import register_duckdb
 
         root = register_duckdb(con, where)
         has = functools.partial(_has_objects, con, root)

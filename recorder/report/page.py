@@ -10,14 +10,10 @@ import datetime as dt
 import html
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from recorder import Store
 from recorder.errors import ConfigError
 from recorder.report.data import ReportData, load
-
-if TYPE_CHECKING:
-    from recorder.store.objstore import S3Store
 
 #: The page's sections in order: plot key, title, what it shows.
 SECTIONS = (
@@ -96,7 +92,7 @@ def write_report(store: Store, date: dt.date, out: str | os.PathLike[str]) -> st
     return page
 
 
-def render_page(data: ReportData, plots: dict[str, str], data_dir: Path | S3Store) -> str:
+def render_page(data: ReportData, plots: dict[str, str], data_dir: object) -> str:
     """The page from aggregated data and rendered plots (section key → SVG)."""
     e = html.escape
     parts = [

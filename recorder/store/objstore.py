@@ -20,7 +20,7 @@ it. Every start publishes what a crash left staged; a file already uploaded (the
 between the PUT and the local delete), or merged since by a compaction, is found covered by
 an object of the same writer and dropped, not uploaded twice.
 
-Reading. ``query`` reads the objects in place: :func:`register_duckdb` gives DuckDB a
+Reading. ``query`` reads the objects in place: :func:`recorder.store.s3duckdb.register_duckdb` gives DuckDB a
 filesystem (fsspec over the pyarrow one) so the views are the same ``read_parquet`` globs
 with ``hive_partitioning``; a filter on ``date`` or ``symbol`` opens only those partitions'
 objects (one listing of the table's keys, then ranged GETs of the files kept). ``ls``
@@ -34,7 +34,6 @@ Imports nothing heavy at module level: the CLI parses ``--data-dir`` at no cost.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import re
@@ -58,7 +57,6 @@ from recorder.store.layout import (
 )
 
 if TYPE_CHECKING:
-    import duckdb
     import pyarrow as pa
     import pyarrow.fs as pafs
 
@@ -649,106 +647,6 @@ class S3Files:
 
     def writer_lock(self, writer: str, busy: str) -> contextlib.AbstractContextManager[None] | None:
         return None
-
-
-# --------------------------------------------------------------------------- DuckDB
-
-#: The URL scheme DuckDB reads the store's objects through (:func:`register_duckdb`). Not
-#: ``s3``: DuckDB would hand that to its httpfs extension, which it downloads.
-DUCKDB_SCHEME = "recorder-s3"
-
-
-@functools.cache
-def _duckdb_fs_class() -> type:
-    import pyarrow.fs as pafs
-    from fsspec.implementations.arrow import ArrowFSWrapper
-
-    prefix = f"{DUCKDB_SCHEME}://"
-
-    class ListedS3(ArrowFSWrapper):  # type: ignore[misc]
-        """fsspec over the pyarrow S3 filesystem, for DuckDB: one recursive listing per
-        folder globbed (not a LIST per partition folder), and sizes from that listing (no
-        HEAD before each read)."""
-
-        protocol = DUCKDB_SCHEME
-        cachable = False
-
-        def __init__(self, fs: pafs.FileSystem, **kwargs: Any) -> None:
-            super().__init__(fs, **kwargs)
-            self._sizes: dict[str, int] = {}
-            self._mtimes: dict[str, Any] = {}
-            self._listed: dict[str, list[str]] = {}
-            self._lock = threading.Lock()
-
-        @classmethod
-        def _strip_protocol(cls, path: Any) -> Any:
-            if isinstance(path, list):
-                return [cls._strip_protocol(p) for p in path]
-            path = str(path)
-            return (path[len(prefix) :] if path.startswith(prefix) else path).rstrip("/")
-
-        def unstrip_protocol(self, name: str) -> str:
-            return prefix + name
-
-        def _files_under(self, path: str) -> list[str]:
-            with self._lock:
-                got = self._listed.get(path)
-            if got is None:
-                sel = pafs.FileSelector(path, recursive=True, allow_not_found=True)
-                infos = [i for i in self.fs.get_file_info(sel) if i.type == pafs.FileType.File]
-                with self._lock:
-                    self._sizes.update((i.path, i.size) for i in infos)
-                    self._mtimes.update((i.path, i.mtime) for i in infos)
-                    got = self._listed[path] = sorted(i.path for i in infos)
-            return got
-
-        def find(
-            self,
-            path: str,
-            maxdepth: int | None = None,
-            withdirs: bool = False,
-            detail: bool = False,
-            **kw: Any,
-        ) -> Any:
-            path = self._strip_protocol(path)
-            base = len(path.split("/"))
-            out: dict[str, dict[str, Any]] = {}
-            for f in self._files_under(path):
-                parts = f.split("/")
-                depth = len(parts) - base
-                if maxdepth is None or depth <= maxdepth:
-                    out[f] = {"name": f, "size": self._sizes[f], "type": "file"}
-                if withdirs:
-                    for d in range(base + 1, len(parts)):
-                        if maxdepth is None or d - base <= maxdepth:
-                            name = "/".join(parts[:d])
-                            out.setdefault(name, {"name": name, "size": 0, "type": "directory"})
-            names = sorted(out)
-            return {n: out[n] for n in names} if detail else names
-
-        def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
-            path = self._strip_protocol(path)
-            size = self._sizes.get(path)
-            if size is not None:
-                return {"name": path, "size": size, "type": "file"}
-            return super().info(path, **kwargs)  # type: ignore[no-any-return]
-
-        def modified(self, path: str) -> Any:
-            path = self._strip_protocol(path)
-            got = self._mtimes.get(path)
-            return got if got is not None else super().modified(path)
-
-        def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
-            return super()._open(self._strip_protocol(path), mode, **kwargs)
-
-    return ListedS3
-
-
-def register_duckdb(con: duckdb.DuckDBPyConnection, store: S3Store) -> str:
-    """Let ``con`` read ``store``'s objects; returns the URL of the store's root for SQL
-    (``recorder-s3://bucket/prefix``)."""
-    con.register_filesystem(_duckdb_fs_class()(store.fs))
-    return f"{DUCKDB_SCHEME}://{store.root}"
 
 
 # --------------------------------------------------------------------------- commands
