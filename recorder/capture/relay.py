@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 from aiohttp import web
 
-from recorder.client.credentials import Credentials
+from recorder.client.credentials import Credentials, refuse_readable_by_others
 from recorder.errors import ConfigError, RecorderError
 from recorder.kiwoom.frames import FrameKind, classify
 from recorder.kiwoom.limits import MAX_CODES_PER_KEY, WS_PATH
@@ -156,12 +156,7 @@ def load_relay_secret(path: Path) -> str:
             other credential files). The message never shows the secret.
     """
     try:
-        mode = path.stat().st_mode
-        if mode & 0o077:
-            raise ConfigError(
-                f"{path} holds the relay secret but other users may read it "
-                f"(mode {mode & 0o777:o}); run: chmod 600 {path}"
-            )
+        refuse_readable_by_others(path, "the relay secret")
         secret = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(f"cannot read relay secret file {path}: {exc.strerror}") from None

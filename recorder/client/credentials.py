@@ -86,13 +86,22 @@ def load_credentials(
 
 def _private_dotenv(path: Path) -> dict[str, str | None]:
     """Read a secrets file, refusing one that group or others may read (like ssh does)."""
+    refuse_readable_by_others(path, "the app key and secret")
+    return dotenv_values(path)
+
+
+def refuse_readable_by_others(path: Path, holds: str) -> None:
+    """Refuse a secrets file that group or others may read (like ssh does).
+
+    Raises:
+        ConfigError: naming the file, what it ``holds`` and the ``chmod`` that fixes it.
+        OSError: the file cannot be examined (missing, unreadable folder).
+    """
     mode = path.stat().st_mode
     if mode & 0o077:
         raise ConfigError(
-            f"{path} holds the app key and secret but other users may read it "
-            f"(mode {mode & 0o777:o}); run: chmod 600 {path}"
+            f"{path} holds {holds} but other users may read it (mode {mode & 0o777:o}); run: chmod 600 {path}"
         )
-    return dotenv_values(path)
 
 
 def load_keys_file(path: Path) -> list[Credentials]:
@@ -110,12 +119,7 @@ def load_keys_file(path: Path) -> list[Credentials]:
             never by value.
     """
     try:
-        mode = path.stat().st_mode
-        if mode & 0o077:
-            raise ConfigError(
-                f"{path} holds app keys and secrets but other users may read it "
-                f"(mode {mode & 0o777:o}); run: chmod 600 {path}"
-            )
+        refuse_readable_by_others(path, "app keys and secrets")
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read keys file {path}: {exc.strerror}") from None
