@@ -34,6 +34,11 @@ def frames_file(tmp_path: Path, n: int = 400, seed: int = 3) -> Path:
     return f
 
 
+def ingest_to_s3(frames: Path, s3: S3Store, tmp_path: Path) -> None:
+    """``recorder ingest`` of ``frames`` into the bucket, staged under ``tmp_path/st``."""
+    cli("ingest", str(frames), "--data-dir", s3.url, "--date", DATE, "--journal-dir", str(tmp_path / "st"))
+
+
 def staged(local: Path) -> list[Path]:
     return [p for t in TABLES for p in (local / t).rglob("*.parquet")]
 
@@ -136,7 +141,7 @@ def test_a_second_ingest_of_the_same_file_is_refused(
     s3_server: S3Server, s3: S3Store, tmp_path: Path
 ) -> None:
     f = frames_file(tmp_path, 50)
-    cli("ingest", str(f), "--data-dir", s3.url, "--date", DATE, "--journal-dir", str(tmp_path / "st"))
+    ingest_to_s3(f, s3, tmp_path)
     r = CliRunner().invoke(
         main, ["ingest", str(f), "--data-dir", s3.url, "--date", DATE, "--journal-dir", str(tmp_path / "st")]
     )
@@ -145,16 +150,7 @@ def test_a_second_ingest_of_the_same_file_is_refused(
 
 def test_query_prunes_partitions_on_s3(s3_server: S3Server, s3: S3Store, tmp_path: Path) -> None:
     """A filter on symbol reads only that symbol's objects: GETs grow with the files kept."""
-    cli(
-        "ingest",
-        str(frames_file(tmp_path)),
-        "--data-dir",
-        s3.url,
-        "--date",
-        DATE,
-        "--journal-dir",
-        str(tmp_path / "st"),
-    )
+    ingest_to_s3(frames_file(tmp_path), s3, tmp_path)
     symbols = queries.sql(s3, "SELECT DISTINCT symbol FROM trades ORDER BY 1").column(0).to_pylist()
     assert len(symbols) >= 3
     before = s3_server.requests()["GET"]
@@ -169,16 +165,7 @@ def test_query_prunes_partitions_on_s3(s3_server: S3Server, s3: S3Store, tmp_pat
 def test_an_object_gone_under_a_query_is_one_line_without_traceback(
     s3_server: S3Server, s3: S3Store, tmp_path: Path
 ) -> None:
-    cli(
-        "ingest",
-        str(frames_file(tmp_path, 60)),
-        "--data-dir",
-        s3.url,
-        "--date",
-        DATE,
-        "--journal-dir",
-        str(tmp_path / "st"),
-    )
+    ingest_to_s3(frames_file(tmp_path, 60), s3, tmp_path)
     con = queries.connect(s3)  # the views are bound over the objects listed now
     victim = objstore.scan(s3, ["orderbook"]).parts[-1]
     objstore.delete(s3, victim.path.relative_to(s3.root).as_posix())
