@@ -38,15 +38,13 @@ from recorder.capture.live import Capture
 from recorder.capture.relay import SLOW_CLIENT, Relay, RelayConfig, _Routes, load_relay_secret, split_real
 from recorder.client.credentials import Credentials
 from recorder.errors import ConfigError
-from recorder.kiwoom.decode import Decoder
-from recorder.kiwoom.frames import row_columns
 from recorder.kiwoom.items import split_item
 from recorder.kiwoom.time import NS
 from recorder.sim.market import SyntheticMarket
 from recorder.sim.market import real_frames as sim_real_frames
 from recorder.sim.venue import Venue, VenueConfig
 from soak.harness import capture_command, hermetic_env
-from tests.helpers import CREDS, FAST_SESSION, T0, capture_config, journaled_frames, stored_rows
+from tests.helpers import CREDS, FAST_SESSION, T0, capture_config, decoded_rows, journaled_frames, stored_rows
 
 
 def async_tmp_test(fn: Callable[[Path], Awaitable[None]]) -> Callable[[Path], None]:
@@ -199,22 +197,9 @@ def assert_run_of(got: list[str], journal: list[str]) -> None:
 
 def rows_of(entries: list[dict[str, Any]], table: str) -> list[tuple[Any, ...]]:
     """Entries decoded as the capture decodes them, in :func:`stored_rows`' layout, seq dropped."""
-    dec = Decoder()
     now = time.time_ns()  # the trading date, as the capture dated the same entries
-    for n, entry in enumerate(entries):
-        dec.add(orjson.dumps({"data": [entry], "trnm": "REAL"}), now, n)
-    res = dec.finish()
-    if table not in res.tables:
-        return []
-    cols = res.tables[table].columns
-    rows = zip(
-        cols["symbol"],
-        cols["venue"],
-        [t // 1000 for t in cols["ts"]],
-        *(cols[c] for c in row_columns(table)[5:]),
-        strict=True,
-    )
-    return list(rows)
+    frames = [(n, now, orjson.dumps({"data": [e], "trnm": "REAL"})) for n, e in enumerate(entries)]
+    return [(*r[:2], *r[3:]) for r in decoded_rows(frames, table)]
 
 
 def stored_of(tmp: Path, table: str, items: Sequence[str]) -> list[tuple[Any, ...]]:
