@@ -16,7 +16,6 @@ from recorder.cli.common import (
     check_date,
     handle_errors,
 )
-from recorder.errors import ConfigError
 from recorder.kiwoom.fields import MARKET_TABLES, TABLES
 
 if TYPE_CHECKING:
@@ -173,14 +172,20 @@ def ingest(
 @click.command()
 @DATA_DIR
 @click.option("--writer-id", "writers", multiple=True, help="Only these writers (default: every journal).")
+@JOURNAL_DIR
 @handle_errors
-def rebuild(data_dir: Path | S3Store, writers: tuple[str, ...]) -> None:
-    """Regenerate Parquet from the journal (the journal is the source of truth)."""
+def rebuild(data_dir: Path | S3Store, writers: tuple[str, ...], journal_dir: Path | None) -> None:
+    """Regenerate Parquet from the journal (the journal is the source of truth).
+
+    On s3:// the journals are in --journal-dir; each writer's objects are swapped under an
+    intent object, so an interrupted rebuild is finished or undone by the next rebuild,
+    verify or compact (docs/s3.md).
+    """
+    from recorder.store.objstore import open_store
     from recorder.store.rebuild import rebuild as do_rebuild
 
-    if not isinstance(data_dir, Path):
-        raise ConfigError(f"{data_dir}: rebuild needs a local store (for an s3:// one, see docs/s3.md)")
-    r = do_rebuild(data_dir, list(writers) or None)
+    open_store(data_dir, journal_dir)  # s3: interrupted compactions and rebuilds, staged files
+    r = do_rebuild(data_dir, list(writers) or None, journal_dir=journal_dir)
     click.echo(
         f"rebuilt writers {', '.join(r.writers)}: removed {r.removed} part files, "
         f"wrote {r.files}; {r.stats.rows:,} rows, {r.stats.rejects:,} rejects, {r.stats.gaps} gaps"

@@ -323,7 +323,10 @@ def get_file(store: S3Store, obj: Obj, local: Path) -> None:
 
 
 def delete(store: S3Store, rel: str) -> None:
-    _call(store, f"delete {rel} in", lambda: store.fs.delete_file(store.key(rel)))
+    """Delete one object (not pyarrow's delete_file: it leaves a folder marker; see s3delete)."""
+    from recorder.store.s3delete import delete_one
+
+    delete_one(store, rel)
 
 
 def head_size(store: S3Store, rel: str) -> int | None:
@@ -654,13 +657,15 @@ class S3Files:
 
 def open_store(data_dir: Location, journal_dir: Path | None = None) -> tuple[Location, Path | None]:
     """At the start of a command that changes a store: on S3, finish interrupted compactions
-    and publish what a crash left staged in the local store. Returns ``(data_dir, local)``."""
+    and rebuilds and publish what a crash left staged locally. Returns ``(data_dir, local)``."""
     local = local_dir_for(data_dir, journal_dir)
     if isinstance(data_dir, S3Store):
         from recorder.store.compact import finish_compactions
+        from recorder.store.s3rebuild import finish_rebuilds
 
-        finish_compactions(data_dir)  # logs what it did
         assert local is not None
+        finish_compactions(data_dir)  # logs what it did
+        finish_rebuilds(data_dir, local)
         publish(data_dir, local, check_existing=True)
     return data_dir, local
 
@@ -674,10 +679,11 @@ def verify_remote(
     journal here). The copy is removed afterwards."""
     from recorder.errors import RecorderError
     from recorder.store.compact import finish_compactions
+    from recorder.store.s3rebuild import finish_rebuilds
     from recorder.store.verify import VerifyReport, verify
 
     try:
-        finished = finish_compactions(store)
+        finished = finish_compactions(store) + finish_rebuilds(store, local_dir_for(store, journal_dir))
         _, local = open_store(store, journal_dir)
         with local_view(store, scratch_dir=scratch_dir) as copy:
             if local is not None and (local / JOURNAL_DIR).is_dir():

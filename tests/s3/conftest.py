@@ -4,6 +4,7 @@
 The recorder reaches it only through the standard variables (``AWS_ENDPOINT_URL``,
 ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``), as a user's does; every test
 gets a bucket of its own. :class:`S3Server` counts the requests the server answered, by method.
+``built`` and ``pair`` give a journaled store of two writers, locally and published to a bucket.
 """
 
 from __future__ import annotations
@@ -12,14 +13,18 @@ import itertools
 import logging
 import os
 import re
+import shutil
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
+from recorder.store import objstore
 from recorder.store.objstore import S3Store, s3_options
+from tests.store.test_compact import build_store
 
 KEY_ID = "AKIATESTKEYID0000000"
 SECRET = "test-secret-never-printed-0000000000000"
@@ -97,3 +102,22 @@ def s3_server() -> Iterator[S3Server]:
 def s3(s3_server: S3Server) -> S3Store:
     """A store in a fresh bucket of the loopback S3 server."""
     return s3_server.bucket()
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("built") / "data"
+    build_store(data)  # two writers, journals, three flushes each: several files per partition
+    return data
+
+
+@pytest.fixture
+def pair(s3_server: S3Server, s3: S3Store, built: Path, tmp_path: Path) -> tuple[Path, S3Store, Path]:
+    """(a local store, the same store on S3, the S3 store's local journal folder)."""
+    local, state = tmp_path / "local", tmp_path / "state"
+    shutil.copytree(built, local)
+    shutil.copytree(built, state)
+    r = objstore.publish(s3, state)  # the journal checkpoints cover every file: all go up
+    assert r.files == len(objstore.scan(s3).parts) > 0 and r.waiting == 0
+    assert not [p for p in state.rglob("*.parquet")]
+    return local, s3, state

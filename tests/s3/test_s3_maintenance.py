@@ -21,7 +21,7 @@ from recorder.store.journal import read_checkpoint, write_checkpoint
 from recorder.store.layout import INTENT_DIR, journal_root
 from recorder.store.objstore import S3Store
 from tests.s3.conftest import SECRET, S3Server
-from tests.store.test_compact import DAY1, build_store
+from tests.store.test_compact import DAY1
 
 
 class Crash(Exception):
@@ -42,25 +42,6 @@ def invoke(*args: str) -> tuple[int, str]:
     assert SECRET not in r.output
     assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
     return r.exit_code, r.output
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = tmp_path_factory.mktemp("built") / "data"
-    build_store(data)  # two writers, journals, three flushes each: several files per partition
-    return data
-
-
-@pytest.fixture
-def pair(s3_server: S3Server, s3: S3Store, built: Path, tmp_path: Path) -> tuple[Path, S3Store, Path]:
-    """(a local store, the same store on S3, the S3 store's local journal folder)."""
-    local, state = tmp_path / "local", tmp_path / "state"
-    shutil.copytree(built, local)
-    shutil.copytree(built, state)
-    r = objstore.publish(s3, state)  # the journal checkpoints cover every file: all go up
-    assert r.files == len(objstore.scan(s3).parts) > 0 and r.waiting == 0
-    assert not [p for p in state.rglob("*.parquet")]
-    return local, s3, state
 
 
 def test_queries_ls_and_verify_see_the_same_store(pair: tuple[Path, S3Store, Path]) -> None:

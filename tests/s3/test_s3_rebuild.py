@@ -1,0 +1,120 @@
+"""rebuild on a real S3-compatible server (moto on loopback) against the local rebuild of the
+same store, its crash window, and a bucket left without "folder" marker objects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from recorder.store import objstore
+from recorder.store.compact import compact
+from recorder.store.inventory import scan
+from recorder.store.layout import INTENT_DIR
+from recorder.store.objstore import S3Store
+from recorder.store.rebuild import rebuild
+from tests.s3.conftest import S3Server
+from tests.s3.test_s3_maintenance import invoke, tables_of, trade_rows
+
+
+class Crash(Exception):
+    pass
+
+
+def raw_keys(server: S3Server, store: S3Store) -> list[tuple[str, int]]:
+    """Every key of the bucket and its size, listed with botocore (not through the recorder)."""
+    import botocore.session
+
+    client = botocore.session.get_session().create_client(
+        "s3",
+        endpoint_url=server.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=server.env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=server.env["AWS_SECRET_ACCESS_KEY"],
+    )
+    out = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=store.bucket):
+        out.extend((o["Key"], o["Size"]) for o in page.get("Contents", []))
+    return out
+
+
+def part_names(where: Path | S3Store) -> list[str]:
+    if isinstance(where, Path):
+        return sorted(p.path.relative_to(where).as_posix() for p in scan(where).parts)
+    return sorted(p.path.relative_to(where.root).as_posix() for p in objstore.scan(where).parts)
+
+
+def test_rebuild_on_s3_gives_the_local_rebuild_table_by_table(
+    s3_server: S3Server, pair: tuple[Path, S3Store, Path]
+) -> None:
+    local, s3, state = pair
+    compact(s3, writers=["w1"])  # w1's objects are merged: the rebuild's names differ from them
+    before = len(objstore.scan(s3).parts)
+    code, out = invoke("rebuild", "--data-dir", str(local))
+    assert code == 0, out
+    code, out = invoke("rebuild", "--data-dir", s3.url, "--journal-dir", str(state))
+    assert code == 0 and out.startswith("rebuilt writers w1, w2: removed "), out
+    assert tables_of(s3) == tables_of(local)
+    assert part_names(s3) == part_names(local) and len(part_names(s3)) != before
+    assert objstore.list_objects(s3, INTENT_DIR) == []
+    assert not list(state.glob(".rebuild-*")) and not scan(state).parts  # nothing left staged
+    code, out = invoke("verify", "--data-dir", s3.url, "--journal-dir", str(state))
+    assert code == 0, out
+    # compaction and rebuild deleted objects: the bucket holds no zero-byte "folder" marker
+    keys = raw_keys(s3_server, s3)
+    assert keys and all(not k.endswith("/") and size > 0 for k, size in keys), keys
+
+
+def crash_at(step: str) -> Callable[[str], None]:
+    def hook(at: str) -> None:
+        if at == step:
+            raise Crash(step)
+
+    return hook
+
+
+@pytest.mark.parametrize(
+    ("step", "repair"),
+    [
+        ("intent-written", "rebuild"),
+        ("new-visible", "verify"),
+        ("staged-removed", "capture start"),
+    ],
+)
+def test_a_rebuild_interrupted_on_s3_is_repaired(
+    s3_server: S3Server, pair: tuple[Path, S3Store, Path], step: str, repair: str
+) -> None:
+    local, s3, state = pair
+    want = trade_rows(local)
+    with pytest.raises(Crash):  # w2's three files a partition become one: new keys
+        rebuild(s3, ["w2"], journal_dir=state, hook=crash_at(step))
+    assert len(objstore.list_objects(s3, INTENT_DIR)) == 1  # the intent outlives the crash
+    if step in ("new-visible", "staged-removed"):  # old and new objects together: duplicates
+        assert trade_rows(s3) != want
+    if repair == "rebuild":
+        code, out = invoke("rebuild", "--data-dir", s3.url, "--journal-dir", str(state), "--writer-id", "w2")
+        assert code == 0, out
+    elif repair == "verify":
+        code, out = invoke("verify", "--data-dir", s3.url, "--journal-dir", str(state))
+        assert code == 0 and "finished an interrupted rebuild of writer w2" in out, out
+    else:  # what a capture runs before it records
+        objstore.open_store(s3, state)
+    assert objstore.list_objects(s3, INTENT_DIR) == []
+    assert trade_rows(s3) == want
+    keys = raw_keys(s3_server, s3)
+    assert all(not k.endswith("/") and size > 0 for k, size in keys), keys
+
+
+def test_rebuild_of_a_writer_without_a_journal_is_one_line(
+    pair: tuple[Path, S3Store, Path], tmp_path: Path
+) -> None:
+    local, s3, state = pair
+    for where in (["--data-dir", str(local)], ["--data-dir", s3.url, "--journal-dir", str(state)]):
+        code, out = invoke("rebuild", *where, "--writer-id", "nope")
+        assert code == 2, out
+        assert out.startswith("error: no journal of writer nope under ") and out.count("\n") == 1, out
+        assert "writers with a journal: w1, w2" in out
+    assert not (local / "_journal" / "nope").exists() and not (state / "_journal" / "nope").exists()
+    code, out = invoke("rebuild", "--data-dir", s3.url, "--journal-dir", str(tmp_path / "empty"))
+    assert code == 2 and "nothing to rebuild" in out and out.count("\n") == 1, out
