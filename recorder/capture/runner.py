@@ -90,6 +90,7 @@ class CaptureRequest:
     backfill: bool = False  # heal the recorded days' trade gaps from ka10079 afterwards
     compact: bool = True  # merge this writer's part files of the recorded days when it ends
     journal_keep_days: int | None = None  # then prune this writer's journal older than that
+    journal_archive: S3Store | None = None  # uploading each segment there before it is pruned
     # With an s3:// data_dir: the local journal and staged part files (default: objstore's
     # default_local_dir), and how often complete part files are uploaded while recording.
     journal_dir: Path | None = None
@@ -109,6 +110,7 @@ class RunResult:
     closed: Closed | None = None
     backfills: list[BackfillResult] = field(default_factory=list)
     compacted: CompactResult | None = None
+    journal_error: str | None = None  # segments kept because their archive failed
 
     def summary(self) -> str:
         """The final line; its counts are those of the last progress line."""
@@ -242,7 +244,16 @@ async def run_capture(
                 compact, req.data_dir, dates=sorted(days), writers=[cfg.writer]
             )
         if req.journal_keep_days is not None:
-            removed = await asyncio.to_thread(prune, local, req.journal_keep_days, writers=[cfg.writer])
+            from recorder.store.archive import archiver
+            from recorder.store.retention import PruneError
+
+            archive = archiver(req.journal_archive) if req.journal_archive is not None else None
+            try:
+                removed = await asyncio.to_thread(
+                    prune, local, req.journal_keep_days, writers=[cfg.writer], archive=archive
+                )
+            except PruneError as exc:
+                removed, run.journal_error = exc.removed, str(exc)
             log.info("journal: pruned %d segments older than %d days", len(removed), req.journal_keep_days)
         if req.backfill:
             for day in sorted(days):

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import click
 
 from recorder.cli.common import DATA_DIR, JOURNAL_DIR, check_date, handle_errors, keys_option
-from recorder.errors import ConfigError, RecorderError
+from recorder.cli.journal import JOURNAL_ARCHIVE
+from recorder.errors import ConfigError, RecorderError, StoreError
 
 if TYPE_CHECKING:
     from recorder.store.objstore import S3Store
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
     help="When the capture ends, remove this writer's journal segments older than DAYS days "
     "(never one with a frame not yet in Parquet); see recorder journal prune.",
 )
+@JOURNAL_ARCHIVE
 @click.option("--sim", is_flag=True, help="Start the embedded venue on loopback and record from it.")
 @click.option("--writer-id", help="Part-file writer id (default: host name; one per process).")
 @click.option(
@@ -131,6 +133,7 @@ def capture(
     backfill: bool,
     compact: bool,
     journal_keep: int | None,
+    journal_archive: S3Store | None,
     sim: bool,
     writer_id: str | None,
     trading_date: str | None,
@@ -162,6 +165,8 @@ def capture(
         check_date(trading_date)
     if duration and until:
         raise ConfigError("give --duration or --until, not both")
+    if journal_archive is not None and journal_keep is None:
+        raise ConfigError("--journal-archive archives what --journal-keep prunes: give --journal-keep too")
     seconds = options.parse_duration(duration) if duration else None
     until_close = until is not None and until.strip().lower() == "close"
     if until and not until_close:
@@ -193,10 +198,13 @@ def capture(
         backfill=backfill,
         compact=compact,
         journal_keep_days=journal_keep,
+        journal_archive=journal_archive,
         journal_dir=journal_dir,
     )
     result = asyncio.run(run_capture(req))
     click.echo(result.summary())
+    if result.journal_error:
+        raise StoreError(f"journal archive: {result.journal_error}")
     failed = [f for b in result.backfills for f in b.failed]
     if failed:
         raise RecorderError(

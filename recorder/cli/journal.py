@@ -3,10 +3,47 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from recorder.cli.common import LOCAL_DATA_DIR, handle_errors
+from recorder.cli.common import DATA_DIR, JOURNAL_DIR, handle_errors
+from recorder.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    from recorder.store.objstore import S3Store
+
+
+def _archive(ctx: click.Context, param: click.Parameter, value: str | None) -> S3Store | None:
+    from recorder.cli.common import OptionError
+    from recorder.store.archive import parse_archive
+
+    try:
+        return parse_archive(value) if value is not None else None
+    except ConfigError as exc:
+        raise OptionError(str(exc)) from None
+
+
+#: ``--journal-archive`` of ``journal prune`` and ``capture``.
+JOURNAL_ARCHIVE = click.option(
+    "--journal-archive",
+    "journal_archive",
+    metavar="S3_URL",
+    callback=_archive,
+    help="Upload each segment to be pruned, compressed, to <S3_URL>/<writer>/seg-….jnl.zst first "
+    "(checked by size); a segment whose upload fails is kept, and the exit status is 1.",
+)
+
+
+def _local(data_dir: Path | S3Store, journal_dir: Path | None) -> Path:
+    """The folder holding the journal: the store itself, or an s3:// store's --journal-dir."""
+    from recorder.store.objstore import local_dir_for
+
+    local = local_dir_for(data_dir, journal_dir)
+    assert local is not None
+    if isinstance(data_dir, Path) and not data_dir.is_dir():
+        raise ConfigError(f"no store at {data_dir}: the folder does not exist")
+    return local
 
 
 @click.group()
@@ -18,16 +55,19 @@ def journal() -> None:
 
 
 @journal.command("ls")
-@LOCAL_DATA_DIR
+@DATA_DIR
+@JOURNAL_DIR
 @handle_errors
-def ls(data_dir: Path) -> None:
+def ls(data_dir: Path | S3Store, journal_dir: Path | None) -> None:
     """One line per segment: writer, frames, first date (KST), bytes on disk, compressed or
-    plain, and whether all of it is in Parquet."""
+    plain, and whether all of it is in Parquet (from the journal's checkpoint). An s3://
+    store's journal is local: in --journal-dir."""
     from recorder.store.retention import segments
 
-    segs = segments(data_dir)
+    local = _local(data_dir, journal_dir)
+    segs = segments(local)
     if not segs:
-        click.echo(f"no journal in {data_dir}")
+        click.echo(f"no journal in {local}")
         return
     click.echo(f"{'writer':<20} {'frames':>27} {'first date':<10} {'bytes':>14} {'form':<10} parquet")
     for s in segs:
@@ -41,7 +81,8 @@ def ls(data_dir: Path) -> None:
 
 
 @journal.command()
-@LOCAL_DATA_DIR
+@DATA_DIR
+@JOURNAL_DIR
 @click.option(
     "--keep",
     "keep_days",
@@ -49,20 +90,36 @@ def ls(data_dir: Path) -> None:
     type=click.IntRange(min=0),
     help="Keep the journal of the last DAYS days (KST); older segments that are all in Parquet go.",
 )
+@JOURNAL_ARCHIVE
 @handle_errors
-def prune(data_dir: Path, keep_days: int) -> None:
+def prune(
+    data_dir: Path | S3Store, journal_dir: Path | None, keep_days: int, journal_archive: S3Store | None
+) -> None:
     """Remove journal segments older than --keep days. Never one holding a frame not yet in
-    Parquet, never a writer's last segment. Frames removed can no longer be rebuilt: the line
-    printed says from which date each writer's journal is whole."""
+    Parquet, never a writer's last segment. Frames removed can no longer be rebuilt (unless
+    archived): the line printed says from which date each writer's journal is whole."""
+    from recorder.store.archive import archiver
+    from recorder.store.retention import PruneError, segments
     from recorder.store.retention import prune as prune_segments
-    from recorder.store.retention import segments
 
-    removed = prune_segments(data_dir, keep_days)
+    local = _local(data_dir, journal_dir)
+    error: PruneError | None = None
+    try:
+        removed = prune_segments(
+            local, keep_days, archive=archiver(journal_archive) if journal_archive is not None else None
+        )
+    except PruneError as exc:
+        removed, error = exc.removed, exc
     freed = sum(s.bytes for s in removed)
     click.echo(f"removed {len(removed)} segments ({freed:,} bytes)")
     first: dict[str, str | None] = {}
-    for s in segments(data_dir):
+    for s in segments(local):
         first.setdefault(s.writer, s.first_date)
     for writer, date in first.items():
         since = date or "its start"
-        click.echo(f"writer {writer}: the journal is whole from {since}; earlier dates cannot be rebuilt")
+        before = "earlier dates cannot be rebuilt"
+        if journal_archive is not None:
+            before = f"earlier segments archived in {journal_archive}/{writer}/"
+        click.echo(f"writer {writer}: the journal is whole from {since}; {before}")
+    if error is not None:
+        raise StoreError(f"journal archive: {error}")

@@ -282,10 +282,11 @@ def scan(store: S3Store, tables: Iterable[str] | None = None, date: str | None =
 
 
 def put_file(store: S3Store, local: Path, rel: str) -> None:
-    """Upload ``local`` as the object ``rel``, whole (it appears complete or not at all)."""
+    """Upload ``local`` as the object ``rel``, whole (it appears complete or not at all).
+    No ``compression`` (here and in reads): pyarrow would (de)compress a ``.zst`` key."""
 
     def go() -> None:
-        with open(local, "rb") as src, store.fs.open_output_stream(store.key(rel)) as dst:
+        with open(local, "rb") as src, store.fs.open_output_stream(store.key(rel), compression=None) as dst:
             while chunk := src.read(_CHUNK):
                 dst.write(chunk)
 
@@ -294,7 +295,7 @@ def put_file(store: S3Store, local: Path, rel: str) -> None:
 
 def put_bytes(store: S3Store, rel: str, data: bytes) -> None:
     def go() -> None:
-        with store.fs.open_output_stream(store.key(rel)) as dst:
+        with store.fs.open_output_stream(store.key(rel), compression=None) as dst:
             dst.write(data)
 
     _call(store, f"write {rel} in", go)
@@ -302,7 +303,7 @@ def put_bytes(store: S3Store, rel: str, data: bytes) -> None:
 
 def get_bytes(store: S3Store, rel: str) -> bytes:
     def go() -> bytes:
-        with store.fs.open_input_stream(store.key(rel)) as src:
+        with store.fs.open_input_stream(store.key(rel), compression=None) as src:
             return bytes(src.read())
 
     return _call(store, f"read {rel} in", go)  # type: ignore[no-any-return]
@@ -314,7 +315,7 @@ def get_file(store: S3Store, obj: Obj, local: Path) -> None:
     def go() -> None:
         local.parent.mkdir(parents=True, exist_ok=True)
         tmp = local.with_name(f".{local.name}.tmp")
-        with store.fs.open_input_stream(store.key(obj.rel)) as src, open(tmp, "wb") as dst:
+        with store.fs.open_input_stream(store.key(obj.rel), compression=None) as src, open(tmp, "wb") as dst:
             while chunk := src.read(_CHUNK):
                 dst.write(chunk)
         os.replace(tmp, local)
@@ -323,8 +324,8 @@ def get_file(store: S3Store, obj: Obj, local: Path) -> None:
 
 
 def delete(store: S3Store, rel: str) -> None:
-    """Delete one object (not pyarrow's delete_file: it leaves a folder marker; see s3delete)."""
-    from recorder.store.s3delete import delete_one
+    """Delete one object (not pyarrow's delete_file: it leaves a folder marker; see s3client)."""
+    from recorder.store.s3client import delete_one
 
     delete_one(store, rel)
 

@@ -11,7 +11,9 @@ it. Recovery, ``rebuild`` and ``verify`` read compressed segments as they read p
 Pruning removes whole segments older than a number of days, never one holding a record that
 is not in Parquet, and never a writer's last segment (it carries the frame numbering on across
 restarts, which exactly-once resume depends on). Frames pruned from the journal can no longer
-be rebuilt: :func:`rebuildable_from` says from which frame a writer's journal is whole.
+be rebuilt: :func:`rebuildable_from` says from which frame a writer's journal is whole. With
+an archive (``--journal-archive s3://…``, :mod:`recorder.store.archive`) each segment is
+uploaded, compressed, before it is removed; one whose upload fails is kept.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recorder.errors import JournalError
+from recorder.errors import JournalError, RecorderError
 from recorder.kiwoom.time import kst_date
 from recorder.store.fs import fsync_dir, fsync_path, private_opener
 from recorder.store.journal import _CLEAN, ZST, _Cursor, list_segments, list_writers, read_checkpoint
@@ -159,20 +161,45 @@ def _first_date(first: int, path: Path) -> str | None:
     return kst_date(got[0].recv_ts_ns) if got else None
 
 
+class PruneError(JournalError):
+    """Some segments were kept because their archive failed; ``removed`` were pruned."""
+
+    def __init__(self, message: str, removed: list[SegmentInfo]) -> None:
+        super().__init__(message)
+        self.removed = removed
+
+
+#: Archives a segment before it is pruned; returns the file holding it now (the archiver may
+#: have compressed it). Raises RecorderError if the segment must be kept.
+Archiver = Callable[[SegmentInfo], Path]
+
+
 def prune(
-    data_dir: Path, keep_days: int, *, writers: Iterable[str] | None = None, now_ns: int | None = None
+    data_dir: Path,
+    keep_days: int,
+    *,
+    writers: Iterable[str] | None = None,
+    now_ns: int | None = None,
+    archive: Archiver | None = None,
 ) -> list[SegmentInfo]:
     """Remove the segments whose every record is older than ``keep_days`` days (KST dates before
     today minus ``keep_days``), in Parquet, and not a writer's last; returns what was removed.
 
     A segment's records end where the next segment's begin, so its age is the next one's first
-    date. Raises JournalError when a file cannot be removed.
+    date. With ``archive``, each segment is archived first; one whose archive fails is kept,
+    with every later segment of its writer (the journal stays whole from a date), the other
+    writers are pruned, and then :class:`PruneError` says what was kept.
+
+    Raises:
+        JournalError: a file cannot be removed.
+        PruneError: an archive failed (after every other segment was pruned).
     """
     if keep_days < 0:
         raise ValueError("keep_days must be >= 0")
     today = dt.date.fromisoformat(kst_date(now_ns if now_ns is not None else time.time_ns()))
     cutoff = (today - dt.timedelta(days=keep_days)).isoformat()
-    removed = []
+    removed: list[SegmentInfo] = []
+    failed: list[str] = []
     only = set(writers) if writers is not None else None
     for writer, segs in _by_writer(segments(data_dir)):
         if only is not None and writer not in only:
@@ -181,13 +208,23 @@ def prune(
             # every record of seg is older than nxt's first record
             if not seg.in_parquet or nxt.first_date is None or nxt.first_date >= cutoff:
                 break
+            path = seg.path
+            if archive is not None:
+                try:
+                    path = archive(seg)
+                except RecorderError as exc:
+                    failed.append(f"{exc}; writer {writer}'s segments from {seg.path.name} on are kept")
+                    log.error("%s", failed[-1])
+                    break
             try:
-                seg.path.unlink()
+                path.unlink()
             except OSError as exc:
-                raise JournalError(f"cannot remove journal segment {seg.path}: {exc}") from exc
+                raise JournalError(f"cannot remove journal segment {path}: {exc}") from exc
             removed.append(seg)
         if removed:
             fsync_dir(journal_root(data_dir, writer))
+    if failed:
+        raise PruneError("; ".join(failed), removed)
     return removed
 
 

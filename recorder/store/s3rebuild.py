@@ -40,7 +40,7 @@ from recorder.store.journal import JournalWriter, read_records
 from recorder.store.layout import INTENT_DIR, journal_root, parse_part
 from recorder.store.objstore import S3Store
 from recorder.store.pipeline import Pipeline, PipelineStats
-from recorder.store.s3delete import delete_many
+from recorder.store.s3client import delete_many
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,14 @@
 """Deleting objects of an ``s3://`` store without leaving "folder" marker objects behind.
 
-pyarrow's ``S3FileSystem.delete_file`` writes an empty ``<parent>/`` object after each delete
-(so that the "directory" seems to survive), and nothing removes it: a compacted or rebuilt
-store filled up with zero-byte keys ending in ``/``. Deletes therefore go through botocore
-(``DeleteObject``, or ``DeleteObjects`` by the thousand), configured from the same ``AWS_*``
-variables as the pyarrow filesystem (:func:`recorder.store.objstore.s3_options`); without keys
-in the environment, botocore's own chain (``~/.aws``, the instance's role) answers, as
-pyarrow's does. Keys are never logged nor put in an error.
+pyarrow's ``S3FileSystem.delete_file`` writes an empty ``<parent>/`` object after each
+delete (so that the "directory" seems to survive), and nothing removes it: a compacted or
+rebuilt store filled up with zero-byte keys ending in ``/``. Deletes therefore go through
+botocore (``DeleteObject``, or ``DeleteObjects`` by the thousand).
+
+The client is configured from the same ``AWS_*`` variables as the pyarrow filesystem
+(:func:`recorder.store.objstore.s3_options`); without keys in the environment, botocore's own
+chain (``~/.aws``, the instance's role) answers, as pyarrow's does. Keys are never logged nor
+put in an error.
 """
 
 from __future__ import annotations
