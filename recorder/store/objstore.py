@@ -684,7 +684,7 @@ def verify_remote(
     from recorder.store.verify import VerifyReport, verify
 
     try:
-        finished = finish_compactions(store) + finish_rebuilds(store, local_dir_for(store, journal_dir))
+        finished = finish_compactions(store) + finish_rebuilds(store, journal_dir or default_local_dir(store))
         _, local = open_store(store, journal_dir)
         with local_view(store, scratch_dir=scratch_dir) as copy:
             if local is not None and (local / JOURNAL_DIR).is_dir():

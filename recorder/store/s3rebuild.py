@@ -18,12 +18,15 @@ start of a capture or an ingest): when every new object is there with its bytes 
 forward (4, then 5), otherwise it rolls back (deletes the new objects that are not old ones;
 an old key replaced by its new object holds the same frames, so the store is whole again) and
 the next rebuild starts over. The writer's journal lock is held throughout, so no capture of
-that writer runs meanwhile on this host.
+that writer runs meanwhile on this host. An intent is replayed only on the host holding that
+writer's journal, and only when its lock is free: another host's rebuild, or one still
+running here, is left alone.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import uuid
@@ -34,10 +37,11 @@ import orjson
 
 from recorder.errors import StoreError
 from recorder.store import objstore
+from recorder.store.fs import acquire_lock
 from recorder.store.inventory import Part
 from recorder.store.inventory import scan as scan_local
 from recorder.store.journal import JournalWriter, read_records
-from recorder.store.layout import INTENT_DIR, journal_root, parse_part
+from recorder.store.layout import INTENT_DIR, LOCK, journal_root, parse_part
 from recorder.store.objstore import S3Store
 from recorder.store.pipeline import Pipeline, PipelineStats
 from recorder.store.s3client import delete_many
@@ -97,10 +101,10 @@ def rebuild_writer(
     return len(gone), len(new), pipe.stats
 
 
-def finish_rebuilds(store: S3Store, local: Path | None = None) -> list[str]:
-    """Replay the intents of interrupted rebuilds (see the module docstring); returns what was
-    done, one line each. ``local``: the local store, whose staged files of a writer whose
-    rebuild rolls forward are removed too.
+def finish_rebuilds(store: S3Store, local: Path) -> list[str]:
+    """Replay the intents of interrupted rebuilds of the writers whose journal is in ``local``
+    (see the module docstring); returns what was done, one line each. A writer's part files
+    staged in ``local`` are removed when its rebuild rolls forward.
 
     Raises:
         StoreError: an intent cannot be read or names keys outside the store's layout.
@@ -123,15 +127,30 @@ def finish_rebuilds(store: S3Store, local: Path | None = None) -> list[str]:
             raise StoreError(f"rebuild intent {store.url}/{ikey} cannot be read: {exc}") from exc
         if not all((p := parse_part(rel)) is not None and p.writer == writer for rel in [*new, *old]):
             raise StoreError(f"rebuild intent {store.url}/{ikey} names keys outside the store's layout")
-        if all(sizes.get(rel) == size for rel, size in new.items()):
-            if local is not None:
+        root = journal_root(local, writer)
+        if not root.is_dir():
+            log.info("a rebuild of writer %s (%s) is left to the host with its journal", writer, ikey)
+            continue
+        try:
+            fd = acquire_lock(root / LOCK)
+        except BlockingIOError:
+            log.info(
+                "writer %s is rebuilding or capturing: its rebuild intent %s is left alone", writer, ikey
+            )
+            continue
+        except OSError as exc:
+            raise StoreError(f"cannot open lock file {root / LOCK}: {exc.strerror}") from exc
+        try:
+            if all(sizes.get(rel) == size for rel, size in new.items()):
                 _remove_staged(local, writer)
-            delete_many(store, sorted(set(old) - set(new)))
-            what = "finished"
-        else:
-            delete_many(store, sorted(set(new) - set(old)))
-            what = "rolled back (run recorder rebuild again)"
-        objstore.delete(store, ikey)
+                delete_many(store, sorted(set(old) - set(new)))
+                what = "finished"
+            else:
+                delete_many(store, sorted(set(new) - set(old)))
+                what = "rolled back (run recorder rebuild again)"
+            objstore.delete(store, ikey)
+        finally:
+            os.close(fd)
         done.append(f"{what} an interrupted rebuild of writer {writer}")
         log.warning("%s", done[-1])
     return done

@@ -59,6 +59,23 @@ class S3Server:
         pafs.S3FileSystem(**opts, allow_bucket_creation=True).create_dir(name)
         return S3Store(name, prefix)
 
+    def raw_keys(self, store: S3Store) -> list[tuple[str, int]]:
+        """Every key of the store's bucket and its size, listed with botocore (not through the
+        recorder, whose listings skip "folder" markers)."""
+        import botocore.session
+
+        client = botocore.session.get_session().create_client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+        )
+        out = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=store.bucket):
+            out.extend((o["Key"], o["Size"]) for o in page.get("Contents", []))
+        return out
+
     def requests(self) -> Counter[str]:
         with self.counter.mutex:
             return Counter(self.counter.counts)

@@ -3,6 +3,7 @@ same store, its crash window, and a bucket left without "folder" marker objects.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,33 +11,18 @@ import pytest
 
 from recorder.store import objstore
 from recorder.store.compact import compact
+from recorder.store.fs import acquire_lock
 from recorder.store.inventory import scan
-from recorder.store.layout import INTENT_DIR
+from recorder.store.layout import INTENT_DIR, LOCK, journal_root
 from recorder.store.objstore import S3Store
 from recorder.store.rebuild import rebuild
+from recorder.store.s3rebuild import finish_rebuilds
 from tests.s3.conftest import S3Server
 from tests.s3.test_s3_maintenance import invoke, tables_of, trade_rows
 
 
 class Crash(Exception):
     pass
-
-
-def raw_keys(server: S3Server, store: S3Store) -> list[tuple[str, int]]:
-    """Every key of the bucket and its size, listed with botocore (not through the recorder)."""
-    import botocore.session
-
-    client = botocore.session.get_session().create_client(
-        "s3",
-        endpoint_url=server.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=server.env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=server.env["AWS_SECRET_ACCESS_KEY"],
-    )
-    out = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=store.bucket):
-        out.extend((o["Key"], o["Size"]) for o in page.get("Contents", []))
-    return out
 
 
 def part_names(where: Path | S3Store) -> list[str]:
@@ -62,7 +48,7 @@ def test_rebuild_on_s3_gives_the_local_rebuild_table_by_table(
     code, out = invoke("verify", "--data-dir", s3.url, "--journal-dir", str(state))
     assert code == 0, out
     # compaction and rebuild deleted objects: the bucket holds no zero-byte "folder" marker
-    keys = raw_keys(s3_server, s3)
+    keys = s3_server.raw_keys(s3)
     assert keys and all(not k.endswith("/") and size > 0 for k, size in keys), keys
 
 
@@ -102,7 +88,7 @@ def test_a_rebuild_interrupted_on_s3_is_repaired(
         objstore.open_store(s3, state)
     assert objstore.list_objects(s3, INTENT_DIR) == []
     assert trade_rows(s3) == want
-    keys = raw_keys(s3_server, s3)
+    keys = s3_server.raw_keys(s3)
     assert all(not k.endswith("/") and size > 0 for k, size in keys), keys
 
 
@@ -118,3 +104,22 @@ def test_rebuild_of_a_writer_without_a_journal_is_one_line(
     assert not (local / "_journal" / "nope").exists() and not (state / "_journal" / "nope").exists()
     code, out = invoke("rebuild", "--data-dir", s3.url, "--journal-dir", str(tmp_path / "empty"))
     assert code == 2 and "nothing to rebuild" in out and out.count("\n") == 1, out
+
+
+def test_a_rebuild_intent_is_replayed_only_by_its_writer_s_host_when_idle(
+    pair: tuple[Path, S3Store, Path], tmp_path: Path
+) -> None:
+    local, s3, state = pair
+    with pytest.raises(Crash):
+        rebuild(s3, ["w2"], journal_dir=state, hook=crash_at("new-visible"))
+    other = tmp_path / "other-host"
+    (other / "_journal" / "w1").mkdir(parents=True)
+    assert finish_rebuilds(s3, other) == []  # w2's journal is not on that host
+    fd = acquire_lock(journal_root(state, "w2") / LOCK)  # as while w2 rebuilds or captures
+    try:
+        assert finish_rebuilds(s3, state) == []
+    finally:
+        os.close(fd)
+    assert len(objstore.list_objects(s3, INTENT_DIR)) == 1 and trade_rows(s3) != trade_rows(local)
+    assert finish_rebuilds(s3, state) == ["finished an interrupted rebuild of writer w2"]
+    assert objstore.list_objects(s3, INTENT_DIR) == [] and trade_rows(s3) == trade_rows(local)
