@@ -8,19 +8,21 @@ no multi-object swap, so, as compaction on S3 does, an intent object comes first
 1. ``_compaction/rebuild-<id>.json`` names the writer, the objects to upload (``new``: key
    and bytes) and the writer's objects before (``old``);
 2. every new object is uploaded whole (the same key as an old one replaces it);
-3. the writer's part files staged in the local store are removed (the journal holds them);
+3. the writer's journal checkpoint moves to the last frame decoded (every frame is in the
+   bucket now: a capture's recovery must not decode them again), and the writer's part files
+   staged in the local store are removed (the journal holds them);
 4. the old objects that are not new ones are deleted;
 5. the intent is deleted.
 
 A crash between 1 and 4 leaves old and new objects together (duplicate rows) until the intent
 is replayed by :func:`finish_rebuilds` (the next ``rebuild``, ``verify``, ``compact``, or the
 start of a capture or an ingest): when every new object is there with its bytes it rolls
-forward (4, then 5), otherwise it rolls back (deletes the new objects that are not old ones;
-an old key replaced by its new object holds the same frames, so the store is whole again) and
-the next rebuild starts over. The writer's journal lock is held throughout, so no capture of
-that writer runs meanwhile on this host. An intent is replayed only on the host holding that
-writer's journal, and only when its lock is free: another host's rebuild, or one still
-running here, is left alone.
+forward (3 to 5; the intent carries the checkpoint), otherwise it rolls back (deletes the new
+objects that are not old ones; an old key replaced by its new object holds the same frames,
+so the store is whole again) and the next rebuild starts over. The writer's journal lock is
+held throughout, so no capture of that writer runs meanwhile on this host. An intent is
+replayed only on the host holding that writer's journal, and only when its lock is free:
+another host's rebuild, or one still running here, is left alone.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -40,7 +43,7 @@ from recorder.store import objstore
 from recorder.store.fs import acquire_lock
 from recorder.store.inventory import Part
 from recorder.store.inventory import scan as scan_local
-from recorder.store.journal import JournalWriter, read_records
+from recorder.store.journal import JournalWriter, read_checkpoint, read_records, write_checkpoint
 from recorder.store.layout import INTENT_DIR, LOCK, journal_root, parse_part
 from recorder.store.objstore import S3Store
 from recorder.store.pipeline import Pipeline, PipelineStats
@@ -84,11 +87,13 @@ def rebuild_writer(
                 "writer": writer,
                 "new": [{"name": rel, "bytes": p.size} for rel, p in sorted(new.items())],
                 "old": [{"name": rel, "bytes": size} for rel, size in sorted(old.items())],
+                "checkpoint": {"fno": pipe.last_fno, "state": pipe.state()},
             }
             objstore.put_bytes(store, ikey, orjson.dumps(intent))
             _step(hook, "intent-written")
             objstore._parallel(lambda rel: objstore.put_file(store, new[rel].path, rel), sorted(new))
             _step(hook, "new-visible")
+            _advance_checkpoint(root, intent["checkpoint"])
             _remove_staged(local, writer)
             _step(hook, "staged-removed")
             gone = sorted(set(old) - set(new))
@@ -142,6 +147,7 @@ def finish_rebuilds(store: S3Store, local: Path) -> list[str]:
             raise StoreError(f"cannot open lock file {root / LOCK}: {exc.strerror}") from exc
         try:
             if all(sizes.get(rel) == size for rel, size in new.items()):
+                _advance_checkpoint(root, it.get("checkpoint"))
                 _remove_staged(local, writer)
                 delete_many(store, sorted(set(old) - set(new)))
                 what = "finished"
@@ -158,6 +164,15 @@ def finish_rebuilds(store: S3Store, local: Path) -> list[str]:
 
 def _objects_of(store: S3Store, writer: str) -> list[Part]:
     return [p for p in objstore.scan(store).parts if p.writer == writer]
+
+
+def _advance_checkpoint(root: Path, checkpoint: Any) -> None:
+    """Every frame the rebuild decoded is in the bucket now: the journal checkpoint says so
+    (with the pipeline's state after it), so that a capture's recovery does not decode them
+    again into part files the bucket would then hold twice."""
+    if not isinstance(checkpoint, dict) or int(checkpoint["fno"]) <= read_checkpoint(root):
+        return
+    write_checkpoint(root, int(checkpoint["fno"]), checkpoint["state"])
 
 
 def _remove_staged(local: Path, writer: str) -> None:
