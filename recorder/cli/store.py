@@ -181,10 +181,8 @@ def rebuild(data_dir: Path | S3Store, writers: tuple[str, ...], journal_dir: Pat
     intent object, so an interrupted rebuild is finished or undone by the next rebuild,
     verify or compact (docs/s3.md).
     """
-    from recorder.store.objstore import open_store
     from recorder.store.rebuild import rebuild as do_rebuild
 
-    open_store(data_dir, journal_dir)  # s3: interrupted compactions and rebuilds, staged files
     r = do_rebuild(data_dir, list(writers) or None, journal_dir=journal_dir)
     click.echo(
         f"rebuilt writers {', '.join(r.writers)}: removed {r.removed} part files, "

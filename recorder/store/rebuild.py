@@ -17,7 +17,7 @@ from recorder.errors import ConfigError, StoreError
 from recorder.store.inventory import scan
 from recorder.store.journal import JournalWriter, list_writers, read_records
 from recorder.store.layout import JOURNAL_DIR, journal_root
-from recorder.store.objstore import Location, S3Store, local_dir_for
+from recorder.store.objstore import Location, S3Store, local_dir_for, open_store
 from recorder.store.pipeline import Pipeline, PipelineStats
 from recorder.store.retention import rebuildable_from
 from recorder.store.s3rebuild import Hook
@@ -62,6 +62,8 @@ def rebuild(
         have = f"writers with a journal: {', '.join(known)}" if known else "it holds none"
         raise ConfigError(f"no journal of writer {missing[0]} under {jdir} ({have}); nothing done")
     if isinstance(data_dir, S3Store):
+        _check_whole(local, writers)
+        open_store(data_dir, local)  # interrupted compactions and rebuilds, files left staged
         return _rebuild_s3(data_dir, local, writers, hook)
     removed = files = 0
     total = PipelineStats()
@@ -81,10 +83,8 @@ def rebuild(
 
 
 def _rebuild_s3(store: S3Store, local: Path, writers: list[str], hook: Hook | None) -> RebuildResult:
-    from recorder.store.s3rebuild import finish_rebuilds, rebuild_writer
+    from recorder.store.s3rebuild import rebuild_writer
 
-    _check_whole(local, writers)
-    finish_rebuilds(store, local)  # an earlier rebuild's crash first
     removed = files = 0
     total = PipelineStats()
     for writer in writers:
