@@ -94,7 +94,7 @@ def build_random_store(root: Path, seed: int, n_symbols: int, files: int, rows: 
 # --------------------------------------------------------------------------- byte for byte
 
 
-@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**32 - 1),
     n_symbols=st.integers(1, len(CODES)),
