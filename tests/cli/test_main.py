@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow.parquet as pq
 import pytest
 
 import queries
@@ -267,7 +268,11 @@ def test_a_capture_compacts_its_part_files_when_it_ends(
     done = capture_until(vt, capture_cmd(vt, tmp_path, *extra), env, logins=1, trades=80)
     assert done.returncode == 0, done.stderr
     assert stored_rows(tmp_path, "trades") == journal_rows(tmp_path, "cli", "trades")
-    per_partition = collections.Counter(p.parent for p in tmp_path.glob("trades/*/*/*.parquet"))
+    files = list(tmp_path.glob("trades/*/*/*.parquet"))
+    per_partition = collections.Counter(p.parent for p in files)
+    # live part files are snappy (cheaper on the capture's path), merged ones zstd
+    codecs = {pq.ParquetFile(f).metadata.row_group(0).column(0).compression for f in files}
+    assert codecs == ({"ZSTD"} if compact else {"SNAPPY"})
     if compact:
         assert set(per_partition.values()) == {1} and "compacted" in done.stdout
         assert verify_store.verify(tmp_path).status == "clean"
