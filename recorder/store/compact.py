@@ -11,7 +11,8 @@ would pull files from under other writers writing into it). So, per group:
 
 1. an intent ``_compaction/intent-<id>.json`` naming the output and each input (name, bytes)
    and the row count is written atomically (temp, fsync, rename, fsync dir);
-2. the merged file is written with :func:`recorder.store.sink.write_part` (temp, fsync, rename);
+2. the merged file is written with :func:`recorder.store.encoding.write_compacted` (temp, fsync,
+   rename; its own per-column encodings and zstd level);
 3. the inputs are unlinked, then their directory is fsynced;
 4. the intent is unlinked.
 
@@ -56,6 +57,7 @@ import pyarrow.parquet as pq
 
 from recorder.errors import ConfigError, StoreError
 from recorder.kiwoom.fields import TABLES
+from recorder.store.encoding import write_compacted
 from recorder.store.fs import acquire_lock, fsync_dir, write_atomic
 from recorder.store.inventory import Part, scan
 from recorder.store.layout import (
@@ -69,7 +71,6 @@ from recorder.store.layout import (
     part_name,
     temp_path,
 )
-from recorder.store.sink import write_part
 
 if TYPE_CHECKING:
     from recorder.store.objstore import S3Store
@@ -131,7 +132,7 @@ class LocalFiles:
             return None
 
     def write_part(self, t: pa.Table, path: Path) -> int:
-        write_part(t, path)
+        write_compacted(t, path)  # its own encodings and zstd level (recorder.store.encoding)
         return path.stat().st_size
 
     def remove(self, path: Path) -> None:
