@@ -11,13 +11,23 @@ import datetime as dt
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recorder.capture.assign import shard_items
 from recorder.capture.backfill import BackfillResult, run_backfill
+from recorder.capture.diskcheck import (
+    BYTES_PER_CODE_S,
+    FALLBACK_S,
+    DiskWatch,
+    FreeBytes,
+    check_disk,
+    default_floor,
+    disk_free,
+    estimate,
+)
 from recorder.capture.live import Capture, CaptureConfig, CaptureResult, PartWriter, install_signal_handlers
 from recorder.capture.metrics import MetricsServer
 from recorder.capture.progress import read_figures, report, summary_line
@@ -28,10 +38,10 @@ from recorder.client.session import SessionTuning
 from recorder.errors import ConfigError, StoreError
 from recorder.kiwoom.calendar import Closed, TradingDay, kst_today, trading_day
 from recorder.kiwoom.items import split_item
-from recorder.kiwoom.limits import check_codes
+from recorder.kiwoom.limits import MAX_CODES_PER_KEY, check_codes
 from recorder.kiwoom.time import kst_date
 from recorder.store.compact import CompactResult, compact
-from recorder.store.layout import default_writer_id
+from recorder.store.layout import JOURNAL_DIR, default_writer_id
 from recorder.store.objstore import S3Store, Uploader, local_dir_for, open_store, publish
 from recorder.store.retention import prune
 
@@ -99,6 +109,14 @@ class CaptureRequest:
     relay_host: str = "127.0.0.1"
     relay_secret_file: Path | None = None  # mode 0600: any app key with this secret gets a token
     relay_queue_bytes: int = 16 << 20  # bytes a relay client has not taken before it is cut
+    # Disk safety (recorder.capture.diskcheck): refuse | warn | off before the start; the bytes a
+    # code takes per second of session; the free bytes under which a running capture warns
+    # (None: an hour of the universe, at least 1 GiB); how free space is read (tests fake it).
+    disk_check: str = "refuse"
+    disk_rate: float = BYTES_PER_CODE_S
+    disk_floor: int | None = None
+    disk_free: FreeBytes = disk_free
+    disk_every_s: float = 30.0
 
 
 @dataclass
@@ -173,6 +191,16 @@ async def run_capture(
     remote = req.data_dir if isinstance(req.data_dir, S3Store) else None
     local = local_dir_for(req.data_dir, req.journal_dir)
     assert local is not None
+    codes = _codes(req, symbols, market, len(keys) if keys else 1)
+    need = estimate(
+        codes,
+        plan.duration_s or _session_seconds(req, symbols, market),
+        store=local,
+        journal=local / JOURNAL_DIR,
+        bytes_per_code_s=req.disk_rate,
+        free=req.disk_free,
+    )
+    check_disk(need, req.disk_check)  # before any network call: the day's need against free space
     if remote is not None:
         # Interrupted compactions are finished, and what a crash left staged goes up, first.
         await asyncio.to_thread(open_store, remote, req.journal_dir)
@@ -211,6 +239,10 @@ async def run_capture(
         reporter = (
             asyncio.create_task(report(cap.stats, finished, every_s=progress_every_s)) if progress else None
         )
+        if req.disk_check != "off":
+            floor = req.disk_floor if req.disk_floor is not None else default_floor(codes, req.disk_rate)
+            watch = DiskWatch(list(need.need), floor, req.disk_free)
+            await stack.enter_async_context(_watching(watch, req.disk_every_s))
         uploader = Uploader(remote, local, req.upload_every_s) if remote is not None else None
         if uploader is not None:
             uploader.start()
@@ -259,6 +291,47 @@ async def run_capture(
             for day in sorted(days):
                 run.backfills.append(await run_backfill(req.data_dir, day, endpoints.rest_url, cfg.keys))
     return run
+
+
+def _codes(req: CaptureRequest, symbols: Sequence[str], market: str | None, keys: int) -> int:
+    """Codes the capture records: the items of this shard, or for a market universe (listed
+    only later) the most the keys may record; the embedded venue's symbols for a bare --sim."""
+    if market is not None and not (req.sim and not req.symbols and not req.universe):
+        return keys * MAX_CODES_PER_KEY
+    if market is not None:
+        return req.sim_symbols * (2 if _nxt(req) else 1)
+    return len(shard_items(symbols, *req.shard))
+
+
+def _session_seconds(req: CaptureRequest, symbols: Sequence[str], market: str | None) -> float:
+    """Seconds of the day's sessions still ahead for the recorded venues (see diskcheck)."""
+    day = _calendar_day(req)
+    if isinstance(day, Closed):
+        return FALLBACK_S
+    venues = recorded_venues(symbols, market, _nxt(req))
+    now = dt.datetime.fromtimestamp(req.clock() / 1e9, dt.UTC)
+    starts = [s.start for v in venues for s in day.venues.get(v, ())]
+    start = max(now, min(starts)) if starts else now
+    left = (day.close(tuple(venues)) - start).total_seconds() + req.grace_s
+    return left if left > 0 else FALLBACK_S
+
+
+@contextlib.asynccontextmanager
+async def _watching(watch: DiskWatch, every_s: float) -> AsyncIterator[None]:
+    """Check ``watch`` every ``every_s`` seconds while the block runs."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.to_thread(watch.check)
+            await asyncio.sleep(every_s)  # a polling period, not a synchronisation
+
+    task = asyncio.create_task(loop(), name="disk-watch")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _start_metrics(

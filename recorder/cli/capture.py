@@ -115,6 +115,26 @@ if TYPE_CHECKING:
     show_default=True,
     help="Log lines as text, or one JSON object per line (ts, level, logger, message).",
 )
+@click.option(
+    "--disk-check",
+    type=click.Choice(["refuse", "warn", "off"]),
+    default="refuse",
+    show_default=True,
+    help="Before connecting, estimate the day's disk need (codes x session hours x --disk-rate) and "
+    "refuse to start, or only warn, when the journal's or the store's file system has less free.",
+)
+@click.option(
+    "--disk-rate",
+    default="2340",
+    show_default=True,
+    help="Bytes one code takes per second of session, journal and Parquet (2340: 4.5 entries/s x "
+    "520 bytes). See docs/deployment.md.",
+)
+@click.option(
+    "--disk-floor",
+    help="While recording, warn (once per crossing) when free space falls under this size, e.g. "
+    "20GB. Default: what the universe writes in an hour, at least 1 GiB.",
+)
 @JOURNAL_DIR
 @handle_errors
 def capture(
@@ -146,6 +166,9 @@ def capture(
     relay_host: str,
     relay_secret: Path | None,
     log_format: str,
+    disk_check: str,
+    disk_rate: str,
+    disk_floor: str | None,
     journal_dir: Path | None,
 ) -> None:
     """Capture trades and order books until --duration/--until or SIGINT/SIGTERM.
@@ -156,6 +179,7 @@ def capture(
     import asyncio
 
     from recorder.capture.assign import parse_shard
+    from recorder.capture.diskcheck import parse_size
     from recorder.capture.runner import CaptureRequest, run_capture
     from recorder.cli import logs, options
     from recorder.kiwoom.items import parse_items
@@ -200,6 +224,9 @@ def capture(
         journal_keep_days=journal_keep,
         journal_archive=journal_archive,
         journal_dir=journal_dir,
+        disk_check=disk_check,
+        disk_rate=parse_size(disk_rate),
+        disk_floor=int(parse_size(disk_floor)) if disk_floor else None,
     )
     result = asyncio.run(run_capture(req))
     click.echo(result.summary())
