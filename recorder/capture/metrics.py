@@ -33,8 +33,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from recorder.capture.diskcheck import device, disk_free
 from recorder.capture.progress import CaptureStats
 from recorder.errors import ConfigError
+from recorder.store.layout import JOURNAL_DIR
 
 if TYPE_CHECKING:
     from recorder.capture.live import Capture
@@ -67,7 +69,8 @@ class CaptureCollector(Collector):
     """Reads a capture's counters at each scrape.
 
     Args:
-        data_dir: the store, for ``recorder_disk_free_bytes``.
+        data_dir: the store, for ``recorder_disk_free_bytes`` (and
+            ``recorder_journal_disk_free_bytes`` when its ``_journal`` is another file system).
         clock_ns: the wall clock (receive times are wall-clock ns).
     """
 
@@ -145,6 +148,13 @@ class CaptureCollector(Collector):
         if free is not None:
             yield GaugeMetricFamily(
                 "recorder_disk_free_bytes", "Free bytes on the data directory's file system.", value=free
+            )
+        journal = self.data_dir / JOURNAL_DIR
+        if journal.is_dir() and device(journal) != device(self.data_dir):
+            yield GaugeMetricFamily(
+                "recorder_journal_disk_free_bytes",
+                "Free bytes on the journal's file system (only when it is not the data directory's).",
+                value=disk_free(journal),
             )
 
 

@@ -130,3 +130,25 @@ def test_cli_refuses_a_universe_too_large_for_the_disk_before_any_network_call(t
     assert "needs about 7,200.0 TB (2 codes x 1.0 h x 1.0 TB/code/s)" in lines[0] and "free" in lines[0]
     assert "s" * 20 not in out.stderr + out.stdout
     assert not (tmp_path / "store").exists()
+
+
+def test_metrics_add_the_journal_file_system_when_it_is_another(tmp_path: Path) -> None:
+    import os
+    import tempfile
+
+    from recorder.capture.metrics import CaptureCollector
+
+    def gauges(data: Path) -> dict[str, float]:
+        return {m.name: m.samples[0].value for m in CaptureCollector(data).collect() if "disk" in m.name}
+
+    (tmp_path / "a" / "_journal").mkdir(parents=True)
+    assert set(gauges(tmp_path / "a")) == {"recorder_disk_free_bytes"}
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second file system to put a journal on")
+    with tempfile.TemporaryDirectory(dir=shm) as other:
+        (tmp_path / "b").mkdir()
+        (tmp_path / "b" / "_journal").symlink_to(other)
+        got = gauges(tmp_path / "b")
+        assert set(got) == {"recorder_disk_free_bytes", "recorder_journal_disk_free_bytes"}
+        assert got["recorder_journal_disk_free_bytes"] > 0
