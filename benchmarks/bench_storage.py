@@ -1,10 +1,13 @@
 """Bytes per entry for a synthetic stretch of a trading day at 200 symbols (one app key), same run:
 
 - the journal as written (raw frames with 32-byte headers) and after its segments are sealed
-  and compressed (zstd, as the capture does);
+  and compressed as the capture does it (after each checkpoint, then the last one at the end;
+  :mod:`recorder.store.retention`), next to Arrow's zstd stream (level 1) of the same bytes;
 - Parquet as a live capture leaves it (a flush every ``--flushes``-th of the input, one part
   file per partition per flush) and after ``compact`` (one file per partition);
 - for reference, the raw frames as NDJSON compressed with gzip -6 and with zstd (level 3).
+
+CPU seconds of the journal compression and of the compaction are printed per raw MB.
 
 Usage: python benchmarks/bench_storage.py [--entries N] [--symbols S] [--flushes F]
 """
@@ -15,6 +18,7 @@ import argparse
 import gzip
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -62,17 +66,20 @@ def main() -> None:
         pipe = Pipeline(sink)
         step = -(-len(frames) // args.flushes)
         records = list(read_records(root))
+        arrow_zst, arrow_cpu = _arrow_stream(root)
+        zst_cpu = 0.0
         for a in range(0, len(records), step):
             pipe.feed_records(records[a : a + step])
             pipe.drain()
             sink.flush_all()
+            write_checkpoint(root, records[min(a + step, len(records)) - 1].fno)
+            zst_cpu += _cpu(lambda: compress_sealed(root))
         sink.close()
-        write_checkpoint(root, records[-1].fno)
         parts = list(store.glob("*/date=*/**/*.parquet"))
         live = du(parts)
-        compress_sealed(root, include_last=True)
+        zst_cpu += _cpu(lambda: compress_sealed(root, include_last=True))
         journal_zst = du([p for _, p in list_segments(root)])
-        compact(store)
+        compact_cpu = _cpu(lambda: compact(store))
         compacted = du(list(store.glob("*/date=*/**/*.parquet")))
         gz = len(gzip.compress(raw, compresslevel=6))
         zs = len(pa.compress(raw, "zstd", asbytes=True))
@@ -81,7 +88,8 @@ def main() -> None:
             print(f"  {name:<36} {size / n:>8.1f} bytes/entry  {size / 1e6:>9.1f} MB  {note}")
 
         row("journal, as written", journal_raw)
-        row("journal, sealed and compressed", journal_zst, f"{journal_zst / journal_raw:.2f}x of raw")
+        row("journal, Arrow zstd stream (level 1)", arrow_zst, f"{arrow_zst / journal_raw:.3f}x of raw")
+        row("journal, sealed and compressed", journal_zst, f"{journal_zst / journal_raw:.3f}x of raw")
         row(f"parquet, live ({args.flushes} flushes)", live, f"{len(parts):,} part files")
         row("parquet, compacted", compacted, f"{compacted / gz:.2f}x gzip-6 of the frames (target <= 0.4x)")
         row("NDJSON frames, gzip -6", gz)
@@ -90,6 +98,34 @@ def main() -> None:
             f"  after a capture ends, the journal takes {journal_zst / compacted:.2f}x the day's Parquet "
             "(target <= 1.0x)"
         )
+        mb = journal_raw / 1e6
+        print(
+            f"  CPU: journal compression {zst_cpu:.1f} s ({zst_cpu / mb:.3f} s per raw MB; Arrow's stream "
+            f"{arrow_cpu:.1f} s, {arrow_cpu / mb:.3f} s/MB), compaction {compact_cpu:.1f} s "
+            f"({compact_cpu / (live / 1e6):.3f} s per live Parquet MB)"
+        )
+
+
+def _cpu(fn: Callable[[], object]) -> float:
+    """CPU seconds of the process (every thread) while ``fn`` runs."""
+    t0 = time.process_time()
+    fn()
+    return time.process_time() - t0
+
+
+def _arrow_stream(root: Path) -> tuple[int, float]:
+    """Bytes and CPU seconds of the journal's segments through Arrow's zstd stream (level 1),
+    how sealed segments were compressed before the ``zstandard`` writer."""
+    size, cpu = 0, 0.0
+    for _, path in list_segments(root):
+        data = path.read_bytes()
+        t0 = time.process_time()
+        out = pa.BufferOutputStream()
+        with pa.CompressedOutputStream(out, "zstd") as z:
+            z.write(data)
+        cpu += time.process_time() - t0
+        size += out.getvalue().size
+    return size, cpu
 
 
 if __name__ == "__main__":

@@ -126,7 +126,7 @@ def check_disk(need: DiskNeed, mode: str = "refuse") -> list[str]:
         log.warning("%s", line)
     for p in need.need:
         if p not in need.short:
-            log.info("disk: %s", need.describe(p))
+            log.debug("disk: %s", need.describe(p))
     return lines
 
 

@@ -74,7 +74,7 @@ def compress_segment(path: Path, *, level: int = JOURNAL_ZSTD_LEVEL, threads: in
 
     The file is one standard zstd frame (``zstd -d`` gives the segment back) with a window of
     at most 8 MiB, which any zstd decoder, Arrow's included, reads without options. ``threads``
-    > 0 compresses on that many threads (the same bytes; for a shutdown that waits on it).
+    > 0 compresses on that many threads, -1 on every core (still one frame, a little larger).
 
     Raises:
         JournalError: reading, writing or removing failed (the plain segment is then kept).
@@ -106,14 +106,15 @@ def compress_sealed(root: Path, *, include_last: bool = False, level: int | None
     has closed cleanly (it will never append to that segment again; a restart starts a new one).
     A segment left in both forms by a crash loses its plain form here. ``level`` None: each
     segment at :data:`JOURNAL_ZSTD_LEVEL`, except a backlog's older ones (see
-    :data:`JOURNAL_FAST_LEVEL`).
+    :data:`JOURNAL_FAST_LEVEL`). With ``include_last`` (a shutdown waits on it) zstd works on
+    every core.
     """
     todo = _sealed_plain(root, include_last)
     done = []
     for i, path in enumerate(todo):
         fast = len(todo) > BACKLOG_SEGMENTS and i < len(todo) - 1
         chosen = level if level is not None else JOURNAL_FAST_LEVEL if fast else JOURNAL_ZSTD_LEVEL
-        done.append(compress_segment(path, level=chosen))
+        done.append(compress_segment(path, level=chosen, threads=-1 if include_last else 0))
     if done:
         log.info("journal %s: compressed %d sealed segments", root, len(done))
     return done
