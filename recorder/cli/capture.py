@@ -126,12 +126,14 @@ if TYPE_CHECKING:
 @click.option(
     "--disk-rate",
     default="2340",
+    metavar="BYTES",
     show_default=True,
     help="Bytes one code takes per second of session, journal and Parquet (2340: 4.5 entries/s x "
     "520 bytes). See docs/deployment.md.",
 )
 @click.option(
     "--disk-floor",
+    metavar="SIZE",
     help="While recording, warn (once per crossing) when free space falls under this size, e.g. "
     "20GB. Default: what the universe writes in an hour, at least 1 GiB.",
 )
