@@ -296,11 +296,11 @@ async def run_capture(
 def _codes(req: CaptureRequest, symbols: Sequence[str], market: str | None, keys: int) -> int:
     """Codes the capture records: the items of this shard, or for a market universe (listed
     only later) the most the keys may record; the embedded venue's symbols for a bare --sim."""
-    if market is not None and not (req.sim and not req.symbols and not req.universe):
-        return keys * MAX_CODES_PER_KEY
-    if market is not None:
+    if market is None:
+        return len(shard_items(symbols, *req.shard))
+    if req.sim and not req.symbols and not req.universe:
         return req.sim_symbols * (2 if _nxt(req) else 1)
-    return len(shard_items(symbols, *req.shard))
+    return keys * MAX_CODES_PER_KEY
 
 
 def _session_seconds(req: CaptureRequest, symbols: Sequence[str], market: str | None) -> float:

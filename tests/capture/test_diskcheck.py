@@ -152,3 +152,34 @@ def test_metrics_add_the_journal_file_system_when_it_is_another(tmp_path: Path) 
         got = gauges(tmp_path / "b")
         assert set(got) == {"recorder_disk_free_bytes", "recorder_journal_disk_free_bytes"}
         assert got["recorder_journal_disk_free_bytes"] > 0
+
+
+def refusal(req: CaptureRequest) -> str:
+    with pytest.raises(StoreError) as err:
+        asyncio.run(run_capture(req, progress=False))
+    return str(err.value)
+
+
+def test_a_market_universe_counts_the_most_its_keys_may_record(tmp_path: Path) -> None:
+    req = CaptureRequest(data_dir=tmp_path, universe="kospi", duration_s=3600, disk_free=lambda p: 0)
+    assert "(200 codes x 1.0 h x" in refusal(req)
+    req = CaptureRequest(data_dir=tmp_path, sim=True, sim_symbols=7, duration_s=60, disk_free=lambda p: 0)
+    assert "(14 codes x 60 s x" in refusal(req)  # the embedded venue's symbols, KRX and NXT
+
+
+def test_without_an_end_the_estimate_covers_the_rest_of_the_days_sessions(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from recorder.capture.runner import close_time
+    from recorder.kiwoom.calendar import trading_day
+
+    kst = dt.timezone(dt.timedelta(hours=9))
+    now = dt.datetime(2026, 7, 20, 11, 0, tzinfo=kst)  # a Monday, mid-session
+    left = (close_time(trading_day(now.date()), ("KRX",)) - now).total_seconds()
+    req = CaptureRequest(
+        data_dir=tmp_path,
+        symbols=["005930", "000660"],
+        clock=lambda: int(now.timestamp()) * 10**9,
+        disk_free=lambda p: 0,
+    )
+    assert f"(2 codes x {left / 3600:,.1f} h x" in refusal(req)
