@@ -109,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="record even on a day the market is closed")
     p.add_argument("--throttle", type=float, default=0.0, metavar="SECONDS")
     p.add_argument("--gate-fds", metavar="ANNOUNCE,RELEASE")
+    p.add_argument("--disk-check", choices=["refuse", "warn", "off"], default="refuse")
     for f in dataclasses.fields(SessionTuning):
         p.add_argument(f"--{f.name.replace('_', '-')}", type=_TYPES[str(f.type)], dest=f.name)
     return p
@@ -133,6 +134,7 @@ def request(argv: list[str] | None = None) -> CaptureRequest:
         tuning=SessionTuning(**tuned),
         part_writer=part_writer(args.throttle, gate),
         force=args.force,
+        disk_check=args.disk_check,
     )
 
 

@@ -144,6 +144,8 @@ def capture_command(
     return [
         *program,
         "--force",  # its own venue: record whatever the trading calendar says today
+        # seconds-long runs, estimated as a day's need: a full /tmp is reported, not refused
+        *("--disk-check", "warn"),
         "--ws-url",
         venue.ws_url,
         "--rest-url",

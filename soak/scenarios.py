@@ -906,7 +906,8 @@ def _disk_full_phase(
     """One phase; returns the verdict and a compact summary such as
     ``exit=1@2.5s,msg=ENOSPC,queryable,restart=0,restart_gaps=1``."""
     notes: list[str] = []
-    proc = run.capture("--flush-age", "10m" if phase == "journal_full" else "0.3s")
+    # --disk-check off: the point is a disk that fills while recording, not one refused at the start
+    proc = run.capture("--flush-age", "10m" if phase == "journal_full" else "0.3s", "--disk-check", "off")
     run.login(1, proc)
     t = time.monotonic()
     rc = proc.wait(hang_timeout)  # a bounded wait on exit: the disk fills within seconds here
@@ -955,7 +956,7 @@ def _disk_full_phase(
             failures.append(f"recorder rebuild exited {r.returncode}: {r.stderr[-300:]}")
         want_restarts = 0
     else:
-        again = run.capture("--flush-age", "0.3s")
+        again = run.capture("--flush-age", "0.3s", "--disk-check", "off")
         run.login(2, again)
         run.more_entries(100)
         rc2, at_least = _stop(run, again)

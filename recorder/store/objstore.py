@@ -607,11 +607,11 @@ class S3Files:
     def write_part(self, t: pa.Table, path: Path) -> int:
         import tempfile
 
-        from recorder.store.sink import write_part
+        from recorder.store.encoding import write_compacted
 
         with tempfile.TemporaryDirectory(prefix="recorder-s3-") as tmp:
             local = Path(tmp) / path.name
-            write_part(t, local)
+            write_compacted(t, local)
             size = local.stat().st_size
             put_file(self.store, local, self._rel(path))
         if self._listed is not None:

@@ -66,6 +66,10 @@ JOURNAL_ZSTD_LEVEL = 16
 #: The level of a backlog: when more than :data:`BACKLOG_SEGMENTS` sealed segments wait, all
 #: but the newest of them are compressed at this level, so the pass keeps up with a fast feed.
 JOURNAL_FAST_LEVEL = 9
+#: At a shutdown (``include_last``) a segment larger than this goes at :data:`JOURNAL_FAST_LEVEL`
+#: too: level 16 costs ~0.3 CPU-seconds per MB, a full 256 MiB segment over a minute, and a
+#: service manager stopping the capture waits for it (systemd gives 90 s by default).
+SHUTDOWN_FULL_LEVEL_BYTES = 64 << 20
 BACKLOG_SEGMENTS = 2
 
 
@@ -106,13 +110,14 @@ def compress_sealed(root: Path, *, include_last: bool = False, level: int | None
     has closed cleanly (it will never append to that segment again; a restart starts a new one).
     A segment left in both forms by a crash loses its plain form here. ``level`` None: each
     segment at :data:`JOURNAL_ZSTD_LEVEL`, except a backlog's older ones (see
-    :data:`JOURNAL_FAST_LEVEL`). With ``include_last`` (a shutdown waits on it) zstd works on
-    every core.
+    :data:`JOURNAL_FAST_LEVEL`, and at a shutdown those over :data:`SHUTDOWN_FULL_LEVEL_BYTES`).
+    With ``include_last`` (a shutdown waits on it) zstd works on every core.
     """
     todo = _sealed_plain(root, include_last)
     done = []
     for i, path in enumerate(todo):
         fast = len(todo) > BACKLOG_SEGMENTS and i < len(todo) - 1
+        fast = fast or (include_last and path.stat().st_size > SHUTDOWN_FULL_LEVEL_BYTES)
         chosen = level if level is not None else JOURNAL_FAST_LEVEL if fast else JOURNAL_ZSTD_LEVEL
         done.append(compress_segment(path, level=chosen, threads=-1 if include_last else 0))
     if done:
