@@ -35,9 +35,13 @@ def capture_cmd(vt: Any, data_dir: Path, *extra: str) -> list[str]:
 
 
 def test_sigkill_then_restart_loses_and_duplicates_nothing(tmp_path: Path, venue_thread: Any) -> None:
+    """Two kill -9s after a clean run: recovery runs over a journal of compressed (the clean
+    run's) and live segments; the store holds every journaled entry once, as does a rebuild."""
     vt = venue_thread(VenueConfig(n_symbols=3, tick_interval=0.02, trade_rate=10.0, seed=11))
     env = hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET)
-    for round_ in range(2):
+    clean = capture_until(vt, capture_cmd(vt, tmp_path, "--no-compact"), env, logins=1, trades=20)
+    assert clean.returncode == 0, clean.stderr
+    for round_ in range(1, 3):
         proc = subprocess.Popen(
             capture_cmd(vt, tmp_path, "--flush-age", "0.3s"),
             env=env,
@@ -48,14 +52,21 @@ def test_sigkill_then_restart_loses_and_duplicates_nothing(tmp_path: Path, venue
         vt.wait_entries(vt.entries_sent() + 150, WAIT_S)
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(WAIT_S) == -signal.SIGKILL
-    done = capture_until(vt, capture_cmd(vt, tmp_path), env, logins=3)
+    segments = [p.name for p in (tmp_path / "_journal" / "cli").glob("seg-*")]
+    assert any(n.endswith(".jnl.zst") for n in segments) and any(n.endswith(".jnl") for n in segments)
+    done = capture_until(vt, capture_cmd(vt, tmp_path), env, logins=4)
     assert done.returncode == 0, done.stderr
-    for table in ("trades", "orderbook"):
-        want = journal_rows(tmp_path, "cli", table)
-        assert len(want) > 40
-        assert stored_rows(tmp_path, table) == want  # every journaled entry exactly once
+    want = {table: journal_rows(tmp_path, "cli", table) for table in ("trades", "orderbook")}
+    for table, rows in want.items():
+        assert len(rows) > 40
+        assert stored_rows(tmp_path, table) == rows  # every journaled entry exactly once
     gaps = queries.sql(tmp_path, "SELECT kind FROM gaps WHERE kind = 'restart'").num_rows
-    assert gaps == 2  # both kills are on record
+    assert gaps == 3  # the downtime after the clean run and after each kill is on record
+    rebuilt = subprocess.run(
+        [*RECORDER, "rebuild", "--data-dir", str(tmp_path)], env=env, capture_output=True
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert {table: stored_rows(tmp_path, table) for table in want} == want
 
 
 def test_sigterm_flushes_and_exits_zero(tmp_path: Path, venue_thread: Any) -> None:
