@@ -137,12 +137,11 @@ class RunResult:
             return f"market closed on {day.date}: {day.reason}; nothing recorded (--force records anyway)"
         assert self.capture is not None
         lines = [summary_line(read_figures(self.capture.stats, time.time_ns()), self.data_dir)]
-        if self.compacted is not None and self.compacted.groups:
+        if self.compacted is not None and (self.compacted.groups or self.compacted.recoded):
             c = self.compacted
-            lines.append(
-                f"compacted {c.files_before:,} part files into {c.files_after:,} "
-                f"({c.bytes_before / 1e6:,.1f} MB → {c.bytes_after / 1e6:,.1f} MB)"
-            )
+            did = [f"compacted {c.files_before:,} part files into {c.files_after:,}"] if c.groups else []
+            did += [f"re-encoded {c.recoded:,} single part files"] if c.recoded else []
+            lines.append(f"{', '.join(did)} ({c.bytes_before / 1e6:,.1f} MB → {c.bytes_after / 1e6:,.1f} MB)")
         return "\n".join(lines + [b.summary() for b in self.backfills])
 
 
@@ -273,7 +272,7 @@ async def run_capture(
             # The journal lock is released: compaction takes it, so no capture of this writer
             # can start meanwhile. Crash-safe as `recorder compact` is (intents, replayed later).
             run.compacted = await asyncio.to_thread(
-                compact, req.data_dir, dates=sorted(days), writers=[cfg.writer]
+                compact, req.data_dir, dates=sorted(days), writers=[cfg.writer], recode=True
             )
         if req.journal_keep_days is not None:
             from recorder.store.archive import archiver

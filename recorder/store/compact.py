@@ -57,7 +57,7 @@ import pyarrow.parquet as pq
 
 from recorder.errors import ConfigError, StoreError
 from recorder.kiwoom.fields import TABLES
-from recorder.store.encoding import write_compacted
+from recorder.store.encoding import is_compacted, write_compacted
 from recorder.store.fs import acquire_lock, fsync_dir, write_atomic
 from recorder.store.inventory import Part, scan
 from recorder.store.layout import (
@@ -198,6 +198,7 @@ class CompactResult:
     rows: int = 0
     bytes_before: int = 0
     bytes_after: int = 0
+    recoded: int = 0  # single live part files rewritten in the compacted form (``recode``)
     recovered: list[str] = field(default_factory=list)  # interrupted compactions replayed
     skipped: list[str] = field(default_factory=list)
 
@@ -209,8 +210,13 @@ def compact(
     tables: Iterable[str] = (),
     writers: Iterable[str] = (),
     hook: Hook | None = None,
+    recode: bool = False,
 ) -> CompactResult:
     """Merge each writer's part files of each partition into one (filters: empty = all).
+
+    With ``recode`` (a capture compacting what it wrote), a partition's only part file is
+    rewritten in place in the compacted form too when it is a live one (snappy): a local store
+    only, each file replaced atomically (same rows, same name).
 
     ``data_dir`` is a local folder or an ``s3://`` store (:class:`~recorder.store.objstore.S3Store`).
 
@@ -246,6 +252,10 @@ def compact(
             if (lock := files.writer_lock(w, busy)) is not None:
                 locks.enter_context(lock)
         _compact_groups(files, todo, res, hook)
+        if recode and isinstance(files, LocalFiles):
+            singles = [g[0] for _, g in sorted(groups.items()) if len(g) == 1]
+            for p in singles:
+                _recode(p, res)
     log.info("compacted %d groups: %d files → %d", res.groups, res.files_before, res.files_after)
     return res
 
@@ -327,6 +337,22 @@ def _compact_group(files: StoreFiles, group: list[Part], res: CompactResult, hoo
     res.rows += len(merged)
     res.bytes_before += sum(p.size for p in group)
     res.bytes_after += size
+
+
+def _recode(p: Part, res: CompactResult) -> None:
+    """Rewrite one live part file in the compacted form (atomically, over itself)."""
+    if is_compacted(p.path):
+        return
+    try:
+        with pq.ParquetFile(p.path) as pf:
+            t = pf.read()
+    except (OSError, pa.ArrowException) as exc:
+        res.skipped.append(f"{p.path.name}: cannot read it: {exc}")
+        return
+    write_compacted(t, p.path, replace=True)
+    res.recoded += 1
+    res.bytes_before += p.size
+    res.bytes_after += p.path.stat().st_size
 
 
 def finish_compactions(data_dir: Path | S3Store) -> list[str]:

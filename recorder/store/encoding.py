@@ -54,15 +54,27 @@ def compact_write_options(schema: pa.Schema) -> dict[str, Any]:
     }
 
 
-def write_compacted(t: pa.Table, final: Path) -> None:
+def write_compacted(t: pa.Table, final: Path, *, replace: bool = False) -> None:
     """Write ``t`` to ``final`` with :func:`compact_write_options`, atomically and durably
-    (:func:`recorder.store.fs.atomic_write`).
+    (:func:`recorder.store.fs.atomic_write`; ``replace``: over an existing file, which readers
+    see whole before and after).
 
     Raises:
-        StoreError: on any filesystem or Arrow error, or if ``final`` already exists.
+        StoreError: on any filesystem or Arrow error, or if ``final`` already exists and
+            ``replace`` is False.
     """
     try:
-        with atomic_write(final) as f:
+        with atomic_write(final, replace=replace) as f:
             pq.write_table(t, f, **compact_write_options(t.schema))
     except (OSError, pa.ArrowException) as exc:
         raise StoreError(f"cannot write {final}: {exc}") from exc
+
+
+def is_compacted(path: Path) -> bool:
+    """Whether a local part file is already in the compacted form (zstd; live part files of a
+    capture are snappy). An unreadable file counts as compacted: it is left alone."""
+    try:
+        meta = pq.read_metadata(path)
+    except (OSError, pa.ArrowException):
+        return True
+    return meta.num_row_groups == 0 or meta.row_group(0).column(0).compression == "ZSTD"

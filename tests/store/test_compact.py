@@ -368,6 +368,38 @@ def test_compact_keeps_query_results_and_leaves_one_file_per_writer(store: Path)
     assert not list((store / "_compaction").glob("intent-*"))
 
 
+def test_recode_rewrites_a_partitions_only_live_file_in_the_compacted_form(tmp_path: Path) -> None:
+    """A capture flushed once leaves one snappy file per partition: compaction with ``recode``
+    rewrites each in place (same name, same rows, zstd), without it leaves them; once recoded,
+    a second pass has nothing to do."""
+    data = tmp_path / "data"
+    root = journal_root(data, "w1")
+    with JournalWriter(root) as j:
+        for n, x in enumerate(script(WRITERS["w1"])):
+            if not isinstance(x, dict):
+                j.append_frame(RECV + n * 10**6, x)
+    records = list(read_records(root))
+    sink = Sink(data, "w1", compression="snappy")
+    pipe = Pipeline(sink)
+    pipe.feed_records(records)
+    pipe.drain()
+    sink.close()
+    write_checkpoint(root, records[-1].fno)
+    names = part_files(data)
+    assert set(files_per_partition(data).values()) == {1}
+
+    def codecs() -> set[str]:
+        return {pq.ParquetFile(f).metadata.row_group(0).column(0).compression for f in part_files(data)}
+
+    before = snapshot(data)
+    assert codecs() == {"SNAPPY"} and maintenance.compact(data).recoded == 0 and codecs() == {"SNAPPY"}
+    res = maintenance.compact(data, recode=True)
+    assert res.recoded == len(names) and res.groups == 0
+    assert codecs() == {"ZSTD"} and part_files(data) == names and snapshot(data) == before
+    assert maintenance.compact(data, recode=True).recoded == 0
+    assert verify_store.verify(data).status == "clean"
+
+
 def test_compact_filters(store: Path) -> None:
     before = files_per_partition(store)
     res = maintenance.compact(store, dates=[DAY2], tables=["orderbook", "gaps"], writers=["w2"])
