@@ -17,7 +17,7 @@ install: $(STAMP)
 
 # Two workers: much of the suite waits on subprocesses and sockets (see tests/conftest.py).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check recorder queries tests benchmarks soak

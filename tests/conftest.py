@@ -1,8 +1,9 @@
 """Shared fixtures: the embedded venue on its own event-loop thread, for subprocess tests.
 
-``make test`` runs the suite on two pytest-xdist workers (``--dist loadgroup``): the tests
-that share an expensive session fixture (the S3 server, the Spark session) stay together
-on one worker, so each is started once.
+``make test`` runs the suite on two pytest-xdist workers, a test file per worker at a time
+(``--dist loadfile``), so a module's expensive fixture (the Spark session, the S3 server) is
+started once. (``loadgroup`` would be finer, but with pytest 9.2 it silently stops grouping:
+pytest-xdist issue 1386.)
 
 Hypothesis runs without its per-example deadline: on a loaded machine a slow example is
 not a failure (the deadline would make it a "flaky" error), and no test here is about speed.
@@ -21,14 +22,6 @@ from soak.harness import VenueThread
 
 settings.register_profile("recorder", deadline=None)
 settings.load_profile("recorder")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "s3" in item.path.parts:
-            item.add_marker(pytest.mark.xdist_group("s3"))
-        elif item.path.name == "test_spark.py":
-            item.add_marker(pytest.mark.xdist_group("spark"))
 
 
 @pytest.fixture
