@@ -59,6 +59,12 @@ class S3Server:
         pafs.S3FileSystem(**opts, allow_bucket_creation=True).create_dir(name)
         return S3Store(name, prefix)
 
+    def assert_no_folder_markers(self, store: S3Store) -> None:
+        """The bucket holds objects, and none is a zero-byte "folder/" marker (pyarrow's deletes
+        leave one behind; the store's do not)."""
+        keys = self.raw_keys(store)
+        assert keys and all(not k.endswith("/") and size > 0 for k, size in keys), keys
+
     def raw_keys(self, store: S3Store) -> list[tuple[str, int]]:
         """Every key of the store's bucket and its size, listed with botocore (not through the
         recorder, whose listings skip "folder" markers)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,11 +19,7 @@ from recorder.store.objstore import S3Store
 from recorder.store.rebuild import rebuild
 from recorder.store.s3rebuild import finish_rebuilds
 from tests.s3.conftest import S3Server
-from tests.s3.test_s3_maintenance import invoke, tables_of, trade_rows
-
-
-class Crash(Exception):
-    pass
+from tests.s3.test_s3_maintenance import Crash, crash_at, invoke, tables_of, trade_rows
 
 
 def part_names(where: Path | S3Store) -> list[str]:
@@ -50,17 +45,7 @@ def test_rebuild_on_s3_gives_the_local_rebuild_table_by_table(
     assert objstore.list_objects(s3, INTENT_DIR) == []
     assert read_checkpoint(journal_root(state, "w1")) == full  # recovery must not decode them again
     assert not list(state.glob(".rebuild-*")) and not scan(state).parts  # nothing left staged
-    # compaction and rebuild deleted objects: the bucket holds no zero-byte "folder" marker
-    keys = s3_server.raw_keys(s3)
-    assert keys and all(not k.endswith("/") and size > 0 for k, size in keys), keys
-
-
-def crash_at(step: str) -> Callable[[str], None]:
-    def hook(at: str) -> None:
-        if at == step:
-            raise Crash(step)
-
-    return hook
+    s3_server.assert_no_folder_markers(s3)  # compaction and rebuild deleted objects
 
 
 @pytest.mark.parametrize(
@@ -103,8 +88,7 @@ def test_a_rebuild_interrupted_on_s3_is_repaired(
     assert objstore.list_objects(s3, INTENT_DIR) == []
     assert trade_rows(s3) == want
     assert read_checkpoint(journal_root(state, "w2")) == full
-    keys = s3_server.raw_keys(s3)
-    assert all(not k.endswith("/") and size > 0 for k, size in keys), keys
+    s3_server.assert_no_folder_markers(s3)
 
 
 def test_rebuild_of_a_writer_without_a_journal_is_one_line(s3: S3Store, built: Path, tmp_path: Path) -> None:
