@@ -317,11 +317,14 @@ class CaptureProc:
 
 @dataclass
 class RssMonitor:
-    """Samples the resident set size of watched processes every ``interval`` seconds.
+    """Samples the resident set size of watched processes every ``interval`` seconds; a
+    process counts with its children (a capture's decoder is a child process).
 
     Polling is the only option: no event fires when a process's memory grows. Besides the
     samples, the kernel's own high-water mark (``VmHWM`` in ``/proc/<pid>/status``) is read
-    at each sample, so a peak between two samples is not missed.
+    at each sample, so a peak between two samples is not missed. The high-water marks of a
+    process and its children are added up, which may overstate (they need not peak at once)
+    but never understates.
     """
 
     interval: float = 0.05
@@ -350,13 +353,19 @@ class RssMonitor:
                 self._sample(pid)
 
     def _sample(self, pid: int) -> None:
+        """The process and its children together (a capture decodes in a child process)."""
         try:
-            rss = psutil.Process(pid).memory_info().rss
+            proc = psutil.Process(pid)
+            rss, hwm = proc.memory_info().rss, _vm_hwm(pid)
+            kids = proc.children(recursive=True)
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             with self._lock:
                 self._pids.discard(pid)
             return
-        hwm = _vm_hwm(pid)
+        for kid in kids:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+                rss += kid.memory_info().rss
+                hwm += _vm_hwm(kid.pid)
         with self._lock:
             self.peaks[pid] = max(self.peaks.get(pid, 0), rss, hwm)
 

@@ -1,10 +1,10 @@
-"""Live capture: sessions → journal → (decoder thread) → Parquet, with recovery and shutdown.
+"""Live capture: sessions → journal → (decoder process) → Parquet, with recovery and shutdown.
 
 The event loop thread reads the socket and appends every frame to the journal before
-anything else looks at it (docs/architecture.md, invariant 1). A decoder thread follows the
-journal (:class:`recorder.store.journal.JournalTail`), decodes and writes part files, and
-advances the checkpoint after each flush. Memory therefore stays bounded however slow the
-Parquet side is: frames wait on disk, not in a queue.
+anything else looks at it (docs/architecture.md, invariant 1). The decoder, in a child
+process of its own (:mod:`recorder.capture.decoder`), follows the journal, decodes and
+writes part files, and advances the checkpoint after each flush. Memory therefore stays
+bounded however slow the Parquet side is: frames wait on disk, not in a queue.
 
 On start, frames journaled by an earlier run but not yet in Parquet (a crash, ``kill -9``)
 are recovered first, exactly once, and a ``restart`` gap covers the time the recorder was
@@ -28,21 +28,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import dataclasses
-import functools
 import logging
 import signal
-import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from recorder.capture.assign import assign_keys, key_id, shard_items
+from recorder.capture.decoder import DecoderProcess, DecoderSpec, DecoderThread, wait_for_orphan
 from recorder.capture.progress import CaptureStats, KeyState
 from recorder.client.rest import Credentials, KiwoomRest
 from recorder.client.session import Session, SessionEvent, SessionTuning
@@ -57,7 +53,6 @@ from recorder.errors import (
 from recorder.kiwoom.limits import MAX_CODES_PER_KEY, check_codes
 from recorder.store.journal import (
     EVENT,
-    JournalTail,
     JournalWriter,
     Record,
     read_checkpoint_state,
@@ -76,9 +71,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 STOPPED = "stopped"  # the event a clean shutdown journals last
-DECODE_EVERY_S = 1.0  # the longest a journaled frame waits for its decoding batch
-
-#: Writes one part file (a sorted Arrow table) at its final path, atomically.
 
 
 @dataclass
@@ -104,8 +96,12 @@ class CaptureConfig:
     max_codes: int = MAX_CODES_PER_KEY
     tuning: SessionTuning = field(default_factory=SessionTuning)
     # Writes one part file atomically; None is the store's own writer. Recovery always
-    # uses the store's writer: this seam is for the live path (e.g. a slow consumer).
+    # uses the store's writer: this seam is for the live path (e.g. a slow consumer). A
+    # writer of the caller's runs in this process, so it puts the decoder on a thread.
     part_writer: PartWriter | None = None
+    # Where the decoder runs: "process" (a child process, so it never competes with the
+    # socket reader for the interpreter) or "thread" (this process; see capture/decoder.py).
+    decoder: Literal["process", "thread"] = "process"
     # Compress journal segments once sealed (rolled and in Parquet), on a thread of their own;
     # the last one too after a clean shutdown.
     compress_journal: bool = True
@@ -118,90 +114,6 @@ class CaptureResult:
     journal_last_fno: int
 
 
-class _DecoderThread(threading.Thread):
-    """Follows the journal, decodes, writes Parquet, checkpoints. Errors stop the capture."""
-
-    def __init__(
-        self,
-        root: Path,
-        start_fno: int,
-        sink: Sink,
-        stats: CaptureStats,
-        on_error: Callable[[BaseException], None],
-    ) -> None:
-        super().__init__(name="recorder-decoder", daemon=True)
-        self.root, self.sink, self.stats, self.on_error = root, sink, stats, on_error
-        self.tail = JournalTail(root, start_fno)
-        self.pipe = Pipeline(sink)
-        self.wake = threading.Event()
-        # Set at shutdown, after the journal's last flush: read until nothing more is readable,
-        # then flush and stop. (Not "until fno N": a record whose write failed never arrives.)
-        self.draining = False
-        self.error: BaseException | None = None
-        self.compressor: _Compressor | None = None
-
-    def run(self) -> None:
-        try:
-            self._loop()
-        except BaseException as exc:  # reported to the capture, which exits non-zero
-            self.error = exc
-            self.on_error(exc)
-        finally:
-            self.tail.close()
-
-    def _loop(self) -> None:
-        pending_since: float | None = None
-        last_fed_ns = self.stats.last_decoded_ns
-        while True:
-            self.wake.wait(0.25)
-            self.wake.clear()
-            done = self.draining  # read before reading: everything flushed by then is read below
-            records = self.tail.read_available(2000)
-            while records:
-                self.pipe.feed_records(records)
-                last_fed_ns = records[-1].recv_ts_ns
-                records = self.tail.read_available(2000)
-            # Frames are decoded in batches of up to a second (or Pipeline.batch frames), so
-            # the Arrow decoder does the work in large vectorised steps that leave the
-            # interpreter to the socket reader, and the sink buffers few, large chunks.
-            now = time.monotonic()
-            if not self.pipe.pending_frames:
-                pending_since = None
-            elif pending_since is None:
-                pending_since = now
-            due = self.sink.due()
-            if done or due or (pending_since is not None and now - pending_since >= DECODE_EVERY_S):
-                self.pipe.drain()
-                pending_since = None
-                self._account(last_fed_ns)
-                _release_memory()  # each batch's parse buffers, before the next one grows the heap
-            if done or due:
-                self._flush_and_checkpoint()
-                self.stats.last_stored_ns = last_fed_ns
-            if done:
-                self._account(self.stats.last_decoded_ns)
-                return
-
-    def _account(self, last_recv_ns: int) -> None:
-        s, p = self.stats, self.pipe.stats
-        s.rows = {"trades": p.trades, "orderbook": p.orderbook, "pending": self.sink.buffered_rows}
-        s.rejects, s.gaps = p.rejects, p.gaps
-        s.gaps_by_kind = dict(self.pipe.gaps_by_kind)
-        s.last_decoded_ns = last_recv_ns
-        s.decoded_fno = self.pipe.last_fno
-        s.files = self.sink.files_written
-
-    def _flush_and_checkpoint(self) -> None:
-        """Flush every table, then checkpoint: the checkpoint and the saved pipeline state
-        then describe exactly the same frame, so recovery resumes without re-deciding
-        anything (a memory-pressure flush of one table does not checkpoint)."""
-        self.sink.flush_all()
-        write_checkpoint(self.root, self.pipe.last_fno, self.pipe.state())
-        _release_memory()
-        if self.compressor is not None:
-            self.compressor.wake.set()
-
-
 def _seal_journal(root: Path) -> None:
     """After a clean end: compress every segment that is all in Parquet, the last one too."""
     from recorder.store.retention import compress_sealed
@@ -210,57 +122,6 @@ def _seal_journal(root: Path) -> None:
         compress_sealed(root, include_last=True)
     except (JournalError, OSError) as exc:
         log.warning("journal: compressing the last segments failed (kept as they are): %s", exc)
-
-
-class _Compressor(threading.Thread):
-    """Compresses sealed journal segments after each checkpoint, off the socket reader's and
-    the decoder's threads (Arrow's zstd stream releases the interpreter while it works). A
-    failure is logged and left for the next pass or the end of the run: the plain segment
-    stays, so nothing is lost."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(name="recorder-journal-zstd", daemon=True)
-        self.root = root
-        self.wake = threading.Event()
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        from recorder.store.retention import compress_sealed
-
-        while not self.done.is_set():
-            self.wake.wait()
-            self.wake.clear()
-            if self.done.is_set():
-                return
-            try:
-                compress_sealed(self.root)
-            except (JournalError, OSError) as exc:
-                log.warning("journal: compressing sealed segments failed (kept as they are): %s", exc)
-
-    def stop(self) -> None:
-        self.done.set()
-        self.wake.set()
-        self.join()
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
-    try:
-        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
-    except (OSError, AttributeError):
-        return None
-
-
-def _release_memory() -> None:
-    """After a decoding batch or a flush: give the freed buffers back to the OS. Arrow's pool
-    and glibc's per-thread arenas otherwise keep freed pages for reuse, and a long capture's
-    resident memory only grows (measured on a 500-code capture: RSS after each flush climbed
-    from about 250 to 350 MB in five minutes without it). It costs a few milliseconds a second."""
-    pa.default_memory_pool().release_unused()
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 def recover(root: Path, data_dir: Path, writer: str, last_fno: int) -> int:
@@ -345,6 +206,7 @@ class Capture:
 
     def _on_frame(self, session_id: int) -> Callable[[int, str | bytes], None]:
         publish = self.relay.publish if self.relay is not None else None  # frames after the journal
+        wake = self.decoder.wake  # a decoder thread waits for it; a decoder process polls
 
         def on_frame(recv_ts_ns: int, raw: str | bytes) -> None:
             if self.fatal is not None:
@@ -357,7 +219,8 @@ class Capture:
                 raise
             self.stats.frames += 1
             self.stats.last_recv_ns = recv_ts_ns
-            self.decoder.wake.set()
+            if wake is not None:
+                wake.set()
             if publish is not None:
                 publish(recv_ts_ns, raw)  # never waits, never parses
 
@@ -384,7 +247,8 @@ class Capture:
             elif ev.kind == "subscribed":
                 self.stats.subscribed = True
                 key.state, key.detail, key.ever_subscribed = "subscribed", "", True
-            self.decoder.wake.set()
+            if self.decoder.wake is not None:
+                self.decoder.wake.set()
 
         return on_event
 
@@ -412,14 +276,10 @@ class Capture:
         self._loop = asyncio.get_running_loop()
         self.journal.open()
         cause: RecorderError | None = None
-        compressor = _Compressor(self.root) if self.cfg.compress_journal else None
         try:
             await asyncio.to_thread(self._recover)
             self.stats.decoded_fno = self._tail_start - 1
-            self.decoder = _DecoderThread(self.root, self._tail_start, self._sink(), self.stats, self._fail)
-            if compressor is not None:
-                compressor.start()
-                self.decoder.compressor = compressor
+            self.decoder = self._decoder()
             self.decoder.start()
             try:
                 await self._capture(self.cfg)
@@ -429,18 +289,16 @@ class Capture:
                 await self._shutdown(cause)
         finally:
             self.journal.close()
-            if compressor is not None and compressor.is_alive():
-                await asyncio.to_thread(compressor.stop)
         if self.fatal is not None:
             raise self.fatal
-        if compressor is not None:
+        if self.cfg.compress_journal:
             await asyncio.to_thread(_seal_journal, self.root)
         if not self.stats.subscribed and not isinstance(cause, ConfigError | JournalError | StoreError):
             raise self._nothing_captured(cause)
         if cause is not None:
             raise cause
         self._raise_for_idle_keys()
-        return CaptureResult(self.stats, self.decoder.sink.files_written, self.journal.last_fno)
+        return CaptureResult(self.stats, self.stats.files, self.journal.last_fno)
 
     def _raise_for_idle_keys(self) -> None:
         """Several keys, some of which never recorded: the others' data is in the store, and
@@ -480,18 +338,29 @@ class Capture:
         err.__cause__ = cause
         return err
 
-    def _sink(self) -> Sink:
+    def _decoder(self) -> DecoderThread | DecoderProcess:
         c = self.cfg  # snappy: half the time of zstd per file; compaction merges into zstd
-        age, budget = c.flush_age_s, c.buffer_bytes
-        return Sink(
-            c.data_dir, c.writer, max_age_s=age, max_bytes=budget, write=c.part_writer, compression="snappy"
+        spec = DecoderSpec(
+            self.root,
+            self._tail_start,
+            c.data_dir,
+            c.writer,
+            max_age_s=c.flush_age_s,
+            max_bytes=c.buffer_bytes,
+            compression="snappy",
+            compress_journal=c.compress_journal,
+            log_level=logging.getLogger().getEffectiveLevel(),
         )
+        if c.decoder == "thread" or c.part_writer is not None:
+            return DecoderThread(spec, self.stats, self._fail, c.part_writer)
+        return DecoderProcess(spec, self.stats, self._fail)
 
     def _recover(self) -> None:
         # A compaction interrupted by a crash may have left a merged file next to its
         # inputs: finish it before writing anything (we hold this writer's journal lock).
         from recorder.store.compact import finish_compactions
 
+        wait_for_orphan(self.root)  # the decoder of a run killed just now may still be writing
         finish_compactions(self.cfg.data_dir)
         last = self.journal.last_fno
         if self.journal.torn_tail is not None:
@@ -644,8 +513,7 @@ class Capture:
                     self._journal_idle_keys()
                 self.journal.append_event(self.clock_ns(), {"kind": STOPPED, "detail": "clean shutdown"})
                 self.journal.flush()
-        self.decoder.draining = True
-        self.decoder.wake.set()
+        self.decoder.drain()
         await asyncio.to_thread(self.decoder.join)
 
     def _journal_idle_keys(self) -> None:
@@ -689,9 +557,19 @@ async def _unless_stopped(aw: Awaitable[T], stop: asyncio.Event) -> T | None:
     return None if work.cancelled() else work.result()
 
 
-def install_signal_handlers(stop: asyncio.Event) -> None:
-    """SIGINT/SIGTERM set ``stop``: the capture flushes everything and exits 0."""
+def install_signal_handlers(stop: asyncio.Event) -> list[int]:
+    """SIGINT/SIGTERM set ``stop``: the capture flushes everything and exits 0.
+
+    Returns a list that the signals received are appended to (a stop by signal asks for a
+    quick exit: the runner then leaves the end-of-run compaction for later)."""
     loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        received.append(sig)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
+    return received

@@ -50,12 +50,13 @@ class KeyState:
 
 @dataclass
 class CaptureStats:
-    """Live counters of a capture, updated by both of its threads and read by the display.
+    """Live counters of a capture, updated by the reader and the decoder, read by the display.
 
     ``frames`` and ``last_recv_ns`` by the event loop as frames are journaled; ``rows``,
     ``rejects``, ``gaps``, ``gaps_by_kind``, ``files``, ``last_decoded_ns`` and
     ``decoded_fno`` (the last journal record decoded) by the decoder as it goes, and
     ``last_stored_ns`` (the receive time of the newest frame in Parquet) at each checkpoint.
+    A decoder process sends its counters after each batch (:mod:`recorder.capture.decoder`).
     """
 
     started_ns: int = 0
