@@ -233,7 +233,7 @@ async def run_capture(
         cap = Capture(cfg, stop=stop, relay=relay)
         if metrics is not None:
             metrics.attach(cap)
-        install_signal_handlers(cap.stop)
+        signalled = install_signal_handlers(cap.stop)
         finished = asyncio.Event()
         reporter = (
             asyncio.create_task(report(cap.stats, finished, every_s=progress_every_s)) if progress else None
@@ -268,7 +268,16 @@ async def run_capture(
                     log.error("%s; the part files wait in %s for the next start", exc, local)
         run = RunResult(result, req.data_dir)
         days = {req.trading_date} if req.trading_date else {kst_date(started_ns), kst_date(req.clock())}
-        if req.compact:
+        later = [what for what, asked in (("compaction", req.compact), ("backfill", req.backfill)) if asked]
+        if signalled and later:
+            # A signal asks for a quick exit (a service manager kills what lingers): a market
+            # day's compaction or backfill takes minutes, and nothing is lost by doing it later.
+            log.warning(
+                "stopped by a signal: %s skipped; `recorder compact` and `recorder backfill` do it "
+                "later (the next capture's end compacts the days it records)",
+                " and ".join(later),
+            )
+        elif req.compact:
             # The journal lock is released: compaction takes it, so no capture of this writer
             # can start meanwhile. Crash-safe as `recorder compact` is (intents, replayed later).
             run.compacted = await asyncio.to_thread(
@@ -286,7 +295,7 @@ async def run_capture(
             except PruneError as exc:
                 removed, run.journal_error = exc.removed, str(exc)
             log.info("journal: pruned %d segments older than %d days", len(removed), req.journal_keep_days)
-        if req.backfill:
+        if req.backfill and not signalled:
             for day in sorted(days):
                 run.backfills.append(await run_backfill(req.data_dir, day, endpoints.rest_url, cfg.keys))
     return run

@@ -59,7 +59,8 @@ if TYPE_CHECKING:
     default=True,
     show_default=True,
     help="When the capture ends, merge this writer's part files of the recorded days into one per "
-    "partition (crash-safe, as recorder compact).",
+    "partition (crash-safe, as recorder compact). A stop by SIGINT/SIGTERM skips it (and --backfill): "
+    "a signal asks for a quick exit.",
 )
 @click.option(
     "--journal-keep",

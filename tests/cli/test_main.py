@@ -267,28 +267,38 @@ def test_query_loads_neither_pandas_nor_the_decoders(tmp_path: Path) -> None:
     assert out.stdout.splitlines() == ['"n"', "0", "[]"]
 
 
-@pytest.mark.parametrize("compact", [True, False])
+@pytest.mark.parametrize(("end", "compact"), [("duration", True), ("duration", False), ("signal", True)])
 def test_a_capture_compacts_its_part_files_when_it_ends(
-    tmp_path: Path, venue_thread: Any, compact: bool
+    tmp_path: Path, venue_thread: Any, end: str, compact: bool
 ) -> None:
-    """Flushes every 0.2 s leave many part files per partition; by default the capture merges
-    them into one per partition when it ends (rows unchanged); --no-compact leaves them."""
+    """Flushes every 0.2 s leave many part files per partition; by default a capture that ends
+    by itself merges them into one per partition (rows unchanged); --no-compact leaves them,
+    and so does a stop by signal (a quick exit: it says so)."""
     vt = venue_thread(VenueConfig(n_symbols=2, tick_interval=0.02, trade_rate=10.0, book_rate=10.0))
     extra = ["--flush-age", "0.2s", *(["--journal-keep", "0"] if compact else ["--no-compact"])]
     env = hermetic_env(KIWOOM_APPKEY=APPKEY, KIWOOM_SECRETKEY=SECRET)
-    done = capture_until(vt, capture_cmd(vt, tmp_path, *extra), env, logins=1, trades=80)
+    if end == "signal":
+        done = capture_until(vt, capture_cmd(vt, tmp_path, *extra), env, logins=1, trades=80)
+    else:
+        cmd = capture_cmd(vt, tmp_path, *extra, "--duration", "5s")
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=WAIT_S)
     assert done.returncode == 0, done.stderr
     assert stored_rows(tmp_path, "trades") == journal_rows(tmp_path, "cli", "trades")
     files = list(tmp_path.glob("trades/*/*/*.parquet"))
     per_partition = collections.Counter(p.parent for p in files)
     # live part files are snappy (cheaper on the capture's path), merged ones zstd
     codecs = {pq.ParquetFile(f).metadata.row_group(0).column(0).compression for f in files}
-    assert codecs == ({"ZSTD"} if compact else {"SNAPPY"})
-    if compact:
-        assert set(per_partition.values()) == {1} and "compacted" in done.stdout
+    merged = compact and end == "duration"
+    assert codecs == ({"ZSTD"} if merged else {"SNAPPY"})
+    # the journal is sealed and compressed either way; pruning never takes a writer's last segment
+    segments = sorted(p.name for p in (tmp_path / "_journal" / "cli").glob("seg-*"))
+    assert segments and all(n.endswith(".jnl.zst") for n in segments)
+    if merged:
+        assert set(per_partition.values()) == {1}
+        assert "compacted" in done.stdout or "re-encoded" in done.stdout
         assert verify_store.verify(tmp_path).status == "clean"
-        # the journal is sealed and compressed; pruning never takes a writer's last segment
-        segments = sorted(p.name for p in (tmp_path / "_journal" / "cli").glob("seg-*"))
-        assert segments and all(n.endswith(".jnl.zst") for n in segments)
     else:
-        assert max(per_partition.values()) > 1 and "compacted" not in done.stdout
+        assert "compacted" not in done.stdout and "re-encoded" not in done.stdout
+    if end == "signal":
+        assert max(per_partition.values()) > 1
+        assert "stopped by a signal: compaction skipped" in done.stderr
