@@ -155,7 +155,7 @@ class DecodeLoop:
                 self._account(last_fed_ns)
                 release_memory()  # each batch's parse buffers, before the next one grows the heap
             if done or due:
-                self._flush_and_checkpoint()
+                self._flush_and_checkpoint(last=done)
                 self.stats.last_stored_ns = last_fed_ns
                 self._account(self.stats.last_decoded_ns)
             if done:
@@ -173,14 +173,15 @@ class DecodeLoop:
         s.files = self.sink.files_written
         self.on_account()
 
-    def _flush_and_checkpoint(self) -> None:
+    def _flush_and_checkpoint(self, last: bool) -> None:
         """Flush every table, then checkpoint: the checkpoint and the saved pipeline state
         then describe exactly the same frame, so recovery resumes without re-deciding
-        anything (a memory-pressure flush of one table does not checkpoint)."""
+        anything (a memory-pressure flush of one table does not checkpoint). After the last
+        one, sealing is the shutdown's (faster levels, every core), not the compressor's."""
         self.sink.flush_all()
         write_checkpoint(self.root, self.pipe.last_fno, self.pipe.state())
         release_memory()
-        if self.compressor is not None:
+        if self.compressor is not None and not last:
             self.compressor.wake.set()
 
 
@@ -205,11 +206,13 @@ class Compressor(threading.Thread):
             if self.done.is_set():
                 return
             try:
-                compress_sealed(self.root)
+                compress_sealed(self.root, cancel=self.done)
             except (JournalError, OSError) as exc:
                 log.warning("journal: compressing sealed segments failed (kept as they are): %s", exc)
 
     def stop(self) -> None:
+        """Call off the pass under way (within a 4 MiB chunk) and end: a shutdown compresses
+        what is left at its fast level (:func:`recorder.capture.live._seal_journal`)."""
         self.done.set()
         self.wake.set()
         self.join()

@@ -23,6 +23,7 @@ import datetime as dt
 import itertools
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -73,15 +74,23 @@ SHUTDOWN_FULL_LEVEL_BYTES = 64 << 20
 BACKLOG_SEGMENTS = 2
 
 
-def compress_segment(path: Path, *, level: int = JOURNAL_ZSTD_LEVEL, threads: int = 0) -> Path:
+class Cancelled(Exception):
+    """A compression was called off (``cancel`` was set); the plain segment is kept."""
+
+
+def compress_segment(
+    path: Path, *, level: int = JOURNAL_ZSTD_LEVEL, threads: int = 0, cancel: threading.Event | None = None
+) -> Path:
     """Compress one plain segment into ``<path>.zst`` and remove the plain one; returns the new path.
 
     The file is one standard zstd frame (``zstd -d`` gives the segment back) with a window of
     at most 8 MiB, which any zstd decoder, Arrow's included, reads without options. ``threads``
     > 0 compresses on that many threads, -1 on every core (still one frame, a little larger).
+    ``cancel`` is looked at between 4 MiB chunks: a shutdown need not wait for a slow level.
 
     Raises:
         JournalError: reading, writing or removing failed (the plain segment is then kept).
+        Cancelled: ``cancel`` was set (the plain segment is kept).
     """
     import zstandard
 
@@ -91,19 +100,33 @@ def compress_segment(path: Path, *, level: int = JOURNAL_ZSTD_LEVEL, threads: in
         tmp.unlink(missing_ok=True)
         cctx = zstandard.ZstdCompressor(level=level, threads=threads)
         with open(tmp, "xb", opener=private_opener) as raw, open(path, "rb") as src:
-            cctx.copy_stream(src, raw, size=os.fstat(src.fileno()).st_size, write_size=_COPY)
+            size = os.fstat(src.fileno()).st_size
+            with cctx.stream_writer(raw, size=size, write_size=_COPY, closefd=False) as out:
+                while chunk := src.read(_COPY):
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled(path)
+                    out.write(chunk)
         fsync_path(tmp)
         os.replace(tmp, final)
         fsync_dir(path.parent)
         os.unlink(path)
         fsync_dir(path.parent)
+    except Cancelled:
+        tmp.unlink(missing_ok=True)
+        raise
     except (OSError, zstandard.ZstdError) as exc:
         tmp.unlink(missing_ok=True)
         raise JournalError(f"cannot compress journal segment {path}: {exc}") from exc
     return final
 
 
-def compress_sealed(root: Path, *, include_last: bool = False, level: int | None = None) -> list[Path]:
+def compress_sealed(
+    root: Path,
+    *,
+    include_last: bool = False,
+    level: int | None = None,
+    cancel: threading.Event | None = None,
+) -> list[Path]:
     """Compress every sealed, still plain segment of one writer directory; returns the new files.
 
     ``include_last`` also seals the last segment when all of it is in Parquet: for a writer that
@@ -111,7 +134,8 @@ def compress_sealed(root: Path, *, include_last: bool = False, level: int | None
     A segment left in both forms by a crash loses its plain form here. ``level`` None: each
     segment at :data:`JOURNAL_ZSTD_LEVEL`, except a backlog's older ones (see
     :data:`JOURNAL_FAST_LEVEL`, and at a shutdown those over :data:`SHUTDOWN_FULL_LEVEL_BYTES`).
-    With ``include_last`` (a shutdown waits on it) zstd works on every core.
+    With ``include_last`` (a shutdown waits on it) zstd works on every core. ``cancel`` set
+    stops the pass within a chunk (what is done stays done; the rest stays plain).
     """
     todo = _sealed_plain(root, include_last)
     done = []
@@ -119,7 +143,12 @@ def compress_sealed(root: Path, *, include_last: bool = False, level: int | None
         fast = len(todo) > BACKLOG_SEGMENTS and i < len(todo) - 1
         fast = fast or (include_last and path.stat().st_size > SHUTDOWN_FULL_LEVEL_BYTES)
         chosen = level if level is not None else JOURNAL_FAST_LEVEL if fast else JOURNAL_ZSTD_LEVEL
-        done.append(compress_segment(path, level=chosen, threads=-1 if include_last else 0))
+        try:
+            threads = -1 if include_last else 0
+            done.append(compress_segment(path, level=chosen, threads=threads, cancel=cancel))
+        except Cancelled:
+            log.info("journal %s: compression of %s called off (kept plain for now)", root, path.name)
+            break
     if done:
         log.info("journal %s: compressed %d sealed segments", root, len(done))
     return done

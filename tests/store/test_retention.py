@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from recorder.sim.venue import Venue, VenueConfig
 from recorder.store.journal import JournalWriter, list_segments, read_records, write_checkpoint
 from recorder.store.layout import journal_root
 from recorder.store.rebuild import rebuild
-from recorder.store.retention import compress_sealed, compress_segment, prune, segments
+from recorder.store.retention import Cancelled, compress_sealed, compress_segment, prune, segments
 from tests.helpers import capture_config, stored_rows
 
 DAY_NS = 86_400 * NS
@@ -86,6 +87,23 @@ def test_a_crash_between_compression_and_removal_leaves_each_record_once(tmp_pat
     compress_sealed(root)
     assert not first.exists()
     assert [(r.fno, r.recv_ts_ns, r.frame()) for r in read_records(root)] == before
+
+
+def test_a_called_off_compression_keeps_the_plain_segment(tmp_path: Path) -> None:
+    """A shutdown calls off the compressor's pass: nothing half-written stays, nothing is lost."""
+    root = tmp_path / "_journal" / "w1"
+    before = journal(root, 30)
+    write_checkpoint(root, 10**9)
+    cancel = threading.Event()
+    cancel.set()
+    first = list_segments(root)[0][1]
+    with pytest.raises(Cancelled):
+        compress_segment(first, cancel=cancel)
+    assert compress_sealed(root, cancel=cancel) == []
+    assert first.exists() and not any(".tmp" in p.name or p.name.endswith(".zst") for p in root.iterdir())
+    assert [(r.fno, r.recv_ts_ns, r.frame()) for r in read_records(root)] == before
+    cancel.clear()
+    assert len(compress_sealed(root, cancel=cancel)) == len(list_segments(root)) - 1
 
 
 def test_prune_keeps_what_is_not_in_parquet_and_the_last_segment(tmp_path: Path) -> None:
