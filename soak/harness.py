@@ -321,10 +321,11 @@ class RssMonitor:
     process counts with its children (a capture's decoder is a child process).
 
     Polling is the only option: no event fires when a process's memory grows. Besides the
-    samples, the kernel's own high-water mark (``VmHWM`` in ``/proc/<pid>/status``) is read
-    at each sample, so a peak between two samples is not missed. The high-water marks of a
-    process and its children are added up, which may overstate (they need not peak at once)
-    but never understates.
+    samples, the kernel's own high-water mark (``VmHWM`` in ``/proc/<pid>/status``) of the
+    watched process is read at each sample, so its own peak between two samples is not
+    missed. A process tree has no such mark: its figure is the largest sum of its members'
+    resident sets at one sample (adding each member's high-water mark would add peaks that
+    came at different times: the capture's journal seal after its decoder has exited, say).
     """
 
     interval: float = 0.05
@@ -365,7 +366,6 @@ class RssMonitor:
         for kid in kids:
             with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
                 rss += kid.memory_info().rss
-                hwm += _vm_hwm(kid.pid)
         with self._lock:
             self.peaks[pid] = max(self.peaks.get(pid, 0), rss, hwm)
 

@@ -98,9 +98,15 @@ def compress_segment(
     tmp = temp_path(final)
     try:
         tmp.unlink(missing_ok=True)
-        cctx = zstandard.ZstdCompressor(level=level, threads=threads)
         with open(tmp, "xb", opener=private_opener) as raw, open(path, "rb") as src:
             size = os.fstat(src.fileno()).st_size
+            if threads:  # 4 MiB jobs: 65 MB of buffers on two workers instead of 97 (level 9)
+                params = zstandard.ZstdCompressionParameters.from_level(
+                    level, source_size=size, threads=threads, job_size=_COPY
+                )
+                cctx = zstandard.ZstdCompressor(compression_params=params)
+            else:
+                cctx = zstandard.ZstdCompressor(level=level)
             with cctx.stream_writer(raw, size=size, write_size=_COPY, closefd=False) as out:
                 while chunk := src.read(_COPY):
                     if cancel is not None and cancel.is_set():
