@@ -10,6 +10,9 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import pickle
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recorder.capture.assign import shard_items
-from recorder.capture.backfill import BackfillResult, run_backfill
 from recorder.capture.diskcheck import (
     BYTES_PER_CODE_S,
     FALLBACK_S,
@@ -46,6 +48,7 @@ from recorder.store.objstore import S3Store, Uploader, local_dir_for, open_store
 from recorder.store.retention import prune
 
 if TYPE_CHECKING:
+    from recorder.capture.backfill import BackfillResult
     from recorder.capture.relay import Relay
 
 log = logging.getLogger(__name__)
@@ -296,6 +299,10 @@ async def run_capture(
                 removed, run.journal_error = exc.removed, str(exc)
             log.info("journal: pruned %d segments older than %d days", len(removed), req.journal_keep_days)
         if req.backfill and not signalled:
+            # Imported here: the tick-chart side (pyarrow.dataset, pandas) is ~40 MB of a
+            # long capture's resident memory that only the end of a --backfill run uses.
+            from recorder.capture.backfill import run_backfill
+
             for day in sorted(days):
                 run.backfills.append(await run_backfill(req.data_dir, day, endpoints.rest_url, cfg.keys))
     return run
@@ -395,6 +402,37 @@ def plan_capture(req: CaptureRequest) -> CapturePlan:
         return CapturePlan(None, req.duration_s)
     symbols, market = _universe(req)
     return CapturePlan(None, _seconds_to_close(day, recorded_venues(symbols, market, _nxt(req)), req))
+
+
+def isolated_trading_day(date: dt.date) -> TradingDay | Closed:
+    """:func:`~recorder.kiwoom.calendar.trading_day` worked out in a short-lived interpreter.
+
+    The calendar needs exchange_calendars and pandas: about 50 MB that a capture would keep
+    resident all day for one lookup at its start. The answer (or the ConfigError of a year
+    outside the calendar) comes back pickled; a lookup that cannot run at all is done here.
+    """
+    code = (
+        "import datetime, pickle, sys\n"
+        "from recorder.errors import ConfigError\n"
+        "from recorder.kiwoom.calendar import trading_day\n"
+        "try:\n"
+        "    out = trading_day(datetime.date.fromisoformat(sys.argv[1]))\n"
+        "except ConfigError as exc:\n"
+        "    out = exc\n"
+        "sys.stdout.buffer.write(pickle.dumps(out))\n"
+    )
+    try:
+        r = subprocess.run([sys.executable, "-c", code, date.isoformat()], capture_output=True, timeout=120)
+        out = pickle.loads(r.stdout) if r.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired, pickle.UnpicklingError, EOFError):
+        out = None
+    if out is None:
+        log.debug("calendar lookup in a subprocess failed; looking up in this process")
+        return trading_day(date)
+    if isinstance(out, ConfigError):
+        raise out
+    assert isinstance(out, TradingDay | Closed)
+    return out
 
 
 def _calendar_day(req: CaptureRequest) -> TradingDay | Closed:

@@ -183,7 +183,7 @@ def capture(
 
     from recorder.capture.assign import parse_shard
     from recorder.capture.diskcheck import parse_size
-    from recorder.capture.runner import CaptureRequest, run_capture
+    from recorder.capture.runner import CaptureRequest, isolated_trading_day, run_capture
     from recorder.cli import logs, options
     from recorder.kiwoom.items import parse_items
 
@@ -230,6 +230,7 @@ def capture(
         disk_check=disk_check,
         disk_rate=parse_size(disk_rate),
         disk_floor=int(parse_size(disk_floor)) if disk_floor else None,
+        calendar=isolated_trading_day,
     )
     result = asyncio.run(run_capture(req))
     click.echo(result.summary())

@@ -154,3 +154,16 @@ def test_until_close_runs_the_capture_until_then(tmp_path: Path) -> None:
     result = asyncio.run(run_capture(req, progress=False))
     assert result.closed is None and result.capture is not None
     assert result.capture.stats.subscribed and result.capture.stats.frames > 0
+
+
+def test_the_isolated_lookup_answers_as_the_calendar_does() -> None:
+    """The CLI looks the day up in a short-lived interpreter (the calendar's libraries stay
+    out of the capture's memory): the same answers, errors included."""
+    from recorder.capture.runner import isolated_trading_day
+    from recorder.kiwoom.calendar import trading_day
+
+    for day in ("2026-07-20", "2026-07-18", "2026-01-02", "2026-11-19", "2026-12-31"):
+        date = dt.date.fromisoformat(day)
+        assert isolated_trading_day(date) == trading_day(date), day
+    with pytest.raises(ConfigError, match="the trading calendar covers"):
+        isolated_trading_day(dt.date(2051, 1, 4))
