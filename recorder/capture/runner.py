@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import os
 import pickle
@@ -404,12 +405,14 @@ def plan_capture(req: CaptureRequest) -> CapturePlan:
     return CapturePlan(None, _seconds_to_close(day, recorded_venues(symbols, market, _nxt(req)), req))
 
 
+@functools.lru_cache(maxsize=16)
 def isolated_trading_day(date: dt.date) -> TradingDay | Closed:
     """:func:`~recorder.kiwoom.calendar.trading_day` worked out in a short-lived interpreter.
 
     The calendar needs exchange_calendars and pandas: about 50 MB that a capture would keep
     resident all day for one lookup at its start. The answer (or the ConfigError of a year
     outside the calendar) comes back pickled; a lookup that cannot run at all is done here.
+    Answers are kept: building the year's calendar costs a CPU-second or two, once.
     """
     code = (
         "import datetime, pickle, sys\n"
