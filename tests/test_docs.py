@@ -184,6 +184,15 @@ def reference() -> str:
     return "\n".join(out)
 
 
+def test_readme_reference_is_current() -> None:
+    """The README's command reference is what the click commands say now, help texts included
+    (``python -m tests.test_docs`` regenerates it)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("\n", readme.index("<!-- command reference")) + 1
+    section = readme[start : readme.index("<!-- end of command reference -->")]
+    assert section.strip() == reference().strip(), "stale: regenerate with python -m tests.test_docs"
+
+
 def test_data_dictionary_is_current() -> None:
     """docs/data-dictionary.md says what the FID tables say (python -m tests.test_docs dictionary)."""
     assert (ROOT / "docs" / "data-dictionary.md").read_text(encoding="utf-8") == data_dictionary()

@@ -100,9 +100,9 @@ class DecodeLoop:
     """Reads the journal until told to drain; decodes in batches; flushes and checkpoints.
 
     ``wait(timeout)`` blocks until there may be more to read (or the timeout passes);
-    ``drain()`` (from any thread) asks for a last pass: read until nothing more is readable,
-    then flush, checkpoint and return. Counters go to ``stats`` and ``on_account`` is called
-    after each update.
+    setting ``draining`` (the hosts' ``drain()``, from any thread) asks for a last pass: read
+    until nothing more is readable, then flush, checkpoint and return. Counters go to
+    ``stats`` and ``on_account`` is called after each update.
     """
 
     def __init__(

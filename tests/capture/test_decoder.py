@@ -46,6 +46,15 @@ def _wait_gone(proc: psutil.Process, timeout: float = 30.0) -> bool:
     return False
 
 
+def _capturing(vt: Any, tmp_path: Path, name: str) -> tuple[Path, Path, CaptureProc]:
+    """The real CLI capturing into ``tmp_path/store``, logged in and 40 entries further on."""
+    data, logs = tmp_path / "store", tmp_path / "logs"
+    cap = CaptureProc(vt, data, logs, FLUSH, name).start()
+    vt.wait_logins(1)
+    vt.wait_entries(vt.entries_sent() + 40)
+    return data, logs, cap
+
+
 def _restart_and_check(vt: Any, data: Path, logs: Path, logins: int) -> None:
     """Run the real CLI again on the store: afterwards every row the journal decodes to is
     stored exactly once, and the downtime is one restart gap."""
@@ -63,10 +72,7 @@ def _restart_and_check(vt: Any, data: Path, logs: Path, logins: int) -> None:
 
 def test_kill_9_of_the_capture_takes_its_decoder_along(tmp_path: Path, venue_thread: Any) -> None:
     vt = venue_thread(VENUE)
-    data, logs = tmp_path / "store", tmp_path / "logs"
-    doomed = CaptureProc(vt, data, logs, FLUSH, "doomed").start()
-    vt.wait_logins(1)
-    vt.wait_entries(vt.entries_sent() + 40)
+    data, logs, doomed = _capturing(vt, tmp_path, "doomed")
     decoder = _decoder_of(doomed)
     assert doomed.kill() == -signal.SIGKILL
     assert _wait_gone(decoder), "the decoder process outlived the capture"
@@ -76,10 +82,7 @@ def test_kill_9_of_the_capture_takes_its_decoder_along(tmp_path: Path, venue_thr
 
 def test_a_decoder_that_dies_ends_the_capture_loudly(tmp_path: Path, venue_thread: Any) -> None:
     vt = venue_thread(VENUE)
-    data, logs = tmp_path / "store", tmp_path / "logs"
-    cap = CaptureProc(vt, data, logs, FLUSH, "victim").start()
-    vt.wait_logins(1)
-    vt.wait_entries(vt.entries_sent() + 40)
+    data, logs, cap = _capturing(vt, tmp_path, "victim")
     _decoder_of(cap).kill()
     rc = cap.wait(60)
     err = cap.stderr()
@@ -93,10 +96,7 @@ def test_a_ctrl_c_to_the_process_group_is_a_clean_stop(tmp_path: Path, venue_thr
     """A terminal sends SIGINT to the decoder too: it carries on until the parent tells it to
     drain, so the stop is clean and every journaled row is stored."""
     vt = venue_thread(VENUE)
-    data, logs = tmp_path / "store", tmp_path / "logs"
-    cap = CaptureProc(vt, data, logs, FLUSH, "ctrl-c").start()
-    vt.wait_logins(1)
-    vt.wait_entries(vt.entries_sent() + 40)
+    data, _, cap = _capturing(vt, tmp_path, "ctrl-c")
     vt.barrier()
     decoder = _decoder_of(cap)
     decoder.send_signal(signal.SIGINT)
