@@ -340,7 +340,13 @@ class DecoderProcess:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
             theirs.close()
         self._conn = Connection(mine.detach())
-        self._conn.send(dataclasses.asdict(self.spec))
+        try:
+            self._conn.send(dataclasses.asdict(self.spec))
+        except OSError as exc:  # it died at once (a broken installation)
+            self._proc.wait()
+            raise StoreError(
+                f"the decoder process did not start (exit code {self._proc.returncode}): {exc}"
+            ) from exc
         self._listener.start()
 
     def drain(self) -> None:
