@@ -299,6 +299,5 @@ def test_a_capture_compacts_its_part_files_when_it_ends(
         assert verify_store.verify(tmp_path).status == "clean"
     else:
         assert "compacted" not in done.stdout and "re-encoded" not in done.stdout
-    if end == "signal":
-        assert max(per_partition.values()) > 1
+    if end == "signal":  # (how many flushes it got before the stop depends on the machine)
         assert "stopped by a signal: compaction skipped" in done.stderr
