@@ -92,9 +92,7 @@ class CaptureConfig:
     flush_age_s: float = 300.0
     # Rows buffered for Parquet, all tables together; past it the largest table is written
     # early. Bounds the capture's memory whatever the universe and the flush age.
-    # 64 MiB: the decoder process's peak (a flush holds the buffers and sorted copies) keeps
-    # a 500-code, 3-key capture under 400 MB in all (it reached 411 MB at 96 MiB in 20 min).
-    buffer_bytes: int = 64 << 20
+    buffer_bytes: int = 96 << 20
     max_codes: int = MAX_CODES_PER_KEY
     tuning: SessionTuning = field(default_factory=SessionTuning)
     # Writes one part file atomically; None is the store's own writer. Recovery always
