@@ -34,10 +34,12 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 import random
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -604,8 +606,22 @@ def run_forever(
     feed: Feed | None = None,
     on_listening: Callable[[Venue], None] | None = None,
 ) -> None:
-    """Blocking :func:`serve` for a CLI; returns on Ctrl-C."""
-    try:
-        asyncio.run(serve(config, feed=feed, on_listening=on_listening))
-    except KeyboardInterrupt:
-        log.info("venue stopped")
+    """Blocking :func:`serve` for a CLI; returns on SIGINT (Ctrl-C) or SIGTERM.
+
+    Both signals are handled on the event loop, so the venue also stops cleanly when it was
+    started from a script's background job (a non-interactive shell starts those with SIGINT
+    ignored, and Python's own Ctrl-C handling then never fires) or by a service manager.
+    """
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await serve(config, feed=feed, on_listening=on_listening)
+
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the handlers were in place
+        asyncio.run(main())
+    log.info("venue stopped")

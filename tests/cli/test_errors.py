@@ -89,9 +89,12 @@ def test_a_host_that_cannot_be_bound_is_one_line() -> None:
 class Banner:
     """A served command in a subprocess, its stderr read line by line on a thread."""
 
-    def __init__(self, args: list[str]) -> None:
+    def __init__(self, args: list[str], *, start_ignoring_sigint: bool = False) -> None:
+        # A non-interactive shell starts background jobs with SIGINT ignored (as CI runners
+        # and cron scripts do); the served commands must stop on it all the same.
+        ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if start_ignoring_sigint else None
         self.proc = subprocess.Popen(
-            [*RECORDER, *args], env=hermetic_env(), stderr=subprocess.PIPE, text=True
+            [*RECORDER, *args], env=hermetic_env(), stderr=subprocess.PIPE, text=True, preexec_fn=ignore
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
@@ -110,8 +113,8 @@ class Banner:
                 return line
         raise AssertionError(f"no line starting {prefix!r}: {self.seen}")
 
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGINT)
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        self.proc.send_signal(sig)
         return self.proc.wait(30)
 
 
@@ -139,6 +142,26 @@ def test_port_0_banner_shows_the_bound_port(command: str, store: Path) -> None:
     finally:
         assert served.stop() == 0
     assert not any("Traceback" in line for line in served.seen)
+
+
+@pytest.mark.parametrize("command", ["sim", "replay"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_served_commands_stop_cleanly_on_sigint_or_sigterm(command: str, sig: int, store: Path) -> None:
+    if command == "sim":
+        args, prefix = ["sim", "--port", "0", "--symbols", "2"], "serving a synthetic market on "
+    else:
+        args = ["replay", "--data-dir", str(store), "--date", DAY, "--serve", "--port", "0"]
+        prefix = "replaying "
+    served = Banner(args, start_ignoring_sigint=True)
+    served.wait_line(prefix)
+    assert served.stop(sig) == 0
+    rest = served.lines.get(timeout=10)
+    tail = []
+    while rest is not None:
+        tail.append(rest)
+        rest = served.lines.get(timeout=10)
+    assert any("venue stopped" in line for line in tail), tail
+    assert not any("Traceback" in line for line in [*served.seen, *tail])
 
 
 # --------------------------------------------------------------------------- numbers
