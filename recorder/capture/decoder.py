@@ -39,16 +39,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from recorder.capture.progress import CaptureStats
 from recorder.errors import JournalError, StoreError
 from recorder.store.fs import acquire_lock
-from recorder.store.journal import JournalTail, write_checkpoint
-from recorder.store.pipeline import Pipeline
-from recorder.store.sink import PartWriter, Sink
+from recorder.store.journal import EVENT, JournalTail, read_checkpoint_state, read_records, write_checkpoint
+
+if TYPE_CHECKING:  # Arrow and the store's writers load in the decoder only (see DecodeLoop)
+    from recorder.store.sink import PartWriter, Sink
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +67,7 @@ DECODER_FIELDS = (
     "decoded_fno",
     "files",
     "last_stored_ns",
+    "recovered_frames",
 )
 
 
@@ -86,6 +86,8 @@ class DecoderSpec:
     log_level: int = logging.WARNING
 
     def sink(self, write: PartWriter | None = None) -> Sink:
+        from recorder.store.sink import Sink
+
         return Sink(
             self.data_dir,
             self.writer,
@@ -96,8 +98,49 @@ class DecoderSpec:
         )
 
 
+def recover(root: Path, data_dir: Path, writer: str, last_fno: int) -> int:
+    """Decode the journaled frames up to ``last_fno`` that never reached Parquet (a crash
+    stopped the previous run), exactly once: the rows of part files already written are
+    skipped. The decoder does this before it follows the journal, so a restart reconnects at
+    once and Arrow is loaded in the decoder's process only.
+
+    Returns the number of records replayed.
+    """
+    checkpoint, state = read_checkpoint_state(root)
+    start = checkpoint + 1
+    if start > last_fno:
+        return 0
+    from recorder.store.pipeline import Pipeline
+    from recorder.store.sink import Sink
+
+    sink = Sink(data_dir, writer, resume=True)
+    pipe = Pipeline(sink)
+    pipe.restore(state)  # the trading day and continuity expectations as of the checkpoint
+    n = 0
+    for rec in read_records(root, start):
+        if rec.fno > last_fno:
+            break
+        n += 1
+        if rec.kind == EVENT:
+            pipe.feed_event(rec.event(), rec.recv_ts_ns, rec.fno)
+        else:
+            pipe.feed_frame(rec.frame(), rec.recv_ts_ns, rec.fno)
+    pipe.drain()
+    sink.close()
+    write_checkpoint(root, last_fno, pipe.state())
+    log.info(
+        "recovered %d journal records (frames %d..%d); %d rows were already in Parquet",
+        n,
+        start,
+        last_fno,
+        sink.rows_skipped,
+    )
+    return n
+
+
 class DecodeLoop:
-    """Reads the journal until told to drain; decodes in batches; flushes and checkpoints.
+    """Recovers what the previous run journaled but did not store (:func:`recover`), then
+    reads the journal until told to drain; decodes in batches; flushes and checkpoints.
 
     ``wait(timeout)`` blocks until there may be more to read (or the timeout passes);
     setting ``draining`` (the hosts' ``drain()``, from any thread) asks for a last pass: read
@@ -115,7 +158,10 @@ class DecodeLoop:
         on_account: Callable[[], None] = lambda: None,
         compressor: Compressor | None = None,
     ) -> None:
-        self.root, self.stats, self.wait, self.on_account = spec.root, stats, wait, on_account
+        from recorder.store.pipeline import Pipeline
+
+        self.spec, self.stats, self.wait, self.on_account = spec, stats, wait, on_account
+        self.root = spec.root
         self.sink = spec.sink(write)
         self.tail = JournalTail(spec.root, spec.start_fno)
         self.pipe = Pipeline(self.sink)
@@ -126,6 +172,9 @@ class DecodeLoop:
 
     def run(self) -> None:
         try:
+            spec = self.spec
+            self.stats.recovered_frames = recover(spec.root, spec.data_dir, spec.writer, spec.start_fno - 1)
+            self.on_account()
             self._loop()
         finally:
             self.tail.close()
@@ -231,7 +280,9 @@ def release_memory() -> None:
     and glibc's per-thread arenas otherwise keep freed pages for reuse, and a long capture's
     resident memory only grows (measured on a 500-code capture: RSS after each flush climbed
     from about 250 to 350 MB in five minutes without it). It costs a few milliseconds a second."""
-    pa.default_memory_pool().release_unused()
+    pa = sys.modules.get("pyarrow")  # the recorder's process never loads it
+    if pa is not None:
+        pa.default_memory_pool().release_unused()
     trim = getattr(_libc(), "malloc_trim", None)
     if trim is not None:
         trim(0)

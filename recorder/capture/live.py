@@ -6,9 +6,10 @@ process of its own (:mod:`recorder.capture.decoder`), follows the journal, decod
 writes part files, and advances the checkpoint after each flush. Memory therefore stays
 bounded however slow the Parquet side is: frames wait on disk, not in a queue.
 
-On start, frames journaled by an earlier run but not yet in Parquet (a crash, ``kill -9``)
-are recovered first, exactly once, and a ``restart`` gap covers the time the recorder was
-down, whether the previous run stopped cleanly or died. Shutdown (duration reached,
+On start, a ``restart`` gap covers the time the recorder was down, whether the previous run
+stopped cleanly or died, and the sessions connect at once: frames journaled by an earlier run
+but not yet in Parquet (a crash, ``kill -9``) are the decoder's to store first, exactly once.
+This process never loads Arrow; it reads sockets and writes the journal. Shutdown (duration reached,
 ``--until``, SIGINT/SIGTERM) closes the sessions, lets the decoder reach the last journaled
 frame, flushes every buffer and checkpoints.
 
@@ -51,20 +52,12 @@ from recorder.errors import (
     StoreError,
 )
 from recorder.kiwoom.limits import MAX_CODES_PER_KEY, check_codes
-from recorder.store.journal import (
-    EVENT,
-    JournalWriter,
-    Record,
-    read_checkpoint_state,
-    read_records,
-    write_checkpoint,
-)
-from recorder.store.layout import journal_root
-from recorder.store.pipeline import TRADING_DAY, Pipeline
-from recorder.store.sink import PartWriter, Sink
+from recorder.store.journal import EVENT, TRADING_DAY, JournalWriter, Record, read_records
+from recorder.store.layout import INTENT_DIR, INTENT_GLOB, journal_root
 
 if TYPE_CHECKING:
     from recorder.capture.relay import Relay
+    from recorder.store.sink import PartWriter
 
 log = logging.getLogger(__name__)
 
@@ -122,40 +115,6 @@ def _seal_journal(root: Path) -> None:
         compress_sealed(root, include_last=True)
     except (JournalError, OSError) as exc:
         log.warning("journal: compressing the last segments failed (kept as they are): %s", exc)
-
-
-def recover(root: Path, data_dir: Path, writer: str, last_fno: int) -> int:
-    """Decode journaled frames that never reached Parquet (after a crash); exactly once.
-
-    Returns the number of records replayed.
-    """
-    checkpoint, state = read_checkpoint_state(root)
-    start = checkpoint + 1
-    if start > last_fno:
-        return 0
-    sink = Sink(data_dir, writer, resume=True)
-    pipe = Pipeline(sink)
-    pipe.restore(state)  # the trading day and continuity expectations as of the checkpoint
-    n = 0
-    for rec in read_records(root, start):
-        if rec.fno > last_fno:
-            break
-        n += 1
-        if rec.kind == EVENT:
-            pipe.feed_event(rec.event(), rec.recv_ts_ns, rec.fno)
-        else:
-            pipe.feed_frame(rec.frame(), rec.recv_ts_ns, rec.fno)
-    pipe.drain()
-    sink.close()
-    write_checkpoint(root, last_fno, pipe.state())
-    log.info(
-        "recovered %d journal records (frames %d..%d); %d rows were already in Parquet",
-        n,
-        start,
-        last_fno,
-        sink.rows_skipped,
-    )
-    return n
 
 
 def _last_record(root: Path, last_fno: int) -> Record | None:
@@ -356,17 +315,20 @@ class Capture:
         return DecoderProcess(spec, self.stats, self._fail)
 
     def _recover(self) -> None:
+        """Make the store safe to write and journal the restart; the frames a crash left
+        undecoded are the decoder's to store first (:func:`~recorder.capture.decoder.recover`),
+        so the sessions connect without waiting for them."""
+        wait_for_orphan(self.root)  # the decoder of a run killed just now may still be writing
         # A compaction interrupted by a crash may have left a merged file next to its
         # inputs: finish it before writing anything (we hold this writer's journal lock).
-        from recorder.store.compact import finish_compactions
+        if any((self.cfg.data_dir / INTENT_DIR).glob(INTENT_GLOB)):
+            from recorder.store.compact import finish_compactions
 
-        wait_for_orphan(self.root)  # the decoder of a run killed just now may still be writing
-        finish_compactions(self.cfg.data_dir)
+            finish_compactions(self.cfg.data_dir)
         last = self.journal.last_fno
         if self.journal.torn_tail is not None:
             log.warning("journal had a torn last record (a crash mid-write): %s", self.journal.torn_tail)
-        self.stats.recovered_frames = recover(self.root, self.cfg.data_dir, self.cfg.writer, last)
-        self._tail_start = last + 1  # the decoder follows from here, restart gap included
+        self._tail_start = last + 1  # the decoder recovers up to here, then follows from here
         prev = _last_record(self.root, last)
         if prev is not None:
             self._journal_restart(prev)

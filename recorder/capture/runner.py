@@ -31,7 +31,7 @@ from recorder.capture.diskcheck import (
     disk_free,
     estimate,
 )
-from recorder.capture.live import Capture, CaptureConfig, CaptureResult, PartWriter, install_signal_handlers
+from recorder.capture.live import Capture, CaptureConfig, CaptureResult, install_signal_handlers
 from recorder.capture.metrics import MetricsServer
 from recorder.capture.progress import read_figures, report, summary_line
 from recorder.capture.universe import read_items_file
@@ -43,7 +43,6 @@ from recorder.kiwoom.calendar import Closed, TradingDay, kst_today, trading_day
 from recorder.kiwoom.items import split_item
 from recorder.kiwoom.limits import MAX_CODES_PER_KEY, check_codes
 from recorder.kiwoom.time import kst_date
-from recorder.store.compact import CompactResult, compact
 from recorder.store.layout import JOURNAL_DIR, default_writer_id
 from recorder.store.objstore import S3Store, Uploader, local_dir_for, open_store, publish
 from recorder.store.retention import prune
@@ -51,6 +50,8 @@ from recorder.store.retention import prune
 if TYPE_CHECKING:
     from recorder.capture.backfill import BackfillResult
     from recorder.capture.relay import Relay
+    from recorder.store.compact import CompactResult
+    from recorder.store.sink import PartWriter
 
 log = logging.getLogger(__name__)
 
@@ -284,6 +285,8 @@ async def run_capture(
         elif req.compact:
             # The journal lock is released: compaction takes it, so no capture of this writer
             # can start meanwhile. Crash-safe as `recorder compact` is (intents, replayed later).
+            from recorder.store.compact import compact
+
             run.compacted = await asyncio.to_thread(
                 compact, req.data_dir, dates=sorted(days), writers=[cfg.writer], recode=True
             )

@@ -62,6 +62,9 @@ from recorder.store.layout import LOCK
 
 log = logging.getLogger(__name__)
 
+#: The event that pins the KST trading date of the frames that follow (None unpins).
+TRADING_DAY = "trading_day"
+
 TEXT, BINARY, EVENT = 1, 2, 3
 MAGIC = 0x4A4B
 HEADER = struct.Struct("<HBBHHIQqI")

@@ -29,12 +29,10 @@ from recorder.kiwoom.decode_arrow import decode_block, decode_frames
 from recorder.kiwoom.frames import FrameKind, classify
 from recorder.kiwoom.time import trading_day
 from recorder.store.continuity import ContinuityChecker
+from recorder.store.journal import EVENT, TEXT, TRADING_DAY
 from recorder.store.sink import Gap, Sink
 
 log = logging.getLogger(__name__)
-
-#: The event that pins the KST trading date of the frames that follow (None unpins).
-TRADING_DAY = "trading_day"
 
 #: Session event kinds that are holes in the record (everything else is informational).
 GAP_KINDS = frozenset(
@@ -196,8 +194,6 @@ class Pipeline:
 
     def feed_records(self, records: Iterable[Any]) -> None:
         """Journal records (:class:`recorder.store.journal.Record`) in order."""
-        from recorder.store.journal import EVENT, TEXT
-
         for rec in records:
             if rec.kind == EVENT:
                 self.feed_event(rec.event(), rec.recv_ts_ns, rec.fno)
