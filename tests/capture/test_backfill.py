@@ -291,3 +291,56 @@ def _misreport_trade(venue: Venue, item: str, cum: int) -> None:
             tape._qtys[i] += 1_000_000
             return
     raise AssertionError(f"no trade of {item} reaches cum_volume {cum}")
+
+
+def test_a_backfill_beside_a_running_capture_heals_without_disturbing_it(tmp_path: Path) -> None:
+    """The documented nightly pattern's other half: a backfill while the capture still records
+    (its own writer id and files). The hole heals, the capture records on and ends cleanly,
+    and the store holds the venue's tape exactly once: nothing twice, nothing missing."""
+    results: list[BackfillResult] = []
+    day = kst_date(time.time_ns())
+
+    def hole_stored() -> bool:  # the kick's gap and trades from after it are in Parquet
+        gaps = queries.sql(tmp_path, "SELECT count(*) AS n FROM gaps WHERE kind = 'kicked'").to_pylist()
+        return gaps[0]["n"] == 1 and bool(find_holes(recorded_trades(tmp_path, day), []))
+
+    async def main() -> Venue:
+        venue = Venue(dataclasses.replace(CFG, chart_page_rows=300))  # a page or two per item
+        await venue.start()
+        cfg = CaptureConfig(
+            data_dir=tmp_path,
+            ws_url=venue.ws_url,
+            rest_url=venue.rest_url,
+            keys=[CREDS],
+            symbols=venue.feed.items,
+            writer="t1",
+            tuning=dataclasses.replace(FAST_SESSION, kicked_backoff_s=1.0),
+            flush_age_s=0.2,
+        )
+        cap = Capture(cfg)
+        task = asyncio.create_task(cap.run())
+        try:
+            await _kick_once(venue)
+            deadline = time.monotonic() + 60
+            while not await asyncio.to_thread(hole_stored):  # the decoder flushes every 0.2 s
+                assert time.monotonic() < deadline, "the kick's hole never reached Parquet"
+                await asyncio.sleep(0.05)
+            results.append(await run_backfill(tmp_path, day, venue.rest_url, [CREDS]))
+            assert not task.done()
+            await venue.wait_sent(len(venue.sent) + 40, timeout=60)
+            await venue.ping_barrier()
+            assert venue.stats.logins == 2  # the backfill's token did not cost the session
+        finally:
+            cap.stop.set()
+            await asyncio.wait_for(task, 60)
+            results.append(await run_backfill(tmp_path, day, venue.rest_url, [CREDS]))
+            await venue.stop()
+        return venue
+
+    venue = asyncio.run(main())
+    during, after = results
+    assert during.holes >= 1 and during.healed == during.holes and during.trades > 0, during.summary()
+    assert (after.holes, after.trades) == (0, 0), after.summary()
+    for item in venue.feed.items:
+        got = [(r["s"], r["price"], r["volume"], r["cum_volume"]) for r in stored_tape(tmp_path, item)]
+        assert got == tape_rows(venue, item, got[0][3], got[-1][3]), item
