@@ -16,6 +16,7 @@ connections and many capture processes:
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -180,12 +181,16 @@ def _diagnose(
 # --------------------------------------------------------------------------- 2. store = journal
 
 
-def stored_rows(data_dir: Path, table: str) -> list[tuple[Any, ...]]:
-    """Rows of ``table`` ordered by seq: symbol, venue, seq, ts (µs), then every value column."""
+def _stored_select(table: str) -> str:
+    """The store's rows of ``table``: symbol, venue, seq, ts (µs), then every value column."""
     cols = ", ".join(["symbol", "venue", "seq", "epoch_us(ts) AS ts", *row_columns(table)[5:]])
+    return f"SELECT {cols} FROM {table}"
+
+
+def stored_rows(data_dir: Path, table: str) -> list[tuple[Any, ...]]:
+    """Rows of ``table`` ordered by seq (as :func:`_stored_select`)."""
     return [
-        tuple(r.values())
-        for r in queries.sql(data_dir, f"SELECT {cols} FROM {table} ORDER BY seq").to_pylist()
+        tuple(r.values()) for r in queries.sql(data_dir, f"{_stored_select(table)} ORDER BY seq").to_pylist()
     ]
 
 
@@ -265,6 +270,56 @@ def store_vs_journal(data_dir: Path, decoded: Decoded) -> StoreCheck:
     if decoded.crashes:
         fno, err = decoded.crashes[0]
         failures.append(f"the decoder raises on {len(decoded.crashes)} journal frames, first {fno}: {err}")
+    return StoreCheck(stored, expected, missing, duplicated, failures)
+
+
+def store_vs_journal_at_scale(data_dir: Path, work: Path, writer: str = WRITER) -> StoreCheck:
+    """:func:`store_vs_journal` for runs too long to hold in memory (an hour of 500 codes is
+    millions of rows): the journal is read and decoded by the reference decoder in batches,
+    its rows go into a DuckDB table spilled under ``work``, and DuckDB compares them with
+    the store's (``EXCEPT ALL`` both ways). The same verdict in bounded memory."""
+    import pyarrow as pa
+
+    con = queries.connect(data_dir)
+    con.execute(f"SET temp_directory = '{work}'")
+    con.execute("SET preserve_insertion_order = false")
+    con.execute("SET memory_limit = '1GB'")  # beyond it DuckDB spills to temp_directory
+    selects = {t: _stored_select(t) for t in MARKET}
+    names = {t: ["symbol", "venue", "seq", "ts", *row_columns(t)[5:]] for t in MARKET}
+    for table, select in selects.items():
+        con.execute(f"CREATE TEMP TABLE want_{table} AS {select} WHERE false")
+    crashes: list[tuple[int, str]] = []
+    frames = (
+        (r.fno, r.recv_ts_ns, r.frame())
+        for r in read_records(journal_root(data_dir, writer))
+        if r.kind != EVENT
+    )
+    while batch := list(itertools.islice(frames, 20_000)):
+        decoded = decode_journal(batch)
+        crashes.extend(decoded.crashes)
+        for table in MARKET:
+            if rows := decoded.rows[table]:
+                con.register("batch", pa.table(dict(zip(names[table], zip(*rows, strict=True), strict=True))))
+                con.execute(f"INSERT INTO want_{table} SELECT * FROM batch")
+                con.unregister("batch")
+    stored, expected, failures = {}, {}, []
+    missing = duplicated = 0
+    for table, select in selects.items():
+        want = f"SELECT * FROM want_{table}"
+        stored[table] = con.execute(f"SELECT count(*) FROM ({select})").fetchone()[0]  # type: ignore[index]
+        expected[table] = con.execute(f"SELECT count(*) FROM want_{table}").fetchone()[0]  # type: ignore[index]
+        lost = con.execute(f"SELECT count(*) FROM ({want} EXCEPT ALL {select})").fetchone()[0]  # type: ignore[index]
+        extra = con.execute(f"SELECT count(*) FROM ({select} EXCEPT ALL {want})").fetchone()[0]  # type: ignore[index]
+        missing += lost
+        duplicated += extra
+        if lost or extra:
+            failures.append(
+                f"{table}: {lost} journaled rows missing from the store, {extra} extra stored rows"
+            )
+    con.close()
+    if crashes:
+        fno, err = crashes[0]
+        failures.append(f"the decoder raises on {len(crashes)} journal frames, first {fno}: {err}")
     return StoreCheck(stored, expected, missing, duplicated, failures)
 
 
