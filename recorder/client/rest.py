@@ -22,6 +22,7 @@ holds the app key, secret key or token.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import random
 import re
@@ -231,6 +232,9 @@ class KiwoomRest:
         self._token: Token | None = None
         self._token_lock = asyncio.Lock()
         self._next_slot: dict[str, int] = {}
+        # When each api-id's last answers came back, as many as the limit allows a second.
+        self._answered: dict[str, collections.deque[int]] = {}
+        self._per_window = max(1, int(rate_per_s))
         self.counters = RestCounters()
 
     async def __aenter__(self) -> Self:
@@ -443,10 +447,18 @@ class KiwoomRest:
         """Reserve the next send slot for ``api_id`` and wait for it (§5.1: per-TR limit).
 
         Slots are ``1/rate_per_s`` apart; reserving before awaiting keeps concurrent
-        callers in order.
+        callers in order. The server counts requests when they arrive, in any one-second
+        window, and a request that took longer on the way than the next one would put two
+        slots less than the interval apart at the server. So a request also waits until a
+        second has passed since the answer to the request ``rate_per_s`` before it (the
+        server saw that one no later than its answer came back): latency jitter never
+        costs a refusal, at the price of one latency per ``rate_per_s`` requests.
         """
         now = self._clock()
         slot = max(now, self._next_slot.get(api_id, now))
+        answered = self._answered.get(api_id)
+        if answered is not None and len(answered) == self._per_window:
+            slot = max(slot, answered[0] + NS)
         self._next_slot[api_id] = slot + self._interval_ns
         if slot > now:
             await self._sleep((slot - now) / NS)
@@ -485,6 +497,9 @@ class KiwoomRest:
             resp = await self._http.post(path, content=orjson.dumps(body), headers=headers)
         except httpx.HTTPError as exc:  # connect, read, write, timeout, protocol
             raise TransportError(f"{api_id}: {type(exc).__name__}: {exc}") from exc
+        finally:  # an error too: the server may have counted the request
+            answered = self._answered.setdefault(api_id, collections.deque(maxlen=self._per_window))
+            answered.append(self._clock())
         status = resp.status_code
         if status >= 500:
             raise TransportError(f"{api_id}: HTTP {status}: {_excerpt(resp.text)}")

@@ -293,3 +293,39 @@ def test_empty_pages_are_followed_and_rows_out_of_order_refused() -> None:
     with pytest.raises(KiwoomError, match="not an array"):
         asyncio.run(_walk_scripted([({"rows": 1}, "N")]))
     assert parse_kst_stamp(newer["cntr_tm"]) == T0 + NS
+
+
+class Latency(httpx.AsyncBaseTransport):
+    """The network between client and venue: request ``i`` reaches the venue ``delays[i]``
+    seconds of the shared clock after the client sent it (0 once the list runs out)."""
+
+    def __init__(self, time: SharedTime, delays: list[float]) -> None:
+        self.time, self.delays = time, delays
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.delays and (delay := self.delays.pop(0)):
+            await self.time.advance(delay)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@async_test
+async def test_a_slow_request_does_not_make_a_later_one_break_the_servers_window() -> None:
+    """The venue counts requests when they arrive. The token and the first page are slow on
+    the way (150 ms), the next pages instant: paced by send times alone, the sixth page would
+    reach the venue 0.85 s after the first and be refused."""
+    time = SharedTime()
+    venue = await open_venue(time)
+    try:
+        assert len(tape(venue)) > 5 * PAGE  # at least six pages
+        net = Latency(time, [0.15, 0.15])
+        async with client(venue, time, transport=net) as rest:
+            pages = await walk(rest)
+    finally:
+        await venue.stop()
+    walked = [t for p in pages for t in p]  # the market traded on while the first page travelled
+    assert walked == newest_first(tape(venue), len(walked))
+    assert venue.stats.chart_throttled == 0 and venue.stats.chart_requests == len(pages) >= 6
