@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 
 DECODE_EVERY_S = 1.0  # the longest a journaled frame waits for its decoding batch
 POLL_S = 0.1  # how often the child looks for new journal records
+# REAL frames per decoding batch when the decoder has a backlog (after a crash, or behind on
+# a busy machine). Arrow's transient memory grows with the batch: 25 MB at 4,000 frames of a
+# 500-code feed, 62 MB at 10,000 (measured), for the same throughput.
+BATCH_FRAMES = 4000
 LOCK = "DECODER.lock"
 ORPHAN_WAIT_S = 30.0  # how long a new run waits for a dead run's decoder to go
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # the parent's to act on, never the child's
@@ -114,7 +118,7 @@ def recover(root: Path, data_dir: Path, writer: str, last_fno: int) -> int:
     from recorder.store.sink import Sink
 
     sink = Sink(data_dir, writer, resume=True)
-    pipe = Pipeline(sink)
+    pipe = Pipeline(sink, batch=BATCH_FRAMES)
     pipe.restore(state)  # the trading day and continuity expectations as of the checkpoint
     n = 0
     for rec in read_records(root, start):
@@ -164,7 +168,7 @@ class DecodeLoop:
         self.root = spec.root
         self.sink = spec.sink(write)
         self.tail = JournalTail(spec.root, spec.start_fno)
-        self.pipe = Pipeline(self.sink)
+        self.pipe = Pipeline(self.sink, batch=BATCH_FRAMES)
         self.compressor = compressor
         # Set at shutdown, after the journal's last flush: read until nothing more is readable,
         # then flush and stop. (Not "until fno N": a record whose write failed never arrives.)
