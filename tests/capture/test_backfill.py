@@ -36,20 +36,26 @@ CFG = VenueConfig(
 )
 
 
+def _capture(tmp: Path, venue: Venue, flush_age_s: float) -> Capture:
+    """A capture of every item ``venue`` trades, as writer ``t1``; a kick costs it 1 s."""
+    return Capture(
+        CaptureConfig(
+            data_dir=tmp,
+            ws_url=venue.ws_url,
+            rest_url=venue.rest_url,
+            keys=[CREDS],
+            symbols=venue.feed.items,
+            writer="t1",
+            tuning=dataclasses.replace(FAST_SESSION, kicked_backoff_s=1.0),
+            flush_age_s=flush_age_s,
+        )
+    )
+
+
 async def _capture_with_a_kick(tmp: Path, venue: Venue) -> None:
     """Record until the venue has kicked the session once and sent more afterwards; the kick's
     backoff (1 s) costs trades the venue makes meanwhile."""
-    cfg = CaptureConfig(
-        data_dir=tmp,
-        ws_url=venue.ws_url,
-        rest_url=venue.rest_url,
-        keys=[CREDS],
-        symbols=venue.feed.items,
-        writer="t1",
-        tuning=dataclasses.replace(FAST_SESSION, kicked_backoff_s=1.0),
-        flush_age_s=0.5,
-    )
-    cap = Capture(cfg)
+    cap = _capture(tmp, venue, flush_age_s=0.5)
     task = asyncio.create_task(cap.run())
     try:
         await _kick_once(venue)
@@ -307,17 +313,7 @@ def test_a_backfill_beside_a_running_capture_heals_without_disturbing_it(tmp_pat
     async def main() -> Venue:
         venue = Venue(dataclasses.replace(CFG, chart_page_rows=300))  # a page or two per item
         await venue.start()
-        cfg = CaptureConfig(
-            data_dir=tmp_path,
-            ws_url=venue.ws_url,
-            rest_url=venue.rest_url,
-            keys=[CREDS],
-            symbols=venue.feed.items,
-            writer="t1",
-            tuning=dataclasses.replace(FAST_SESSION, kicked_backoff_s=1.0),
-            flush_age_s=0.2,
-        )
-        cap = Capture(cfg)
+        cap = _capture(tmp_path, venue, flush_age_s=0.2)
         task = asyncio.create_task(cap.run())
         try:
             await _kick_once(venue)
