@@ -36,7 +36,8 @@ from recorder.store.fs import atomic_write
 COMPACT_ZSTD_LEVEL = 9
 #: Columns that grow within a sorted partition besides its timestamps.
 _DELTA = frozenset({"seq"})
-_STATS = ("ts", "recv_ts", "seq", "start_ts", "venue", "price")
+#: Columns whose statistics part files keep: those queries prune on.
+STAT_COLUMNS = frozenset({"ts", "recv_ts", "seq", "start_ts", "venue", "price"})
 
 
 def compact_write_options(schema: pa.Schema) -> dict[str, Any]:
@@ -50,7 +51,7 @@ def compact_write_options(schema: pa.Schema) -> dict[str, Any]:
         "compression_level": COMPACT_ZSTD_LEVEL,
         "use_dictionary": strings,
         "column_encoding": delta,
-        "write_statistics": [n for n in _STATS if n in schema.names],
+        "write_statistics": [n for n in STAT_COLUMNS if n in schema.names],
     }
 
 
