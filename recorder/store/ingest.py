@@ -40,6 +40,8 @@ _NL = ord("\n")
 # parsed, hence the cap: memory stays bounded on machines with many cores.
 _PARSERS = min(os.cpu_count() or 1, 8)
 _LOOKAHEAD = _PARSERS + 2  # blocks in flight: the one being decoded and those parsed ahead
+# The first block is small, so that decoding starts soon after the parsers do.
+_FIRST_BLOCK = 2 << 20
 
 
 @dataclass(slots=True)
@@ -50,8 +52,11 @@ class IngestResult:
     seconds: float
 
 
-def _ndjson_blocks(path: Path, block_bytes: int = 16 << 20) -> Iterator[pa.Buffer]:
-    """The file in blocks of whole lines, each ending with ``\\n``, zero-copy from a memory map.
+def _ndjson_blocks(
+    path: Path, block_bytes: int = 16 << 20, *, first_bytes: int | None = None
+) -> Iterator[pa.Buffer]:
+    """The file in blocks of whole lines, each ending with ``\\n``, zero-copy from a memory map;
+    the first of about ``first_bytes`` (default ``block_bytes``).
 
     A last line without its newline gets one (that block only is copied), so every block
     can take the fast path of :func:`recorder.kiwoom.decode_arrow.parse_block`.
@@ -62,8 +67,10 @@ def _ndjson_blocks(path: Path, block_bytes: int = 16 << 20) -> Iterator[pa.Buffe
         whole = mm.read_buffer()  # buffers sliced from it keep the mapping alive
     a = np.frombuffer(whole, np.uint8)
     pos, size = 0, len(a)
+    step = first_bytes or block_bytes
     while pos < size:
-        end = min(pos + block_bytes, size)
+        end = min(pos + step, size)
+        step = block_bytes
         cut = _after_last_newline(a, pos, end)
         if cut == pos:  # no newline in a whole block: one line longer than a block
             cut = _after_first_newline(a, end, size)
@@ -147,12 +154,16 @@ def ingest_ndjson(
     # The next blocks are parsed (NumPy and Arrow, GIL released) while this one is decoded.
     with ThreadPoolExecutor(max_workers=_PARSERS, thread_name_prefix="ingest-parse") as pool:
         ahead: deque[tuple[pa.Buffer, Future[tuple[pa.Table | None, int]]]] = deque()
-        blocks = _ndjson_blocks(path, block_bytes)
+        blocks = _ndjson_blocks(path, block_bytes, first_bytes=min(block_bytes, _FIRST_BLOCK))
+        prepared = False
         while True:
             while len(ahead) < _LOOKAHEAD and (block := next(blocks, None)) is not None:
                 ahead.append((block, pool.submit(parse_block, block, threads=False)))
             if not ahead:
                 break
+            if not prepared:  # while the first blocks are parsed
+                sink.prepare()
+                prepared = True
             block, parsed = ahead.popleft()
             table, n = parsed.result()
             # Frame numbers are line numbers, so rejects point at the line.

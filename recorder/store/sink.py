@@ -159,6 +159,16 @@ class Sink:
         self.rows_written: dict[str, int] = dict.fromkeys(SCHEMAS, 0)
         self.rows_skipped = 0
 
+    def prepare(self) -> None:
+        """Do the one-time work of the first flush now (a caller with a moment to spare: ingest
+        while its first block is parsed)."""
+        if self._small:
+            from recorder.store import parquet_small
+
+            for table in MARKET_TABLES:
+                body = _layout(table).empty_table().drop_columns(["date", "symbol"])
+                parquet_small.prepare(body.schema, STAT_COLUMNS)
+
     # ----------------------------------------------------------------- adding rows
 
     def add(self, decoded: Decoded) -> None:
