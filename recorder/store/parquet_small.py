@@ -202,18 +202,19 @@ def write_files(
         zr = z(n_rows)
         # PageHeader 5: data_page_header; 1: num_values; encodings PLAIN, RLE, RLE
         page_tail = b"\x2c\x15" + zr + b"\x15\x00\x15\x06\x15\x06\x00\x00"
-        parts = [_MAGIC]
+        parts: list[bytes | zstandard.BufferSegment] = [_MAGIC]
         metas: list[bytes] = []
         offset = 4
         total_u = total_c = 0
         for col in columns:
             body_len = col.lengths[i]
-            comp = packed[k].tobytes()
+            comp = packed[k]  # a zstd frame, in the buffer zstd wrote it to
             k += 1
+            comp_len = len(comp)
             # PageHeader 1: type DATA_PAGE; 2: uncompressed_page_size; 3: compressed_page_size
-            header = b"".join((b"\x15\x00\x15", z(body_len), b"\x15", z(len(comp)), page_tail))
+            header = b"".join((b"\x15\x00\x15", z(body_len), b"\x15", z(comp_len), page_tail))
             parts += (header, comp)
-            size_u, size_c = len(header) + body_len, len(header) + len(comp)
+            size_u, size_c = len(header) + body_len, len(header) + comp_len
             # ColumnMetaData 5: num_values; 6: total_uncompressed_size; 7: total_compressed_size;
             # 9: data_page_offset
             metas += (col.head, b"\x16", zr, b"\x16", z(size_u), b"\x16", z(size_c), b"\x26", z(offset))
@@ -256,7 +257,7 @@ def write_files(
         parts.append(footer)
         parts.append(struct.pack("<I", len(footer)))
         parts.append(_MAGIC)
-        out.append(b"".join(parts))
+        out.append(b"".join(parts))  # type: ignore[arg-type]  # BufferSegment is a buffer
     return out
 
 
