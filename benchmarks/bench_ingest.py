@@ -132,9 +132,10 @@ def width(work: Path, entries: int, symbols: int, repeat: int, naive: bool) -> N
     # Best of --repeat back-to-back runs of each path: its steady state. (On the 2-core
     # VM this was written on, a multi-threaded run that directly follows different work
     # costs the kernel about 0.3 s more in page faults; back to back, it does not.)
-    t_parse = min(parse_only(frames)[1] for _ in range(repeat))
+    # The two alternate, so that a machine whose speed drifts (a shared VM) drifts under both.
     stores = [work / f"store-{symbols}-{k}" for k in range(repeat)]
-    t_ingest = min(ingest_cli(frames, store) for store in stores)
+    times = [(parse_only(frames)[1], ingest_cli(frames, store)) for store in stores]
+    t_parse, t_ingest = min(p for p, _ in times), min(i for _, i in times)
     rate = {"parse": n / t_parse, "ingest": n / t_ingest}
     target = TARGETS.get(symbols)
     goal = f" (target >= {target}x)" if target else ""

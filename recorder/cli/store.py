@@ -160,9 +160,9 @@ def ingest(
 ) -> None:
     """Decode raw REAL frames (NDJSON, one per line) into the store."""
     from recorder.store.ingest import ingest_ndjson
-    from recorder.store.pipeline import use_batch_memory_pool
+    from recorder.store.pipeline import setup_batch_process
 
-    use_batch_memory_pool()
+    setup_batch_process()
     r = ingest_ndjson(file, data_dir, date=date, writer=writer_id, journal_dir=journal_dir)
     s = r.stats
     click.echo(
@@ -183,10 +183,10 @@ def rebuild(data_dir: Path | S3Store, writers: tuple[str, ...], journal_dir: Pat
     intent object, so an interrupted rebuild is finished or undone by the next rebuild,
     verify or compact (docs/s3.md).
     """
-    from recorder.store.pipeline import use_batch_memory_pool
+    from recorder.store.pipeline import setup_batch_process
     from recorder.store.rebuild import rebuild as do_rebuild
 
-    use_batch_memory_pool()
+    setup_batch_process()
     r = do_rebuild(data_dir, list(writers) or None, journal_dir=journal_dir)
     click.echo(
         f"rebuilt writers {', '.join(r.writers)}: removed {r.removed} part files, "

@@ -16,7 +16,9 @@ What becomes a row:
 
 from __future__ import annotations
 
+import importlib.abc
 import logging
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -292,21 +294,43 @@ class Pipeline:
             self.drain()
 
 
-def use_batch_memory_pool() -> str:
-    """Make jemalloc (or, where pyarrow lacks it, the system allocator) Arrow's default memory
-    pool for this process, and return its name. For the batch commands (ingest, rebuild).
+def setup_batch_process() -> str:
+    """Set up a batch command's process (ingest, rebuild) for throughput; returns the name of
+    Arrow's memory pool.
 
-    Their Arrow buffers come and go by the hundred megabytes (JSON parsing, sorting, taking).
-    Under the default mimalloc pool the kernel zeroed fresh pages for them all run long: an
-    ingest of 150k entries spent 1.6-2.0 s in the kernel against 0.5-1.1 s under jemalloc
-    or the system allocator, and took 0.75-0.9x the wall time there (measured, 200 and
-    2,000 symbols). The live decoder keeps the default: its memory bound was measured with it.
+    - Arrow's default memory pool becomes jemalloc (or, where pyarrow lacks it, the system
+      allocator). These commands' Arrow buffers come and go by the hundred megabytes (JSON
+      parsing, sorting, taking), and under mimalloc, Arrow's default, the kernel zeroed fresh
+      pages for them all run long: an ingest of 150k entries spent 1.6-2.0 s in the kernel
+      against 0.5-1.1 s under jemalloc or the system allocator, and took 0.75-0.9x the wall
+      time there (measured at 200 and 2,000 symbols). The live decoder keeps the default:
+      its memory bound was measured with it.
+    - pyarrow is told that pandas is absent before it first looks: it imports pandas
+      (0.2-0.3 s, on the thread that decodes) only to ask whether a list it converts is a
+      pandas object, which ours never are. pyarrow still imports pandas if anything asks it
+      for a DataFrame.
     """
     try:
         pa.set_memory_pool(pa.jemalloc_memory_pool())
     except NotImplementedError:  # a pyarrow built without jemalloc
         pa.set_memory_pool(pa.system_memory_pool())
+    if "pandas" not in sys.modules:
+        hide = _NoPandas()
+        sys.meta_path.insert(0, hide)
+        try:
+            pa.array([0])  # pyarrow's first look for pandas, which it notes as absent
+        finally:
+            sys.meta_path.remove(hide)
     return pa.default_memory_pool().backend_name
+
+
+class _NoPandas(importlib.abc.MetaPathFinder):
+    """An import hook under which ``import pandas`` fails as if it were not installed."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
+        if fullname == "pandas" or fullname.startswith("pandas."):
+            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
+        return None
 
 
 def _is_utf8(raw: bytes) -> bool:

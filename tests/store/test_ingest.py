@@ -190,14 +190,20 @@ def test_ingest_refuses_a_date_that_is_not_one(tmp_path: Path) -> None:
     assert not (tmp_path / "s").exists()
 
 
-def test_batch_commands_move_arrow_off_its_default_memory_pool() -> None:
+def test_batch_commands_run_arrow_on_jemalloc_and_without_pandas() -> None:
     """ingest and rebuild run on jemalloc (or the system allocator): under mimalloc, Arrow's
-    default, the kernel spent 1-1.5 s more zeroing fresh pages in an ingest of 150k entries."""
+    default, the kernel spent 1-1.5 s more zeroing fresh pages in an ingest of 150k entries.
+    pyarrow does not import pandas for them, yet still can when asked for a DataFrame."""
     code = (
-        "import pyarrow as pa; from recorder.store.pipeline import use_batch_memory_pool as u; "
-        "print(pa.default_memory_pool().backend_name, u(), pa.default_memory_pool().backend_name)"
+        "import sys; import pyarrow as pa; from recorder.store.pipeline import setup_batch_process as s; "
+        "before = pa.default_memory_pool().backend_name; said = s(); "
+        "pa.table({'a': [1, 2]}).column('a').to_pylist(); print(before, said, "
+        "pa.default_memory_pool().backend_name, 'pandas' in sys.modules, "
+        "type(pa.table({'a': [1]}).to_pandas()).__name__)"
     )
     env = {**os.environ, "ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    before, said, after = out.stdout.split()
+    before, said, after, pandas_loaded, frame = out.stdout.split()
     assert said == after != before and after in {"jemalloc", "system"}
+    assert pandas_loaded == "False"  # building tables did not import it
+    assert frame == "DataFrame"
