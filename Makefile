@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO_DIR ?= $(or $(TMPDIR),/tmp)/kiwoom-recorder-demo
 
-.PHONY: install test check lint demo bench soak clean
+.PHONY: install compile test check lint demo bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,10 +13,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# An editable install leaves our own modules uncompiled, and where PYTHONDONTWRITEBYTECODE is
+# set every command compiles them again (0.1 s of each ingest's start); pip compiles them when
+# it installs a wheel. Only changed files are compiled again.
+compile: $(STAMP)
+	@$(BIN)/python -m compileall -q recorder queries > /dev/null
+
+install: $(STAMP) compile
 
 # Two workers: much of the suite waits on subprocesses and sockets (see tests/conftest.py).
-test: $(STAMP)
+test: $(STAMP) compile
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
@@ -26,7 +32,7 @@ lint: $(STAMP)
 check: lint test
 
 # A short capture from the embedded venue (no Kiwoom account needed), then SQL over what was recorded.
-demo: $(STAMP)
+demo: $(STAMP) compile
 	rm -rf $(DEMO_DIR)
 	$(BIN)/recorder capture --sim --duration 15s --data-dir $(DEMO_DIR)
 	$(BIN)/recorder query --data-dir $(DEMO_DIR) \
@@ -36,7 +42,7 @@ demo: $(STAMP)
 	  "SELECT 'orderbook' AS tbl, count(*) AS n_rows FROM orderbook UNION ALL SELECT 'gaps', count(*) FROM gaps \
 	   UNION ALL SELECT 'rejects', count(*) FROM rejects"
 
-bench: $(STAMP)
+bench: $(STAMP) compile
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_replay.py
 	$(BIN)/python benchmarks/bench_queries.py
