@@ -16,6 +16,7 @@ from recorder.cli.common import (
     check_date,
     handle_errors,
 )
+from recorder.errors import UnreadableFileError
 from recorder.kiwoom.fields import MARKET_TABLES, TABLES
 
 if TYPE_CHECKING:
@@ -139,11 +140,16 @@ def compact(
         click.echo(f"skipped: {line}")
     if not r.groups:
         click.echo("nothing to compact")
-        return
-    click.echo(
-        f"compacted {r.groups} (partition, writer) groups: {r.files_before:,} files → {r.files_after:,}, "
-        f"{r.rows:,} rows, {r.bytes_before:,} → {r.bytes_after:,} bytes"
-    )
+    else:
+        click.echo(
+            f"compacted {r.groups} (partition, writer) groups: {r.files_before:,} files → {r.files_after:,}, "
+            f"{r.rows:,} rows, {r.bytes_before:,} → {r.bytes_after:,} bytes"
+        )
+    if r.unreadable:
+        raise UnreadableFileError(
+            f"{r.unreadable} part file(s) could not be read and were left as they are; "
+            "`recorder verify` lists them, `recorder rebuild` writes them again from the journal"
+        )
 
 
 @click.command()

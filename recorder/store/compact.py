@@ -201,6 +201,7 @@ class CompactResult:
     recoded: int = 0  # single live part files rewritten in the compacted form (``recode``)
     recovered: list[str] = field(default_factory=list)  # interrupted compactions replayed
     skipped: list[str] = field(default_factory=list)
+    unreadable: int = 0  # part files that could not be read (named in ``skipped``), left as they are
 
 
 def compact(
@@ -282,6 +283,7 @@ def _compact_groups(files: StoreFiles, todo: list[list[Part]], res: CompactResul
         res.bytes_before += r.bytes_before
         res.bytes_after += r.bytes_after
         res.skipped.extend(r.skipped)
+        res.unreadable += r.unreadable
 
 
 def _compact_group(files: StoreFiles, group: list[Part], res: CompactResult, hook: Hook | None) -> None:
@@ -298,6 +300,7 @@ def _compact_group(files: StoreFiles, group: list[Part], res: CompactResult, hoo
             tables.append(files.read(p.path))
         except (OSError, pa.ArrowException, StoreError) as exc:
             res.skipped.append(f"{head.where} writer {head.writer}: cannot read {p.path.name}: {exc}")
+            res.unreadable += 1
             return
     if any(not t.schema.equals(tables[0].schema) for t in tables[1:]):
         res.skipped.append(f"{head.where} writer {head.writer}: files of different schemas")
@@ -348,6 +351,7 @@ def _recode(p: Part, res: CompactResult) -> None:
             t = pf.read()
     except (OSError, pa.ArrowException) as exc:
         res.skipped.append(f"{p.path.name}: cannot read it: {exc}")
+        res.unreadable += 1
         return
     write_compacted(t, p.path, replace=True)
     res.recoded += 1

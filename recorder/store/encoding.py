@@ -73,9 +73,9 @@ def write_compacted(t: pa.Table, final: Path, *, replace: bool = False) -> None:
 
 def is_compacted(path: Path) -> bool:
     """Whether a local part file is already in the compacted form (zstd; live part files of a
-    capture are snappy). An unreadable file counts as compacted: it is left alone."""
+    capture are snappy). An unreadable file is not: compaction tries it and reports it."""
     try:
         meta = pq.read_metadata(path)
     except (OSError, pa.ArrowException):
-        return True
+        return False
     return meta.num_row_groups == 0 or meta.row_group(0).column(0).compression == "ZSTD"

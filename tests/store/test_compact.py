@@ -537,3 +537,38 @@ def test_compact_cli(store: Path) -> None:
     assert r.exit_code == 0 and "nothing to compact" in r.output
     r = run(main, ["compact", "--data-dir", str(store), "--date", "July"])
     assert r.exit_code == 2 and "not a date" in r.output
+
+
+def test_compact_over_a_damaged_file_compacts_the_rest_and_exits_2(store: Path) -> None:
+    """A part file that cannot be read is named, left as it is with the rest of its group,
+    and the command ends with exit 2 (a damaged file) after compacting everything else."""
+    damaged = a_file(store, "trades")
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    group = sorted(damaged.parent.glob("part-w1-*"))  # its (partition, writer) group
+    assert len(group) > 1
+    r = CliRunner().invoke(main, ["compact", "--data-dir", str(store)])
+    assert r.exit_code == 2, r.output
+    assert f"skipped: trades date={DAY1} symbol=005930 writer w1: cannot read {damaged.name}" in r.output
+    assert "compacted " in r.output  # the other groups
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith(
+        "error: 1 part file(s) could not"
+    )
+    assert sorted(damaged.parent.glob("part-w1-*")) == group  # left as it was
+    assert max(files_per_partition(store).values()) > 1 and min(files_per_partition(store).values()) == 1
+
+
+def test_recode_reports_a_damaged_live_file_instead_of_passing_over_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    sink = Sink(data, "w1", compression="snappy")
+    pipe = Pipeline(sink)
+    for n, x in enumerate(script(WRITERS["w1"])):
+        if not isinstance(x, dict):
+            pipe.feed_frame(x, RECV + n * 10**6, n + 1)
+    pipe.drain()
+    sink.close()
+    victim = part_files(data, "trades")[0]
+    victim.write_bytes(b"not parquet")
+    res = maintenance.compact(data, recode=True)
+    assert res.unreadable == 1 and any(victim.name in s and "cannot read" in s for s in res.skipped)
+    assert res.recoded == len(part_files(data)) - 1
+    assert victim.read_bytes() == b"not parquet"
