@@ -128,7 +128,8 @@ def _mount_or_skip(tmp_path: Path) -> None:
 
 def test_disk_full_stops_loudly_and_everything_journaled_is_recovered(tmp_path: Path) -> None:
     _mount_or_skip(tmp_path)
-    out = passed(disk_full(tmp_path, phases=("parquet_full", "both_full"), seed=19))
+    # A 2 MB disk: Parquet alone fills it in about 10 s of the feed, the journal in about 3
+    out = passed(disk_full(tmp_path, size_mb=2, phases=("parquet_full", "both_full"), seed=19))
     assert "msg=parquet:ENOSPC" in out.figures["parquet_full"]
     assert "queryable" in out.figures["both_full"]
 
