@@ -159,6 +159,39 @@ class DurableBatch:
             self._files.append((tmp, final))
         return f
 
+    def write(self, final: Path, data: bytes) -> None:
+        """Write ``data`` as a new file whose bytes appear at ``final`` on commit, creating its
+        folder (mode 0o700) if need be.
+
+        In a folder this call has just created nothing can be in the way, so the checks of
+        :meth:`create` are skipped and a new partition's file costs four system calls (mkdir,
+        open, write, close) instead of seven: a 2,000-symbol flush writes 4,000 of them.
+
+        Raises:
+            FileExistsError: ``final`` exists and the batch does not replace files.
+            OSError: any other filesystem failure.
+        """
+        folder = final.parent
+        try:
+            os.mkdir(folder, 0o700)
+        except FileNotFoundError:
+            folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            return self.write(final, data)
+        except FileExistsError:
+            with self.create(final) as f:
+                f.write(data)
+            return
+        tmp = temp_path(final)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with self._lock:
+            self._files.append((tmp, final))
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+
     def commit(self) -> None:
         """Make every file durable and visible at its final name (see the class)."""
         with self._lock:

@@ -177,6 +177,10 @@ def write_files(
 ) -> list[bytes]:
     """One Parquet file's bytes for each range of rows ``[starts[i], starts[i+1])`` of ``table``.
 
+    The three steps, :func:`encode`, :func:`compress` and :func:`assemble`, can be called
+    separately, so that one group's compression (which releases the GIL) overlaps the
+    encoding and assembly of others.
+
     Args:
         table: rows of several files back to back, each file's already in its order.
         starts: the first row of each file, then ``len(table)``; ranges must not be empty.
@@ -186,14 +190,40 @@ def write_files(
     Raises:
         TypeError: a column of a type this writer does not handle (see :func:`supports`).
     """
+    encoded = encode(table, starts, stats=stats)
+    return assemble(encoded, compress(encoded, level))
+
+
+@dataclass(slots=True)
+class Encoded:
+    """The uncompressed pages of a group of files (:func:`encode`)."""
+
+    tpl: _Template
+    rows: np.ndarray  # of each file
+    columns: list[_ColumnPages]
+    bodies: list[bytes | bytearray | memoryview]  # every page, file-major
+
+
+def encode(table: pa.Table, starts: list[int], *, stats: frozenset[str] = frozenset()) -> Encoded:
+    """The page bodies of the files of :func:`write_files` (same arguments)."""
     tpl = _template(table.schema, stats)
     bounds = np.asarray(starts, dtype=np.int64)
     n_files = len(bounds) - 1
     rows = np.diff(bounds)
     columns = [_pages(table.column(i), c, bounds, rows) for i, c in enumerate(tpl.columns)]
-    # Every page of every file through zstd in one call (file-major, as the files are laid out).
     bodies: list[bytes | bytearray | memoryview] = [col.bodies[i] for i in range(n_files) for col in columns]
-    packed = zstandard.ZstdCompressor(level=level).multi_compress_to_buffer(bodies, threads=-1)
+    return Encoded(tpl, rows, columns, bodies)
+
+
+def compress(encoded: Encoded, level: int = 1) -> zstandard.BufferWithSegmentsCollection:
+    """Every page through zstd in one call, on every core; the GIL is released meanwhile."""
+    return zstandard.ZstdCompressor(level=level).multi_compress_to_buffer(encoded.bodies, threads=-1)
+
+
+def assemble(encoded: Encoded, packed: zstandard.BufferWithSegmentsCollection) -> list[bytes]:
+    """The files' bytes, from their pages compressed by :func:`compress`."""
+    tpl, rows, columns = encoded.tpl, encoded.rows, encoded.columns
+    n_files = len(rows)
     out = []
     k = 0
     z = _z
@@ -367,25 +397,33 @@ def _stats(
 ) -> list[tuple[bytes, bytes] | None]:
     """(min, max) of each file's non-null values, PLAIN-encoded; None for a file of nulls only."""
     n_files = len(bounds) - 1
+    words: list[bytes] | None = None
     if col.kind == "str":
-        out: list[tuple[bytes, bytes] | None] = []
-        b = bounds.tolist()
-        for i in range(n_files):
-            mm = pc.min_max(a.slice(b[i], b[i + 1] - b[i])).as_py()
-            out.append(None if mm["min"] is None else (mm["min"].encode(), mm["max"].encode()))
-        return out
-    if col.kind != "i64":
+        # Each string's rank among the column's distinct values (bytewise, as Parquet orders
+        # byte arrays), then the same per-file min and max of ranks as for numbers.
+        encoded = pc.dictionary_encode(a)
+        distinct = [v.encode() for v in encoded.dictionary.to_pylist()]
+        words = sorted(distinct)
+        position = {w: k for k, w in enumerate(words)}
+        rank = np.array([position[w] for w in distinct], np.int64)
+        indices = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)
+        values = rank[indices] if len(rank) else np.zeros(len(a), np.int64)
+    elif col.kind == "i64":
+        values = np.frombuffer(a.buffers()[1], np.int64)[a.offset : a.offset + len(a)]
+    else:
         raise TypeError(f"{col.name}: statistics only for int64, timestamp and string columns")
-    values = np.frombuffer(a.buffers()[1], np.int64)[a.offset : a.offset + len(a)]
     if valid is not None:
         values = values[valid]
     has = np.diff(nn_bounds) > 0
-    out = [None] * n_files
+    out: list[tuple[bytes, bytes] | None] = [None] * n_files
     if has.any():
         at = nn_bounds[:-1][has]
-        lo = np.minimum.reduceat(values, at)
-        hi = np.maximum.reduceat(values, at)
+        lo = np.minimum.reduceat(values, at).tolist()
+        hi = np.maximum.reduceat(values, at).tolist()
         # reduceat runs each segment to the next start: the last file of values ends at the end.
         for j, i in enumerate(np.flatnonzero(has).tolist()):
-            out[i] = (struct.pack("<q", int(lo[j])), struct.pack("<q", int(hi[j])))
+            if words is None:
+                out[i] = (struct.pack("<q", lo[j]), struct.pack("<q", hi[j]))
+            else:
+                out[i] = (words[lo[j]], words[hi[j]])
     return out

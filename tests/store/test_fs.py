@@ -148,6 +148,39 @@ def test_a_batch_appears_whole_on_commit(tmp_path: Path, count: int) -> None:
     assert all(f.exists() for f in finals)
 
 
+def test_batch_write_makes_folders_and_keeps_the_checks_in_folders_it_did_not_make(tmp_path: Path) -> None:
+    """``write`` creates missing folders (0o700); in an existing folder it refuses an existing
+    file and removes a leftover temporary, as ``create`` does; an abort removes what it wrote."""
+    new = tmp_path / "t" / "date=2026-07-20" / "symbol=005930" / "part-a.bin"  # three new folders
+    old = tmp_path / "old" / "part-b.bin"
+    old.parent.mkdir()
+    temp_path(old).write_bytes(b"a crash's leftover")
+    taken = tmp_path / "old" / "part-c.bin"
+    taken.write_bytes(b"theirs")
+    batch = DurableBatch(tmp_path)
+    batch.write(new, b"new" * 1000)
+    batch.write(old, memoryview(b"old"))
+    with pytest.raises(FileExistsError):
+        batch.write(taken, b"mine")
+    assert taken.read_bytes() == b"theirs"
+    assert not new.exists() and not old.exists()  # nothing visible before the commit
+    assert stat.S_IMODE(new.parent.stat().st_mode) == 0o700 & ~_umask()
+    batch.commit()
+    assert (new.read_bytes(), old.read_bytes()) == (b"new" * 1000, b"old")
+    assert stat.S_IMODE(new.stat().st_mode) == 0o600
+    assert names(old.parent) == ["part-b.bin", "part-c.bin"]
+    again = DurableBatch(tmp_path)
+    again.write(tmp_path / "t" / "date=2026-07-21" / "symbol=005930" / "part-a.bin", b"x")
+    again.abort()
+    assert names(tmp_path / "t" / "date=2026-07-21" / "symbol=005930") == []
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_an_aborted_batch_leaves_nothing(tmp_path: Path) -> None:
     batch = DurableBatch(tmp_path)
     for i in range(5):

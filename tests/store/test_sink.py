@@ -183,3 +183,26 @@ def test_never_overwrites_a_part_file(tmp_path: Path) -> None:
 def test_writer_ids_are_checked(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
         Sink(tmp_path, "bad/../id")
+
+
+@pytest.mark.parametrize("group_rows", [1, 4, 32_768])  # a group per partition, a few, one for all
+def test_the_small_file_writer_writes_what_pyarrow_writes(tmp_path: Path, group_rows: int) -> None:
+    """Partitions encoded in groups (each compressed while the next is encoded) come out as
+    the same files, holding the same rows, as pyarrow's writer makes of the same frames."""
+    fnos = list(range(1, 41))
+    random.Random(3).shuffle(fnos)
+    ours = Sink(tmp_path / "ours", "w1", group_rows=group_rows, run_bytes=1)
+    theirs = Sink(tmp_path / "theirs", "w1", write=write_part)
+    for fno in fnos:
+        for sink in (ours, theirs):
+            sink.add(decoded(range(fno, fno + 1), FRAMES[2 + fno % 2]))
+    ours.close()
+    theirs.close()
+    names = [p.relative_to(tmp_path / "ours") for p in parts(tmp_path / "ours")]
+    assert names == [p.relative_to(tmp_path / "theirs") for p in parts(tmp_path / "theirs")]
+    assert len([n for n in names if n.parts[0] in ("trades", "orderbook")]) == 4
+    for name in names:
+        got, want = pq.read_table(tmp_path / "ours" / name), pq.read_table(tmp_path / "theirs" / name)
+        assert got.schema == want.schema and got.equals(want), name
+    assert ours.files_written == theirs.files_written == len(names)
+    assert ours.rows_written == theirs.rows_written
