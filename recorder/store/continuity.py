@@ -58,29 +58,28 @@ class ContinuityChecker:
             broken = pc.and_(same, pc.not_equal(cum[1:], pc.add_checked(cum[:-1], vol[1:])))
         except pa.ArrowInvalid:  # int64 overflow of cum + vol: Python's integers decide
             return self._check_rows(t)
-        starts = [0, *(i + 1 for i in pc.indices_nonzero(pc.invert(same)).to_pylist())]
-        ends = [s - 1 for s in starts[1:]] + [n - 1]
-        inner = [i + 1 for i in pc.indices_nonzero(pc.fill_null(broken, False)).to_pylist()]
-        rows = sorted({*starts, *ends, *inner, *(i - 1 for i in inner)})
-        at = dict(
-            zip(
-                rows,
-                zip(*(c.take(rows).to_pylist() for c in (sym, venue, cum, vol, ts, seq)), strict=True),
-                strict=True,
-            )
+        starts = pa.concat_arrays(
+            [pa.array([0], pa.int64()), pc.add(pc.indices_nonzero(pc.invert(same)), 1).cast(pa.int64())]
         )
+        ends = pa.concat_arrays([pc.subtract(starts[1:], 1), pa.array([n - 1], pa.int64())])
+        # Each stream's first and last rows, a column at a time (Python visits each stream once).
+        keys = list(zip(sym.take(starts).to_pylist(), venue.take(starts).to_pylist(), strict=True))
+        first = zip(keys, *(c.take(starts).to_pylist() for c in (cum, vol, ts, seq)), strict=True)
         gaps: list[Gap] = []
         last = self._last
-        for s in starts:  # first trade of a stream in this batch: against the last one seen
-            key = at[s][:2]
+        for key, c, v, t_ns, q in first:  # against the last trade seen of the stream
             prev = last.get(key)
-            if prev is not None and at[s][2] != prev[0] + at[s][3]:
-                gaps.append(self._gap(key, prev, *at[s][2:]))
-        for i in inner:
-            before = at[i - 1]
-            gaps.append(self._gap(at[i][:2], (before[2], before[4]), *at[i][2:]))
-        for e in ends:
-            last[at[e][:2]] = (at[e][2], at[e][4])
+            if prev is not None and c != prev[0] + v:
+                gaps.append(self._gap(key, prev, c, v, t_ns, q))
+        inner = pc.add(pc.indices_nonzero(pc.fill_null(broken, False)), 1)
+        if len(inner):  # breaks within the batch (rare)
+            here = zip(*(c.take(inner).to_pylist() for c in (sym, venue, cum, vol, ts, seq)), strict=True)
+            before = zip(*(c.take(pc.subtract(inner, 1)).to_pylist() for c in (cum, ts)), strict=True)
+            for (s_, v_, c, v, t_ns, q), prev in zip(here, before, strict=True):
+                gaps.append(self._gap((s_, v_), prev, c, v, t_ns, q))
+        last.update(
+            zip(keys, zip(cum.take(ends).to_pylist(), ts.take(ends).to_pylist(), strict=True), strict=True)
+        )
         gaps.sort(key=lambda g: g.seq)
         self.breaks += len(gaps)
         return gaps
